@@ -1,0 +1,1 @@
+"""The ``credo`` command line: one thin module per area over the library."""

@@ -1,0 +1,136 @@
+"""``credo lab``: a real lab Active Directory domain on loopback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from credo.cli.output import emit_json, emit_mapping, json_option
+from credo.lab import DEFAULT_REALM, IDENTITIES, Lab, default_lab_dir
+
+__all__ = ["lab"]
+
+dir_option = click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    envvar="CREDO_LAB_DIR",
+    help=f"Lab state directory (default: {default_lab_dir()}; env CREDO_LAB_DIR).",
+)
+
+
+@click.group()
+def lab() -> None:
+    """A lab Active Directory domain (Samba AD DC) on loopback, for trying credo and for tests.
+
+    \b
+    Example:
+      credo lab up
+      eval "$(credo lab env --host worker1)"
+      ldapwhoami            # u:CORP\\WORKER1$
+    """
+
+
+@lab.command()
+@dir_option
+@click.option("--realm", default=None, help=f"Kerberos realm / AD DNS domain (default {DEFAULT_REALM}).")
+@click.option("--domain", "netbios", default=None, help="NetBIOS domain name (default: first realm label).")
+@click.option(
+    "--address",
+    default=None,
+    help="Loopback address to bind (default 127.0.0.1); another one (127.0.0.2) runs a second lab.",
+)
+@json_option
+def up(
+    directory: Path | None, realm: str | None, netbios: str | None, address: str | None, as_json: bool
+) -> None:
+    """Provision (first time) and start the lab DC; return at once if it runs.
+
+    \b
+    Seeds OU=Staff (jdoe, asmith, bwong), computers WORKER1$ and WORKER2$ with host keytabs
+    in DIR/hosts/, group HybridWorkers = {WORKER1$}, the gMSA svcauto$ readable by
+    HybridWorkers (AES only, may write userAccountControl in OU=Staff) and a KDS root key.
+    Writes DIR/krb5.conf and DIR/ca.pem, and an /etc/hosts line if the DC's name needs one.
+
+    \b
+    Example:
+      credo lab up --dir /tmp/lab --realm CORP.EXAMPLE.TEST
+    """
+    started = time.monotonic()
+    status = Lab(directory).up(realm=realm, netbios=netbios, address=address)
+    if as_json:
+        emit_json(status.to_dict() | {"seconds": round(time.monotonic() - started, 2)})
+        return
+    click.echo(f"lab {status.realm} is running at {status.ldap_url} (pid {status.pid}, dir {status.dir})")
+
+
+@lab.command()
+@dir_option
+@json_option
+def status(directory: Path | None, as_json: bool) -> None:
+    """Show whether the lab runs, and where its files are.
+
+    \b
+    Example:
+      credo lab status --json
+    """
+    result = Lab(directory).status()
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        emit_mapping(result.to_dict())
+
+
+@lab.command()
+@dir_option
+def down(directory: Path | None) -> None:
+    """Stop the lab DC and keep its state (`credo lab up` starts it again).
+
+    \b
+    Example:
+      credo lab down
+    """
+    stopped = Lab(directory).down()
+    click.echo("lab stopped" if stopped else "lab was not running")
+
+
+@lab.command()
+@dir_option
+def destroy(directory: Path | None) -> None:
+    """Stop the lab DC, delete its directory, and undo what `up` changed (the /etc/hosts line).
+
+    \b
+    Example:
+      credo lab destroy --dir /tmp/lab
+    """
+    removed = Lab(directory).destroy()
+    click.echo("lab destroyed" if removed else "no lab to destroy")
+
+
+@lab.command()
+@dir_option
+@click.option(
+    "--host",
+    "identity",
+    type=click.Choice(IDENTITIES),
+    default=None,
+    help="Act as this identity: a lab computer (its keytab) or the domain administrator (a ccache).",
+)
+@json_option
+def env(directory: Path | None, identity: str | None, as_json: bool) -> None:
+    """Print shell `export` lines that make credo, MIT and OpenLDAP tools use the lab.
+
+    \b
+    Example:
+      eval "$(credo lab env --host worker1)"
+      credo gmsa test svcauto
+      eval "$(credo lab env --host admin)"; klist
+    """
+    result = Lab(directory).env(identity)
+    if as_json:
+        emit_json({"identity": result.identity, "set": result.set, "unset": list(result.unset)})
+    else:
+        click.echo(result.shell(), nl=False)

@@ -1,0 +1,197 @@
+"""Provision the lab DC and seed its demo directory, all on the local database before the DC starts.
+
+Seeding with ``samba-tool -H DIR/samba/private/sam.ldb`` while the DC is stopped takes about a
+third of a second a command and needs no credentials at all: no password is generated into argv,
+logs or files. Host and administrator keytabs are exported from the local database, as Samba's
+own ``domain exportkeytab`` does it (samba-lab.md: the local form is the reliable one).
+
+The demo directory (DEVELOPERS.md, issue 2):
+- OU=Staff with users jdoe, asmith, bwong;
+- computers WORKER1$ and WORKER2$, enabled, random machine passwords, host keytabs exported;
+- group HybridWorkers = {WORKER1$};
+- gMSA svcauto$: enabled, AES only (msDS-SupportedEncryptionTypes = 0x18), password retrievable
+  by HybridWorkers, and allowed to read and write userAccountControl of users in OU=Staff;
+- the KDS root key that provisioning creates (usable at once: its use start time is in the past).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from credo.errors import EnvironmentProblem
+from credo.lab.settings import DC_HOST_NAME, LabPaths, LabSettings
+
+__all__ = ["SEED", "DemoDirectory", "provision"]
+
+# schemaIDGUID of the userAccountControl attribute and of the user class (MS-ADA3, MS-ADSC).
+USER_ACCOUNT_CONTROL_GUID = "bf967a68-0de6-11d0-a285-00aa003049e2"
+USER_CLASS_GUID = "bf967aba-0de6-11d0-a285-00aa003049e2"
+# msDS-SupportedEncryptionTypes: AES128 (0x08) | AES256 (0x10), MS-KILE 2.2.7.
+AES_ONLY = 0x18
+
+
+@dataclass(frozen=True)
+class DemoDirectory:
+    """The objects every lab is seeded with."""
+
+    staff_ou: str = "Staff"
+    users: tuple[tuple[str, str, str], ...] = (
+        ("jdoe", "John", "Doe"),
+        ("asmith", "Alice", "Smith"),
+        ("bwong", "Bo", "Wong"),
+    )
+    computers: tuple[str, ...] = ("WORKER1", "WORKER2")
+    worker_group: str = "HybridWorkers"
+    worker_group_members: tuple[str, ...] = ("WORKER1",)
+    gmsa: str = "svcauto"
+
+
+SEED = DemoDirectory()
+
+
+class _SambaTool:
+    def __init__(self, paths: LabPaths) -> None:
+        self.paths = paths
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KRB5", "CREDO_", "LDAP"))}
+        self.env = env | {"LC_ALL": "C.UTF-8"}
+
+    def __call__(self, *args: str, local_db: bool = True) -> str:
+        argv = ["samba-tool", *args, "-s", str(self.paths.smb_conf)]
+        if local_db:
+            argv += ["-H", str(self.paths.sam_ldb)]
+        return _run(argv, self.env)
+
+    def ldbmodify(self, ldif: str) -> None:
+        _run(["ldbmodify", "-H", str(self.paths.sam_ldb)], self.env, stdin=ldif)
+
+    def object_sid(self, sam_account_name: str) -> str:
+        out = _run(
+            ["ldbsearch", "-H", str(self.paths.sam_ldb), f"(sAMAccountName={sam_account_name})", "objectSid"],
+            self.env,
+        )
+        for line in out.splitlines():
+            if line.startswith("objectSid: "):
+                return line.split(": ", 1)[1].strip()
+        raise EnvironmentProblem(f"seeding failed: {sam_account_name} has no objectSid")
+
+
+def _run(argv: Sequence[str], env: dict[str, str], stdin: str | None = None) -> str:
+    proc = subprocess.run(argv, input=stdin, capture_output=True, text=True, env=env, check=False)
+    if proc.returncode != 0:
+        # Provisioning prints the generated administrator password: never echo such lines.
+        lines = [
+            line
+            for line in (proc.stderr + proc.stdout).splitlines()
+            if line.strip() and "password" not in line.lower()
+        ]
+        detail = lines[-1] if lines else f"exit status {proc.returncode}"
+        raise EnvironmentProblem(f"`{' '.join(argv[:3])}` failed: {detail}")
+    return proc.stdout
+
+
+def _smb_options(settings: LabSettings, paths: LabPaths) -> list[str]:
+    run = paths.samba_dir / "run"
+    interfaces = settings.address + (" ::1" if settings.address == "127.0.0.1" else "")
+    options = {
+        "interfaces": interfaces,
+        "bind interfaces only": "yes",
+        "pid directory": str(run),
+        "winbindd socket directory": str(run / "winbindd"),
+        "ncalrpc dir": str(run / "ncalrpc"),
+        "log file": str(paths.samba_dir / "log" / "log.%m"),
+        # The lab answers only for its own zone: never forward DNS queries off the machine.
+        "dns forwarder": settings.address,
+        "load printers": "no",
+        "printing": "bsd",
+        "printcap name": "/dev/null",
+        "disable spoolss": "yes",
+    }
+    return [f"--option={key}={value}" for key, value in options.items()]
+
+
+def provision(settings: LabSettings, paths: LabPaths) -> None:
+    """Provision DIR/samba and seed it; on any failure remove DIR/samba so nothing is half-made."""
+    if paths.samba_dir.exists():
+        shutil.rmtree(paths.samba_dir)
+    (paths.samba_dir / "run").mkdir(parents=True)
+    (paths.samba_dir / "log").mkdir()
+    tool = _SambaTool(paths)
+    try:
+        _run(
+            [
+                "samba-tool", "domain", "provision",
+                f"--targetdir={paths.samba_dir}",
+                f"--realm={settings.realm}",
+                f"--domain={settings.netbios}",
+                "--server-role=dc",
+                "--dns-backend=SAMBA_INTERNAL",
+                "--use-rfc2307",
+                f"--host-name={DC_HOST_NAME}",
+                *_smb_options(settings, paths),
+            ],
+            tool.env,
+        )  # fmt: skip
+        _seed(tool, settings, paths)
+    except BaseException:
+        shutil.rmtree(paths.samba_dir, ignore_errors=True)
+        raise
+
+
+def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
+    base = settings.base_dn
+    ou_dn = f"OU={SEED.staff_ou},{base}"
+    tool("ou", "add", f"OU={SEED.staff_ou}")
+    for name, given, surname in SEED.users:
+        tool(
+            "user", "add", name, "--random-password", f"--userou=OU={SEED.staff_ou}",
+            f"--given-name={given}", f"--surname={surname}",
+        )  # fmt: skip
+    for computer in SEED.computers:
+        tool("computer", "add", computer)
+        # `computer add` leaves the account disabled with no password (UAC 4098): give it a random
+        # one, known to nobody, and enable it; the host keytab is exported from the database.
+        tool("user", "setpassword", f"{computer}$", "--random-password")
+        tool("user", "enable", f"{computer}$")
+    tool("group", "add", SEED.worker_group)
+    tool("group", "addmembers", SEED.worker_group, ",".join(f"{m}$" for m in SEED.worker_group_members))
+
+    gmsa = SEED.gmsa
+    tool("service-account", "create", f"--name={gmsa}", f"--dns-host-name={gmsa}.{settings.dns_domain}")
+    # group-msa-membership wants the group's DN, not its name (samba-lab.md pitfalls).
+    tool(
+        "service-account", "group-msa-membership", "add", f"--name={gmsa}$",
+        f"--principal=CN={SEED.worker_group},CN=Users,{base}",
+    )  # fmt: skip
+    # samba-tool creates gMSAs disabled (UAC 4130); New-ADServiceAccount -Enabled $True does this.
+    tool("user", "enable", f"{gmsa}$")
+    tool.ldbmodify(
+        f"dn: CN={gmsa},CN=Managed Service Accounts,{base}\n"
+        "changetype: modify\n"
+        "replace: msDS-SupportedEncryptionTypes\n"
+        f"msDS-SupportedEncryptionTypes: {AES_ONLY}\n"
+    )
+    sid = tool.object_sid(f"{gmsa}$")
+    # Read/write property userAccountControl, inherited by user objects (MS-DTYP 2.4.4.3 object ACE).
+    ace = f"(OA;CI;RPWP;{USER_ACCOUNT_CONTROL_GUID};{USER_CLASS_GUID};{sid})"
+    tool("dsacl", "set", f"--objectdn={ou_dn}", f"--sddl={ace}")
+
+    paths.hosts_dir.mkdir(mode=0o700, exist_ok=True)
+    paths.admin_dir.mkdir(mode=0o700, exist_ok=True)
+    for computer in SEED.computers:
+        _export_keytab(tool, f"{computer}$", paths.host_keytab(computer))
+    _export_keytab(tool, "Administrator", paths.admin_keytab)
+
+
+def _export_keytab(tool: _SambaTool, principal: str, path: Path) -> None:
+    path.unlink(missing_ok=True)
+    old_umask = os.umask(0o077)
+    try:
+        tool("domain", "exportkeytab", str(path), f"--principal={principal}")
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
