@@ -95,23 +95,28 @@ class Lab:
         if self.dc.pid() is not None:
             return self.status()
         check_samba()
+        fresh = settings is None
         if settings is None:
             settings = LabSettings(
                 realm=realm or DEFAULT_REALM,
                 netbios=netbios or "",
                 address=address or DEFAULT_ADDRESS,
             )
-        settings = self._ensure_address(settings)
         check_ports_free(settings.address)
-        if not self.paths.state_file.exists():
-            provision(settings, self.paths)
+        try:
+            settings = self._ensure_address(settings)
+            if fresh:
+                provision(settings, self.paths)
+            names = [settings.dc_fqdn, settings.server_fqdn]
+            if hosts_file.add_lab_names(names, settings.address, self.paths.root):
+                settings = settings.replace(hosts_line_added=True)
+            # lab.json is written last: its presence means "provisioned completely".
             settings.save(self.paths)
-        added = hosts_file.add_lab_names(
-            [settings.dc_fqdn, settings.server_fqdn], settings.address, self.paths.root
-        )
-        if added and not settings.hosts_line_added:
-            settings = settings.replace(hosts_line_added=True)
-            settings.save(self.paths)
+        except BaseException:
+            if fresh:
+                self._undo_host_changes(settings)
+                shutil.rmtree(self.paths.samba_dir, ignore_errors=True)
+            raise
         self._write_krb5_conf(settings)
         self.dc.start(settings.address)
         self._publish_ca()
@@ -131,13 +136,17 @@ class Lab:
         # A stale PID file that names another process: leave that process alone.
         with contextlib.suppress(EnvironmentProblem):
             self.dc.stop()
+        self._undo_host_changes(settings)
+        shutil.rmtree(self.paths.root)
+        return True
+
+    def _undo_host_changes(self, settings: LabSettings | None) -> None:
+        """Remove the /etc/hosts line and the extra loopback address that ``up`` added."""
         hosts_file.remove_lab_names(self.paths.root)
         if settings is not None and settings.address_added:
             subprocess.run(
                 ["ip", "addr", "del", f"{settings.address}/8", "dev", "lo"], capture_output=True, check=False
             )
-        shutil.rmtree(self.paths.root)
-        return True
 
     def status(self) -> LabStatus:
         settings = self.settings if self.paths.root.exists() else None

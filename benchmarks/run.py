@@ -1,0 +1,45 @@
+"""`make bench`: run every benchmark and print a Markdown table to paste into BENCHMARKS.md.
+
+python benchmarks/run.py [NAME ...]      # NAME: lab (default: all)
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import bench_lab
+
+BENCHES = {"lab": bench_lab.run}
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {platform.platform()}"
+
+
+def main(names: list[str]) -> None:
+    selected = names or list(BENCHES)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    print(f"### {now}\n\nMachine: {machine()}\n")
+    print("| benchmark | result | goal |\n|---|---|---|")
+    for name in selected:
+        for label, result, goal in BENCHES[name]():
+            print(f"| {label} | {result} | {goal} |", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

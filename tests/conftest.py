@@ -1,0 +1,41 @@
+"""Session fixtures: one lab DC for the whole test session, brought up once (or reused if running).
+
+The lab directory is CREDO_LAB_DIR when set, else credo's default. Tests act as the identities
+that ``credo lab env --host NAME`` gives, through ``tests.support.identity``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from credo.lab import Lab, LabSettings, default_lab_dir
+from tests.support.identity import identity_env
+
+
+@pytest.fixture(scope="session")
+def lab() -> Lab:
+    directory = Path(os.environ["CREDO_LAB_DIR"]) if os.environ.get("CREDO_LAB_DIR") else default_lab_dir()
+    the_lab = Lab(directory)
+    the_lab.up()
+    return the_lab
+
+
+@pytest.fixture(scope="session")
+def lab_settings(lab: Lab) -> LabSettings:
+    settings = lab.settings
+    assert settings is not None
+    return settings
+
+
+@pytest.fixture(scope="session")
+def as_identity(lab: Lab) -> Callable[..., dict[str, str]]:
+    """``as_identity("worker1")`` -> an environment that acts as WORKER1$ (a fresh ccache)."""
+
+    def make(identity: str | None, **extra: str) -> dict[str, str]:
+        return identity_env(lab, identity, **extra)
+
+    return make
