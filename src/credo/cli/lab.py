@@ -43,9 +43,20 @@ def lab() -> None:
     default=None,
     help="Loopback address to bind (default 127.0.0.1); another one (127.0.0.2) runs a second lab.",
 )
+@click.option(
+    "--clock-offset",
+    default=None,
+    help="Start the DC with its clock shifted by libfaketime (+14h, +2d) to see a gMSA rotate; "
+    "run Kerberos clients under `faketime -f` with the same offset.",
+)
 @json_option
 def up(
-    directory: Path | None, realm: str | None, netbios: str | None, address: str | None, as_json: bool
+    directory: Path | None,
+    realm: str | None,
+    netbios: str | None,
+    address: str | None,
+    clock_offset: str | None,
+    as_json: bool,
 ) -> None:
     """Provision (first time) and start the lab DC; return at once if it runs.
 
@@ -60,7 +71,7 @@ def up(
       credo lab up --dir /tmp/lab --realm CORP.EXAMPLE.TEST
     """
     started = time.monotonic()
-    status = Lab(directory).up(realm=realm, netbios=netbios, address=address)
+    status = Lab(directory).up(realm=realm, netbios=netbios, address=address, clock_offset=clock_offset)
     if as_json:
         emit_json(status.to_dict() | {"seconds": round(time.monotonic() - started, 2)})
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -86,8 +87,14 @@ class Lab:
         realm: str | None = None,
         netbios: str | None = None,
         address: str | None = None,
+        clock_offset: str | None = None,
     ) -> LabStatus:
-        """Provision (first time) and start the DC; return at once when it already runs."""
+        """Provision (first time) and start the DC; return at once when it already runs.
+
+        ``clock_offset`` starts the DC under libfaketime (``+14h``): see ``DCProcess.start``.
+        """
+        if clock_offset is not None and not re.fullmatch(r"[+-]\d+(\.\d+)?[smhdy]?", clock_offset):
+            raise InputError(f"invalid clock offset {clock_offset!r}", hint="write it as +14h, +2d or -30m")
         check_directory_writable(self.paths.root)
         settings = self.settings
         if settings is not None:
@@ -118,7 +125,7 @@ class Lab:
                 shutil.rmtree(self.paths.samba_dir, ignore_errors=True)
             raise
         self._write_krb5_conf(settings)
-        self.dc.start(settings.address)
+        self.dc.start(settings.address, clock_offset)
         self._publish_ca()
         return self.status()
 

@@ -38,7 +38,8 @@ class DCProcess:
             cwd = os.readlink(f"/proc/{pid}/cwd")
         except OSError:
             return False
-        return Path(exe).name == "samba" and Path(cwd) == self.paths.root
+        # Under --clock-offset the recorded process is faketime(1), which waits for its samba child.
+        return Path(exe).name in ("samba", "faketime") and Path(cwd) == self.paths.root
 
     def _read_pid_file(self) -> int | None:
         try:
@@ -76,12 +77,17 @@ class DCProcess:
         self.paths.pid_file.unlink(missing_ok=True)
         return None
 
-    def start(self, address: str) -> int:
-        """Start the DC in the background and wait until LDAP and Kerberos answer."""
+    def start(self, address: str, clock_offset: str | None = None) -> int:
+        """Start the DC in the background and wait until LDAP and Kerberos answer.
+
+        ``clock_offset`` (``+14h``, ``+2d``) starts it under libfaketime with its clock shifted,
+        to cross a gMSA rotation without waiting; Kerberos clients need the same offset.
+        """
+        prefix = ["faketime", "-f", clock_offset] if clock_offset else []
         log = open(self.paths.log_file, "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
-                ["samba", "-s", str(self.paths.smb_conf), "-i", "-M", "single"],
+                [*prefix, "samba", "-s", str(self.paths.smb_conf), "-i", "-M", "single"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -113,19 +119,21 @@ class DCProcess:
         )
 
     def stop(self) -> bool:
-        """Stop the DC (SIGTERM, then SIGKILL after a grace period). True if it was running."""
+        """Stop the DC (SIGTERM, then SIGKILL after a grace period). True if it was running.
+
+        Every process of the DC's session is signalled, not only its process group: samba puts
+        itself in a group of its own when it is not the session leader (under faketime(1)).
+        """
         pid = self.pid()
         if pid is None:
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGTERM)
+        _signal_session(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and _session_members(pid):
             time.sleep(0.05)
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            while _alive(pid):
+        if _session_members(pid):
+            _signal_session(pid, signal.SIGKILL)
+            while _session_members(pid):
                 time.sleep(0.05)
         self.paths.pid_file.unlink(missing_ok=True)
         return True
@@ -137,6 +145,28 @@ class DCProcess:
             return "(no log)"
         tail = [line.strip() for line in text.splitlines() if line.strip()][-lines:]
         return " | ".join(tail) or "(empty log)"
+
+
+def _session_members(session: int) -> list[int]:
+    """Live (non-zombie) processes whose session id is ``session`` (/proc/PID/stat field 6)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == session and _alive(int(entry)):
+            members.append(int(entry))
+    return members
+
+
+def _signal_session(session: int, signum: int) -> None:
+    for member in _session_members(session):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(member, signum)
 
 
 def _alive(pid: int) -> bool:

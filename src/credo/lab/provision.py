@@ -148,7 +148,7 @@ def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
     tool("ou", "add", f"OU={SEED.staff_ou}")
     for name, given, surname in SEED.users:
         tool(
-            "user", "add", name, "--random-password", f"--userou=OU={SEED.staff_ou}",
+            "user", "add", name, "--random-password", f"--userou=OU={SEED.staff_ou}", "--use-username-as-cn",
             f"--given-name={given}", f"--surname={surname}",
         )  # fmt: skip
     for computer in SEED.computers:
