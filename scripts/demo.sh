@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make demo`: bring the lab domain up and show, step by step, that WORKER1 may use the gMSA
-# svcauto$ and WORKER2 may not. Nothing secret is printed: only sizes and names.
+# svcauto$ and WORKER2 may not. Nothing secret is printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CREDO=.venv/bin/credo
@@ -14,25 +14,25 @@ step "2. What is in it"
 show $CREDO lab status
 
 for host in worker1 worker2; do
-    step "3. Act as ${host^^}\$ with its host keytab (no password anywhere)"
+    step "3. Act as ${host^^}\$ with nothing but its host keytab"
     echo "\$ eval \"\$(credo lab env --host $host)\""
     eval "$($CREDO lab env --host "$host")"
     show ldapwhoami -Q
-    echo "\$ ldapsearch -Q -LLL '(sAMAccountName=svcauto\$)' msDS-ManagedPassword   # size only"
-    blob=$(ldapsearch -Q -LLL -o ldif_wrap=no '(sAMAccountName=svcauto$)' msDS-ManagedPassword \
-           | sed -n 's/^msDS-ManagedPassword:: //p')
-    if [ -n "$blob" ]; then
-        size=$(printf '%s' "$blob" | base64 -d | wc -c)
-        echo "  -> ${host^^}\$ MAY use svcauto\$: the DC returned its managed password blob (${size} bytes)."
+    echo "\$ credo gmsa test svcauto        # Test-ADServiceAccount"
+    if $CREDO gmsa test svcauto; then
+        echo "  -> ${host^^}\$ MAY use svcauto\$: it read the managed password and got a TGT with it."
+        step "4. Run a command as svcauto\$ (PsExec -u CORP\\svcauto\$ -p ~), no password stored anywhere"
+        show $CREDO run --as svcauto -- ldapwhoami -N -Q -Y GSSAPI -H "$CREDO_LDAP_URL"
+        show $CREDO gmsa show svcauto
     else
-        echo "  -> ${host^^}\$ may NOT use svcauto\$: the DC returned no msDS-ManagedPassword"
-        echo "     (it is not in PrincipalsAllowedToRetrieveManagedPassword: only HybridWorkers are)."
+        echo "  -> ${host^^}\$ may NOT use svcauto\$: the DC returned no password to it (reason above)."
     fi
 done
 
 step "Done. Look around:"
 cat <<TXT
   eval "\$($CREDO lab env --host worker1)"   # act as WORKER1\$ (or worker2, admin)
-  ldapsearch -Q -LLL '(objectClass=msDS-GroupManagedServiceAccount)' dn
+  $CREDO gmsa keytab svcauto --out /tmp/svcauto.keytab && klist -kte /tmp/svcauto.keytab
+  $CREDO run --as svcauto -- klist
   $CREDO lab status | down | destroy
 TXT

@@ -16,7 +16,9 @@ from typing import Any
 import click
 
 from credo import __version__
+from credo.cli.gmsa import gmsa
 from credo.cli.lab import lab
+from credo.cli.run import run
 from credo.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CredoError
 
 __all__ = ["cli", "main"]
@@ -70,6 +72,8 @@ def cli(debug: bool) -> None:
 
 
 cli.add_command(lab)
+cli.add_command(gmsa)
+cli.add_command(run)
 
 
 def main() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
 __all__ = ["emit_json", "emit_mapping", "json_option", "stdout_console"]
 
@@ -33,12 +32,10 @@ def emit_json(data: Any) -> None:
 
 
 def emit_mapping(data: Mapping[str, Any], *, title: str | None = None) -> None:
-    """Print a mapping as a two-column table, skipping empty values."""
-    table = Table(show_header=False, box=None, title=title, title_justify="left", pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
-    for key, value in data.items():
-        if value is None or value == "":
-            continue
-        table.add_row(key.replace("_", " "), str(value))
-    stdout_console().print(table)
+    """Print a mapping as aligned ``key  value`` lines (never wrapped), skipping empty values."""
+    rows = [(key.replace("_", " "), str(value)) for key, value in data.items() if value not in (None, "")]
+    if title:
+        click.echo(title)
+    width = max((len(key) for key, _ in rows), default=0)
+    for key, value in rows:
+        click.echo(f"{key.ljust(width)}  {value}")

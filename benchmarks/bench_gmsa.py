@@ -1,0 +1,129 @@
+"""gMSA path timings on the lab (issue 3), medians of at least 20 runs.
+
+1. `credo run --as svcauto -- true` end to end, against the same work done by MIT/OpenLDAP tools
+   in one shell pipeline: kinit -k as the host, ldapsearch -Y GSSAPI of the blob, kinit -k as the
+   gMSA from a keytab, true. Goal: at most 1.2x the baseline.
+2. Time to a fresh keytab for svcauto$: `credo gmsa keytab` against gmsad (PyPI, run as a peer in a
+   venv of its own under .bench/), from process start until the keytab is written. Goal: credo
+   at least 2x faster.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from credo.lab import SEED, Lab
+
+RUNS = int(os.environ.get("CREDO_BENCH_RUNS", "21"))
+ROOT = Path(__file__).resolve().parents[1]
+GMSAD_VENV = ROOT / ".bench" / "gmsad-venv"
+
+
+def _median(samples: list[float]) -> str:
+    return f"median {statistics.median(samples) * 1000:.0f} ms (min {min(samples) * 1000:.0f}, max {max(samples) * 1000:.0f}, n={len(samples)})"
+
+
+def _time(argv: list[str], env: dict[str, str], runs: int = RUNS) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def _env(lab: Lab, identity: str) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KRB5", "CREDO_", "LDAP"))}
+    return base | lab.env(identity).set
+
+
+def _gmsad_venv() -> Path:
+    python = GMSAD_VENV / "bin" / "python"
+    if not (GMSAD_VENV / "bin" / "gmsad").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(GMSAD_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", "gmsad"], check=True)
+    return GMSAD_VENV / "bin" / "gmsad"
+
+
+def _gmsad_once(gmsad: Path, lab: Lab, env: dict[str, str], work: Path) -> float:
+    settings = lab.settings
+    assert settings is not None
+    out = work / "gmsad.keytab"
+    out.unlink(missing_ok=True)
+    config = work / "gmsad.conf"
+    config.write_text(
+        "[gmsad]\nloglevel = INFO\ncheck_interval = 3600\n\n"
+        f"[{SEED.gmsa}]\n"
+        f"principal = WORKER1$@{settings.realm}\n"
+        f"keytab = {lab.paths.host_keytab('worker1')}\n"
+        f"gMSA_sAMAccountName = {SEED.gmsa}$\n"
+        f"gMSA_domain = {settings.dns_domain}\n"
+        f"gMSA_keytab = {out}\n"
+        f"host = {settings.dc_fqdn}\n"
+        f"tls_ca_certs_file = {lab.paths.ca_file}\n"
+        "ldap_auto_bind = TLS_BEFORE_BIND\n"
+    )
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [str(gmsad), "-c", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        while not (out.exists() and out.stat().st_size > 0):
+            if proc.poll() is not None:
+                raise RuntimeError("gmsad exited before writing its keytab")
+            time.sleep(0.005)
+        return time.perf_counter() - started
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def run() -> list[tuple[str, str, str]]:
+    lab = Lab()
+    lab.up()
+    env = _env(lab, "worker1")
+    settings = lab.settings
+    assert settings is not None
+    credo = [str(Path(sys.executable).parent / "credo")]
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        gmsa_keytab = work / "svcauto.keytab"
+        subprocess.run([*credo, "gmsa", "keytab", SEED.gmsa, "--out", str(gmsa_keytab)], env=env, check=True)
+        run_as = _time([*credo, "run", "--as", SEED.gmsa, "--", "true"], env)
+        pipeline = (
+            f"set -e; export KRB5CCNAME=FILE:{work}/host.cc; "
+            f"kinit -k -t {lab.paths.host_keytab('worker1')} 'WORKER1$@{settings.realm}'; "
+            f"ldapsearch -Q -LLL -Y GSSAPI -H {settings.ldap_url} '(sAMAccountName={SEED.gmsa}$)' msDS-ManagedPassword >/dev/null; "
+            f"KRB5CCNAME=FILE:{work}/gmsa.cc kinit -k -t {gmsa_keytab} '{SEED.gmsa}$@{settings.realm}'; "
+            f"KRB5CCNAME=FILE:{work}/gmsa.cc true"
+        )
+        baseline = _time(["sh", "-c", pipeline], env)
+        ratio = statistics.median(run_as) / statistics.median(baseline)
+        rows.append(("`credo run --as svcauto -- true`", _median(run_as), "<= 1.2x baseline"))
+        rows.append(("baseline: kinit + ldapsearch + kinit + true", _median(baseline), f"ratio {ratio:.2f}x"))
+
+        fresh = _time([*credo, "gmsa", "keytab", SEED.gmsa, "--out", str(work / "fresh.keytab")], env)
+        rows.append(("`credo gmsa keytab svcauto` (fresh keytab)", _median(fresh), ">= 2x faster than gmsad"))
+        try:
+            gmsad = _gmsad_venv()
+            gmsad_samples = [_gmsad_once(gmsad, lab, env, work) for _ in range(RUNS)]
+            speedup = statistics.median(gmsad_samples) / statistics.median(fresh)
+            rows.append(
+                (
+                    "gmsad 0.2.x: start to keytab written",
+                    _median(gmsad_samples),
+                    f"credo {speedup:.1f}x faster",
+                )
+            )
+        except (subprocess.CalledProcessError, RuntimeError, OSError) as exc:
+            rows.append(("gmsad 0.2.x: start to keytab written", f"not measured: {exc}", ""))
+        shutil.rmtree(work / "unused", ignore_errors=True)
+    return rows

@@ -1,0 +1,244 @@
+"""A confidential LDAP connection to a domain controller, authenticated with Kerberos.
+
+Two transports, both confidential (the DC returns secret attributes such as msDS-ManagedPassword
+only over one, MS-ADTS 3.1.1.4.4):
+- ``ldap://``: SASL GSSAPI with sealing (SSF >= 56 required; RFC 4752, MS-ADTS 5.1.1.1.2);
+- ``ldaps://`` or ``ldap://`` with StartTLS: TLS validated against the configured CA, then SASL
+  GSSAPI without a security layer, bound to the TLS channel (tls-endpoint channel binding, which
+  Samba and Windows DCs with LDAP channel binding enforced require; set up in ``credo.ad``).
+
+GSSAPI credentials come from a ccache credo names (``MEMORY:credo-...``): the name is put into
+KRB5CCNAME only for the duration of the bind, under a lock, and the caller's variable is restored.
+python-ldap needs SASL_NOCANON so that the service ticket is for ``ldap/<name in the URL>``
+rather than for a reverse-resolved name (samba-lab.md).
+
+LDAP errors are translated here into credo's errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ldap
+import ldap.sasl
+
+from credo.errors import ConfidentialityRequired, CredoError, NotPermittedError, UnreachableError
+
+__all__ = ["DEFAULT_TIMEOUT", "Directory", "DirectoryOptions", "Entry", "connect"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+# A sealed GSSAPI layer has an SSF of 56 or more (RFC 4422 3.8 leaves the scale to the mechanism;
+# Cyrus reports 56 for DES-era "confidentiality" and 256 for AES).
+SSF_SEALED = 56
+
+_env_lock = threading.Lock()
+
+Entry = tuple[str, dict[str, list[bytes]]]
+
+
+@dataclass(frozen=True)
+class DirectoryOptions:
+    """How to reach the directory. ``urls`` are tried in order until one answers."""
+
+    urls: tuple[str, ...]
+    ca_file: str | None = None
+    starttls: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    # Only for tests that prove the DC refuses secrets over an integrity-only connection.
+    require_sealing: bool = field(default=True, repr=False)
+
+
+@contextlib.contextmanager
+def _ccache_in_env(ccache: str | None) -> Iterator[None]:
+    if ccache is None:
+        yield
+        return
+    with _env_lock:
+        previous = os.environ.get("KRB5CCNAME")
+        os.environ["KRB5CCNAME"] = ccache
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("KRB5CCNAME", None)
+            else:
+                os.environ["KRB5CCNAME"] = previous
+
+
+def _uses_tls(url: str, options: DirectoryOptions) -> bool:
+    return url.lower().startswith("ldaps://") or options.starttls
+
+
+def _describe(exc: ldap.LDAPError) -> str:
+    info = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+    desc = str(info.get("desc", type(exc).__name__))
+    extra = str(info.get("info", "")).strip()
+    return f"{desc}: {extra}" if extra else desc
+
+
+class Directory:
+    """An authenticated, confidential LDAP session to one DC."""
+
+    def __init__(self, conn: Any, url: str, options: DirectoryOptions) -> None:
+        self._conn = conn
+        self.url = url
+        self.options = options
+        self._root_dse: dict[str, list[bytes]] | None = None
+
+    def __repr__(self) -> str:
+        return f"Directory(url={self.url!r})"
+
+    def __enter__(self) -> Directory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(ldap.LDAPError):
+            self._conn.unbind_s()
+
+    @property
+    def root_dse(self) -> dict[str, list[bytes]]:
+        if self._root_dse is None:
+            entries = self.search("", ldap.SCOPE_BASE, "(objectClass=*)", ["*", "+"])
+            self._root_dse = entries[0][1] if entries else {}
+        return self._root_dse
+
+    def _root_value(self, name: str) -> str:
+        values = self.root_dse.get(name) or [b""]
+        return values[0].decode()
+
+    @property
+    def base_dn(self) -> str:
+        return self._root_value("defaultNamingContext")
+
+    @property
+    def configuration_dn(self) -> str:
+        return self._root_value("configurationNamingContext")
+
+    @property
+    def dns_host_name(self) -> str:
+        return self._root_value("dnsHostName")
+
+    def whoami(self) -> str:
+        try:
+            return str(self._conn.whoami_s())
+        except ldap.LDAPError as exc:
+            raise _translate(exc, "who am I") from exc
+
+    def search(
+        self,
+        base: str,
+        scope: int,
+        filterstr: str,
+        attrs: Sequence[str] | None = None,
+    ) -> list[Entry]:
+        """Search and return (dn, attributes) pairs, without referrals."""
+        try:
+            results = self._conn.search_ext_s(
+                base, scope, filterstr, list(attrs) if attrs else None, timeout=self.options.timeout
+            )
+        except ldap.NO_SUCH_OBJECT:
+            return []
+        except ldap.LDAPError as exc:
+            raise _translate(exc, f"search under {base or 'the root DSE'}") from exc
+        return [(dn, attrs) for dn, attrs in results if dn is not None and isinstance(attrs, dict)]
+
+    def search_one(
+        self, base: str, scope: int, filterstr: str, attrs: Sequence[str] | None = None
+    ) -> Entry | None:
+        entries = self.search(base, scope, filterstr, attrs)
+        return entries[0] if entries else None
+
+    def modify(self, dn: str, changes: list[tuple[int, str, list[bytes] | None]]) -> None:
+        try:
+            self._conn.modify_ext_s(dn, changes)
+        except ldap.LDAPError as exc:
+            raise _translate(exc, f"modify {dn}") from exc
+
+
+def _translate(exc: ldap.LDAPError, action: str) -> CredoError:
+    text = _describe(exc)
+    # Windows answers confidentialityRequired (13); Samba an operations error that says so.
+    if isinstance(exc, ldap.CONFIDENTIALITY_REQUIRED) or "requires an encrypted connection" in text:
+        return ConfidentialityRequired(
+            f"the DC refused to {action} over a connection that is not confidential ({text})",
+            hint="use LDAP with GSSAPI sealing, or LDAPS/StartTLS",
+        )
+    if isinstance(exc, ldap.INSUFFICIENT_ACCESS | ldap.STRONG_AUTH_REQUIRED):
+        return NotPermittedError(f"the DC refused to {action}: {text}")
+    if isinstance(exc, ldap.SERVER_DOWN | ldap.TIMEOUT | ldap.CONNECT_ERROR):
+        return UnreachableError(f"the DC stopped answering during {action}: {text}")
+    return CredoError(f"LDAP error during {action}: {text}")
+
+
+def _open(url: str, options: DirectoryOptions, ccache: str | None) -> Any:
+    conn = ldap.initialize(url, bytes_mode=False)
+    conn.set_option(ldap.OPT_REFERRALS, 0)
+    conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
+    conn.set_option(ldap.OPT_NETWORK_TIMEOUT, options.timeout)
+    conn.set_option(ldap.OPT_TIMEOUT, options.timeout)
+    conn.set_option(ldap.OPT_X_SASL_NOCANON, 1)
+    tls = _uses_tls(url, options)
+    if tls:
+        conn.set_option(ldap.OPT_X_TLS_REQUIRE_CERT, ldap.OPT_X_TLS_DEMAND)
+        if options.ca_file:
+            conn.set_option(ldap.OPT_X_TLS_CACERTFILE, options.ca_file)
+        conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
+        if options.starttls and not url.lower().startswith("ldaps://"):
+            conn.start_tls_s()
+        # TLS already protects the session: no SASL layer inside it, but bind GSSAPI to the channel.
+        conn.set_option(ldap.OPT_X_SASL_SSF_MAX, 0)
+    elif options.require_sealing:
+        conn.set_option(ldap.OPT_X_SASL_SSF_MIN, SSF_SEALED)
+    else:
+        conn.set_option(ldap.OPT_X_SASL_SSF_MAX, 1)  # integrity only: tests of the DC's refusal
+    with _ccache_in_env(ccache):
+        conn.sasl_interactive_bind_s("", ldap.sasl.sasl({}, "GSSAPI"))
+    return conn
+
+
+def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
+    """Bind to the first DC in ``options.urls`` that answers, as the principal in ``ccache``.
+
+    Connection failures (refused, timed out, TLS) move on to the next URL; authentication
+    failures stop at once, since another DC of the same domain would refuse the same way.
+    """
+    if not options.urls:
+        raise UnreachableError(
+            "no domain controller to connect to", hint="give --server or set CREDO_LDAP_URL"
+        )
+    failures: list[str] = []
+    for url in options.urls:
+        try:
+            conn = _open(url, options, ccache)
+        except (ldap.SERVER_DOWN, ldap.TIMEOUT, ldap.CONNECT_ERROR) as exc:
+            reason = _describe(exc)
+            if isinstance(exc, ldap.TIMEOUT) or "Timed out" in reason or "timed out" in reason:
+                reason = f"no answer within {options.timeout:g} s"
+            log.debug("LDAP %s failed: %s", url, reason)
+            failures.append(f"{url} ({reason})")
+            continue
+        except ldap.LDAPError as exc:
+            text = _describe(exc)
+            if "Server not found in Kerberos database" in text:
+                raise CredoError(
+                    f"cannot authenticate to {url}: the KDC has no ldap/ service for that name ({text})",
+                    hint="use the DC's fully qualified name in the URL",
+                ) from exc
+            raise NotPermittedError(f"cannot authenticate to {url}: {text}") from exc
+        log.debug("LDAP bound to %s", url)
+        return Directory(conn, url, options)
+    raise UnreachableError(
+        "no domain controller answered: " + "; ".join(failures),
+        hint="check --server / CREDO_LDAP_URL, DNS and the network (--timeout sets the wait)",
+    )

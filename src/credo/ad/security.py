@@ -1,0 +1,154 @@
+"""SIDs and self-relative security descriptors, as AD stores them (MS-DTYP 2.4.2, 2.4.4-2.4.6).
+
+Only what credo needs: the DACL of msDS-GroupMSAMembership (who may read a gMSA password), with
+ACCESS_ALLOWED / ACCESS_DENIED ACEs, read and written byte-exactly; other ACE types are kept
+as opaque bytes so that a descriptor round-trips.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from dataclasses import dataclass, field
+
+from credo.errors import InputError
+
+__all__ = [
+    "ACCESS_ALLOWED_ACE_TYPE",
+    "ACCESS_DENIED_ACE_TYPE",
+    "Ace",
+    "MalformedSecurityDescriptor",
+    "SecurityDescriptor",
+    "sid_from_bytes",
+    "sid_to_bytes",
+]
+
+ACCESS_ALLOWED_ACE_TYPE = 0x00
+ACCESS_DENIED_ACE_TYPE = 0x01
+SE_DACL_PRESENT = 0x0004
+SE_SELF_RELATIVE = 0x8000
+ACL_REVISION = 2
+_SID_RE = re.compile(r"^S-1-(\d+)(-\d+){0,15}$")
+
+
+class MalformedSecurityDescriptor(InputError):
+    """A security descriptor or SID that does not follow MS-DTYP."""
+
+
+def sid_from_bytes(data: bytes, offset: int = 0) -> tuple[str, int]:
+    """MS-DTYP 2.4.2.2 SID -> (``S-1-...``, bytes used)."""
+    if len(data) < offset + 8:
+        raise MalformedSecurityDescriptor("truncated SID")
+    revision, count = data[offset], data[offset + 1]
+    size = 8 + 4 * count
+    if revision != 1 or count > 15 or len(data) < offset + size:
+        raise MalformedSecurityDescriptor("invalid SID")
+    authority = int.from_bytes(data[offset + 2 : offset + 8], "big")
+    subs = struct.unpack_from(f"<{count}I", data, offset + 8)
+    return "-".join(["S", str(revision), str(authority), *map(str, subs)]), size
+
+
+def sid_to_bytes(sid: str) -> bytes:
+    """``S-1-5-21-...`` -> MS-DTYP 2.4.2.2 bytes."""
+    if not _SID_RE.match(sid):
+        raise InputError(f"invalid SID {sid!r}")
+    parts = [int(p) for p in sid.split("-")[1:]]
+    revision, authority, subs = parts[0], parts[1], parts[2:]
+    return bytes([revision, len(subs)]) + authority.to_bytes(6, "big") + struct.pack(f"<{len(subs)}I", *subs)
+
+
+@dataclass(frozen=True)
+class Ace:
+    """An ACE of a DACL (MS-DTYP 2.4.4.1 header; 2.4.4.2/2.4.4.4 body for allow/deny)."""
+
+    ace_type: int
+    flags: int
+    mask: int = 0
+    sid: str = ""
+    raw: bytes = field(default=b"", repr=False)  # the whole ACE, for types credo does not interpret
+
+    def pack(self) -> bytes:
+        if self.ace_type not in (ACCESS_ALLOWED_ACE_TYPE, ACCESS_DENIED_ACE_TYPE):
+            return self.raw
+        body = struct.pack("<I", self.mask) + sid_to_bytes(self.sid)
+        return struct.pack("<BBH", self.ace_type, self.flags, 4 + len(body)) + body
+
+
+@dataclass(frozen=True)
+class SecurityDescriptor:
+    """A self-relative security descriptor (MS-DTYP 2.4.6) with its owner, group and DACL."""
+
+    owner: str | None
+    group: str | None
+    dacl: tuple[Ace, ...] | None
+    control: int = SE_SELF_RELATIVE | SE_DACL_PRESENT
+
+    @property
+    def allowed_sids(self) -> list[str]:
+        """SIDs granted access by an ACCESS_ALLOWED ACE, in DACL order, without repeats."""
+        seen: list[str] = []
+        for ace in self.dacl or ():
+            if ace.ace_type == ACCESS_ALLOWED_ACE_TYPE and ace.sid not in seen:
+                seen.append(ace.sid)
+        return seen
+
+    @classmethod
+    def unpack(cls, data: bytes) -> SecurityDescriptor:
+        if len(data) < 20:
+            raise MalformedSecurityDescriptor("truncated security descriptor")
+        revision, _sbz1, control, off_owner, off_group, _off_sacl, off_dacl = struct.unpack_from(
+            "<BBHIIII", data
+        )
+        if revision != 1 or not control & SE_SELF_RELATIVE:
+            raise MalformedSecurityDescriptor("not a self-relative security descriptor")
+        owner = sid_from_bytes(data, off_owner)[0] if off_owner else None
+        group = sid_from_bytes(data, off_group)[0] if off_group else None
+        dacl = None
+        if control & SE_DACL_PRESENT and off_dacl:
+            dacl = _unpack_acl(data, off_dacl)
+        return cls(owner=owner, group=group, dacl=dacl, control=control)
+
+    def pack(self) -> bytes:
+        """Self-relative layout: header, owner, group, DACL (the order Windows writes)."""
+        body = b""
+        offsets = [0, 0, 0]
+        cursor = 20
+        for index, sid in enumerate((self.owner, self.group)):
+            if sid is not None:
+                blob = sid_to_bytes(sid)
+                offsets[index] = cursor
+                body += blob
+                cursor += len(blob)
+        control = self.control | SE_SELF_RELATIVE
+        if self.dacl is not None:
+            aces = b"".join(ace.pack() for ace in self.dacl)
+            acl = struct.pack("<BBHHH", ACL_REVISION, 0, 8 + len(aces), len(self.dacl), 0) + aces
+            offsets[2] = cursor
+            body += acl
+            control |= SE_DACL_PRESENT
+        header = struct.pack("<BBHIIII", 1, 0, control, offsets[0], offsets[1], 0, offsets[2])
+        return header + body
+
+
+def _unpack_acl(data: bytes, offset: int) -> tuple[Ace, ...]:
+    if len(data) < offset + 8:
+        raise MalformedSecurityDescriptor("truncated ACL")
+    _revision, _sbz1, size, count, _sbz2 = struct.unpack_from("<BBHHH", data, offset)
+    if len(data) < offset + size:
+        raise MalformedSecurityDescriptor("ACL runs past the descriptor")
+    aces = []
+    cursor = offset + 8
+    for _ in range(count):
+        if cursor + 4 > offset + size:
+            raise MalformedSecurityDescriptor("ACE runs past its ACL")
+        ace_type, flags, ace_size = struct.unpack_from("<BBH", data, cursor)
+        if ace_size < 4 or cursor + ace_size > offset + size:
+            raise MalformedSecurityDescriptor("invalid ACE size")
+        if ace_type in (ACCESS_ALLOWED_ACE_TYPE, ACCESS_DENIED_ACE_TYPE):
+            (mask,) = struct.unpack_from("<I", data, cursor + 4)
+            sid, _ = sid_from_bytes(data[: cursor + ace_size], cursor + 8)
+            aces.append(Ace(ace_type, flags, mask, sid))
+        else:
+            aces.append(Ace(ace_type, flags, raw=data[cursor : cursor + ace_size]))
+        cursor += ace_size
+    return tuple(aces)

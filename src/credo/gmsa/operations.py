@@ -1,0 +1,226 @@
+"""The gMSA verbs on top of a host session: test, show, keytab, run as.
+
+Each mirrors what Windows admins know: ``test`` is Test-ADServiceAccount, ``keytab`` is what a
+Windows service gets implicitly, ``run_as`` is ``PsExec -u DOMAIN\\name$ -p ~``.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from credo.errors import CredoError, InputError, NotPermittedError
+from credo.gmsa.account import find_managed_account, resolve_sid_names
+from credo.gmsa.credentials import acquire_gmsa_tgt, key_material
+from credo.gmsa.gkdi import Gkid, rollover_interval
+from credo.gmsa.password_id import ManagedPasswordId
+from credo.gmsa.retrieval import ManagedPassword, retrieve_managed_password
+from credo.gmsa.runas import ChildResult, RunOptions, run_child
+from credo.gmsa.session import HostSession, SessionSettings
+from credo.krb.keys import SupportedEncryptionTypes
+from credo.krb.keytab import KeytabEntry, read_keytab, write_keytab_atomically
+from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
+
+__all__ = [
+    "AccountDisabled",
+    "AccountTest",
+    "KeytabReport",
+    "check_account",
+    "describe_account",
+    "run_as",
+    "usable_password",
+    "write_account_keytab",
+]
+
+
+FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=UTC)
+
+
+class AccountDisabled(NotPermittedError):
+    """The managed service account is disabled."""
+
+
+@dataclass(frozen=True)
+class AccountTest:
+    """The answer of ``credo gmsa test``: ok, or the precise reason why not."""
+
+    ok: bool
+    account: str
+    reason: str | None = None
+    hint: str | None = None
+    error: str | None = None
+
+
+def _usable_password(session: HostSession, name: str) -> ManagedPassword:
+    password = retrieve_managed_password(session.directory, name)
+    if not password.account.enabled:
+        raise AccountDisabled(
+            f"{password.account.sam_account_name} is disabled",
+            hint="enable it (Set-ADServiceAccount -Enabled $true, `samba-tool user enable`)",
+        )
+    return password
+
+
+def check_account(settings: SessionSettings, name: str) -> AccountTest:
+    """Can this host retrieve the password of ``name`` and obtain a TGT as ``name$`` with it?
+
+    Every failure, from a missing host keytab to a refused TGT, becomes the reason of a negative
+    answer, as Test-ADServiceAccount answers False rather than failing.
+    """
+    try:
+        with HostSession(settings) as session:
+            account, _ = find_managed_account(session.directory, name)
+            if not account.enabled:
+                raise AccountDisabled(
+                    f"{account.sam_account_name} is disabled",
+                    hint="enable it (Set-ADServiceAccount -Enabled $true, `samba-tool user enable`)",
+                )
+            password = _usable_password(session, name)
+            ccache = new_memory_ccache_name("test")
+            try:
+                acquire_gmsa_tgt(password, session.realm, session.dns_domain, ccache)
+            finally:
+                destroy_ccache(ccache)
+    except CredoError as exc:
+        return AccountTest(ok=False, account=name, reason=exc.message, hint=exc.hint, error=type(exc).__name__)
+    return AccountTest(ok=True, account=password.account.sam_account_name)
+
+
+def _enctype_names(value: int | None) -> list[str]:
+    if value is None:
+        return []
+    return [flag.name or str(flag.value) for flag in SupportedEncryptionTypes if flag & value]
+
+
+def describe_account(session: HostSession, name: str) -> dict[str, Any]:
+    """What ``credo gmsa show`` prints. Never a secret: the password is not even read."""
+    account, _ = find_managed_account(session.directory, name)
+    names = resolve_sid_names(session.directory, list(account.allowed_sids))
+    password_id: dict[str, Any] | None = None
+    next_rotation: str | None = None
+    if account.password_id:
+        pid = ManagedPasswordId.unpack(account.password_id)
+        password_id = {"root_key_id": str(pid.root_key_id), "l0": pid.l0, "l1": pid.l1, "l2": pid.l2}
+        if account.interval_days:
+            # The current password's interval starts at its GKID and lasts one rollover (MS-GKDI;
+            # Samba gkdi_rollover_interval): the next password is due at the end of it.
+            ends = Gkid(pid.l0, pid.l1, pid.l2).start_filetime() + rollover_interval(account.interval_days)
+            next_rotation = (FILETIME_EPOCH + timedelta(microseconds=ends // 10)).isoformat()
+    return {
+        "dn": account.dn,
+        "sam_account_name": account.sam_account_name,
+        "sid": account.sid,
+        "type": "gMSA" if account.group_managed else "sMSA",
+        "enabled": account.enabled,
+        "dns_host_name": account.dns_host_name,
+        "service_principal_names": list(account.spns),
+        "principals_allowed_to_retrieve_password": [
+            {"sid": sid, "name": names.get(sid, sid)} for sid in account.allowed_sids
+        ],
+        "supported_encryption_types": _enctype_names(account.supported_enctypes),
+        "password_interval_days": account.interval_days,
+        "kvno": account.kvno,
+        "password_id": password_id,
+        "password_last_set": account.password_last_set.isoformat() if account.password_last_set else None,
+        "next_rotation": next_rotation,
+        "previous_password_present": account.previous_password_id is not None,
+        "when_created": account.when_created.isoformat() if account.when_created else None,
+    }
+
+
+@dataclass(frozen=True)
+class KeytabReport:
+    """What ``credo gmsa keytab`` wrote (no key material)."""
+
+    path: str
+    principals: list[str]
+    kvnos: list[int]
+    enctypes: list[int]
+    pre_rotation_window: bool
+    refresh_after: str
+    next_rotation: str
+
+
+def _owner_ids(owner: str | None) -> tuple[int | None, int | None]:
+    if owner is None:
+        return None, None
+    user, _, group = owner.partition(":")
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise InputError(f"no local user {user!r} for --owner") from None
+    gid = entry.pw_gid
+    if group:
+        import grp
+
+        try:
+            gid = grp.getgrnam(group).gr_gid
+        except KeyError:
+            raise InputError(f"no local group {group!r} for --owner") from None
+    if os.geteuid() != 0 and entry.pw_uid != os.geteuid():
+        raise NotPermittedError("--owner needs root to give a file to another user")
+    return entry.pw_uid, gid
+
+
+def write_account_keytab(
+    session: HostSession,
+    name: str,
+    out: Path,
+    *,
+    spns: list[str] | tuple[str, ...] = (),
+    owner: str | None = None,
+    enctypes: tuple[int, ...],
+) -> KeytabReport:
+    """Write the keys of ``name`` (current, previous, and future inside the window) to ``out``."""
+    uid, gid = _owner_ids(owner)
+    password = retrieve_managed_password(session.directory, name)
+    material = key_material(password, session.realm, session.dns_domain, enctypes=enctypes, spns=spns)
+    entries = list(material.entries) + _carried_previous_keys(out, material.entries)
+    write_keytab_atomically(out, entries, owner_uid=uid, owner_gid=gid)
+    return KeytabReport(
+        path=str(out),
+        principals=sorted({e.principal for e in material.entries}),
+        kvnos=sorted({e.kvno for e in entries}, reverse=True),
+        enctypes=sorted({e.enctype for e in material.entries}, reverse=True),
+        pre_rotation_window=password.in_pre_rotation_window,
+        refresh_after=password.refresh_after.astimezone(UTC).isoformat(),
+        next_rotation=password.next_rotation.astimezone(UTC).isoformat(),
+    )
+
+
+def _carried_previous_keys(path: Path, new: tuple[KeytabEntry, ...]) -> list[KeytabEntry]:
+    """Keys at kvno-1 that the file already holds, when the DC's blob has no previous password.
+
+    A DC does not always include the previous password (Samba leaves it out for a while after a
+    rollover), yet tickets issued before the rollover still need it: keep what the file had.
+    """
+    principals = {e.principal.lower() for e in new}
+    newest = max(e.kvno for e in new)
+    if any(e.kvno == newest - 1 for e in new):
+        return []
+    try:
+        existing = read_keytab(path)
+    except CredoError:
+        return []
+    return [e for e in existing if e.principal.lower() in principals and e.kvno == newest - 1]
+
+
+def usable_password(session: HostSession, name: str) -> ManagedPassword:
+    """The managed password of an enabled account, for ``run_as``."""
+    return _usable_password(session, name)
+
+
+def run_as(password: ManagedPassword, realm: str, dns_domain: str, options: RunOptions) -> ChildResult:
+    """Run ``options.command`` with a TGT for the account in a fresh private ccache.
+
+    The host session can be closed before: only the password (in memory) is needed.
+    """
+
+    def write_ccache(path: Path) -> None:
+        acquire_gmsa_tgt(password, realm, dns_domain, f"FILE:{path}")
+
+    return run_child(options, write_ccache)

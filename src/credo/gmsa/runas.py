@@ -1,0 +1,190 @@
+"""Run a command with a ticket cache of its own: the process side of ``credo run --as``.
+
+The child gets a fresh private directory (0700) holding its ccache (0600), both owned by the local
+user it runs as, and an environment built from scratch: PATH, HOME, USER, LOGNAME, LANG, TMPDIR,
+KRB5CCNAME and KRB5_CONFIG, plus what the caller passes. It runs in its own process group, so
+that a timeout or a forwarded signal reaches everything it started. The directory and the ccache
+are removed when the child ends, whatever ends it (exit, SIGTERM, SIGINT, SIGHUP, timeout).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+from credo.errors import EnvironmentProblem, InputError, NotPermittedError
+
+__all__ = ["EXIT_TIMEOUT", "ChildResult", "RunOptions", "private_run_directory", "run_child"]
+
+EXIT_TIMEOUT = 124  # what timeout(1) returns
+KILL_GRACE = 5.0
+SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to run and how. ``env`` values are the caller's and are passed as given."""
+
+    command: Sequence[str]
+    local_user: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """How the child ended: an exit code, or the signal that killed it, or a timeout."""
+
+    returncode: int
+    timed_out: bool = False
+
+    @property
+    def signal(self) -> int | None:
+        return -self.returncode if self.returncode < 0 else None
+
+
+@dataclass(frozen=True)
+class _Account:
+    uid: int
+    gid: int
+    name: str
+    home: str
+
+
+def _account(local_user: str | None) -> _Account:
+    if local_user is None:
+        entry = pwd.getpwuid(os.geteuid())
+        return _Account(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
+    if os.geteuid() != 0:
+        raise NotPermittedError("--user needs root: only root may start a process as another user")
+    try:
+        entry = pwd.getpwnam(local_user)
+    except KeyError:
+        raise InputError(
+            f"no local user {local_user!r}", hint="create it (useradd) or name another"
+        ) from None
+    return _Account(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
+
+
+@contextlib.contextmanager
+def private_run_directory(local_user: str | None) -> Iterator[tuple[Path, _Account]]:
+    """A 0700 directory owned by the child's user, removed on exit whatever happens."""
+    account = _account(local_user)
+    directory = Path(tempfile.mkdtemp(prefix="credo-run-"))
+    try:
+        os.chmod(directory, 0o700)
+        os.chown(directory, account.uid, account.gid)
+        yield directory, account
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _child_env(options: RunOptions, account: _Account, directory: Path, ccache: Path) -> dict[str, str]:
+    home = account.home if account.home and os.path.isdir(account.home) else str(directory)
+    env = {
+        "PATH": SAFE_PATH,
+        "HOME": home,
+        "USER": account.name,
+        "LOGNAME": account.name,
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "TMPDIR": str(directory),
+        "KRB5CCNAME": f"FILE:{ccache}",
+    }
+    if os.environ.get("KRB5_CONFIG"):
+        env["KRB5_CONFIG"] = os.environ["KRB5_CONFIG"]
+    env.update(options.env)
+    return env
+
+
+def run_child(options: RunOptions, write_ccache: Callable[[Path], None]) -> ChildResult:
+    """Create the private directory and ccache, run the command, clean up, report how it ended.
+
+    ``write_ccache(path)`` must store the credentials at ``path``; it runs before the child starts.
+    """
+    if not options.command:
+        raise InputError("no command to run", hint="put it after --, e.g. credo run --as svcauto -- id")
+    with private_run_directory(options.local_user) as (directory, account):
+        ccache = directory / "krb5cc"
+        old_umask = os.umask(0o077)
+        try:
+            write_ccache(ccache)
+        finally:
+            os.umask(old_umask)
+        os.chown(ccache, account.uid, account.gid)
+        os.chmod(ccache, 0o600)
+        env = _child_env(options, account, directory, ccache)
+        cwd = os.getcwd() if options.local_user is None else env["HOME"]
+        try:
+            return _supervise(options, account, env, cwd)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                ccache.unlink()
+
+
+def _supervise(options: RunOptions, account: _Account, env: dict[str, str], cwd: str) -> ChildResult:
+    as_other = options.local_user is not None
+    try:
+        child = subprocess.Popen(
+            list(options.command),
+            env=env,
+            cwd=cwd,
+            user=account.uid if as_other else None,
+            group=account.gid if as_other else None,
+            extra_groups=os.getgrouplist(account.name, account.gid) if as_other else None,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except FileNotFoundError:
+        raise InputError(f"command not found: {options.command[0]}") from None
+    except PermissionError as exc:
+        raise EnvironmentProblem(f"cannot run {options.command[0]}: {exc.strerror}") from None
+
+    received: list[int] = []
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            # A second signal of the same kind means "stop now".
+            os.killpg(child.pid, signal.SIGKILL if received.count(signum) > 1 else signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    deadline = time.monotonic() + options.timeout if options.timeout else None
+    timed_out = False
+    try:
+        while True:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                returncode = child.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _terminate_group(child)
+                deadline = None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        # Whatever the leader did, leave nothing of the job running.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+    return ChildResult(returncode=returncode, timed_out=timed_out)
+
+
+def _terminate_group(child: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGTERM)
+    try:
+        child.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)

@@ -1,0 +1,106 @@
+"""Initial tickets (AS exchange, RFC 4120 3.1) from a keytab into a credential cache, through MIT krb5.
+
+Credentials go into caches that credo names itself (``MEMORY:credo-...`` for its own use, a
+0600 ``FILE:`` cache in a private directory for a child process); the user's default ccache is
+never read or written. Kerberos library errors are translated here, at one boundary, into
+credo's errors with the KDC's reason kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import krb5
+
+from credo.errors import CredoError, EnvironmentProblem, NotFoundError, NotPermittedError, UnreachableError
+
+__all__ = ["Ticket", "acquire_tgt", "destroy_ccache", "kerberos_error", "new_memory_ccache_name"]
+
+# com_err codes of the MIT krb5 library (krb5_err.et), as returned in Krb5Error.err_code.
+KDC_ERR_C_PRINCIPAL_UNKNOWN = -1765328378
+KDC_ERR_CLIENT_REVOKED = -1765328366
+KDC_ERR_KEY_EXPIRED = -1765328361
+KDC_ERR_PREAUTH_FAILED = -1765328360
+KDC_ERR_ETYPE_NOSUPP = -1765328370
+KRB5KRB_AP_ERR_SKEW = -1765328347
+KRB5_KDC_UNREACH = -1765328228
+KRB5_REALM_UNKNOWN = -1765328230
+KRB5_KT_NOTFOUND = -1765328203
+KRB5_PREAUTH_FAILED = -1765328174
+KRB5KRB_AP_ERR_BAD_INTEGRITY = -1765328353
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """What credo reports about a TGT it obtained: never the ticket or its session key."""
+
+    client: str
+    ccache: str
+    start: datetime
+    end: datetime
+
+
+def new_memory_ccache_name(purpose: str) -> str:
+    """A process-private in-memory ccache name (``MEMORY:credo-<purpose>-<random>``)."""
+    return f"MEMORY:credo-{purpose}-{secrets.token_hex(8)}"
+
+
+def kerberos_error(exc: krb5.Krb5Error, principal: str) -> CredoError:
+    """Translate a krb5 library error about ``principal`` into a credo error that says what to do."""
+    code = exc.err_code
+    text = str(exc)
+    if code == KRB5_KDC_UNREACH:
+        return UnreachableError(
+            f"no KDC answered for {principal}: {text}", hint="check KRB5_CONFIG and the network"
+        )
+    if code == KDC_ERR_C_PRINCIPAL_UNKNOWN:
+        return NotFoundError(f"the KDC does not know {principal}")
+    if code == KDC_ERR_CLIENT_REVOKED:
+        return NotPermittedError(f"the KDC refused {principal}: the account is disabled or locked ({text})")
+    if code in (KDC_ERR_PREAUTH_FAILED, KRB5_PREAUTH_FAILED, KRB5KRB_AP_ERR_BAD_INTEGRITY):
+        return NotPermittedError(f"the KDC rejected the keys of {principal}: {text}")
+    if code == KRB5KRB_AP_ERR_SKEW:
+        return EnvironmentProblem(
+            f"clock skew too great between this host and the KDC for {principal}",
+            hint="synchronise the clock (chrony/ntpd) with the domain controllers",
+        )
+    if code == KRB5_REALM_UNKNOWN:
+        return EnvironmentProblem(f"unknown realm for {principal}: {text}", hint="check KRB5_CONFIG")
+    return CredoError(f"Kerberos error for {principal}: {text}")
+
+
+def acquire_tgt(keytab: str, principal: str, ccache: str) -> Ticket:
+    """Obtain a TGT for ``principal`` with the keys in ``keytab`` and store it in ``ccache``.
+
+    ``keytab`` and ``ccache`` are krb5 names (``FILE:/path``, ``MEMORY:name``). The cache is
+    (re)initialised for the client name the KDC returns.
+    """
+    ctx = krb5.init_context()
+    try:
+        client = krb5.parse_name_flags(ctx, principal.encode())
+        kt = krb5.kt_resolve(ctx, keytab.encode())
+        opt = krb5.get_init_creds_opt_alloc(ctx)
+        creds = krb5.get_init_creds_keytab(ctx, client, opt, kt)
+        cache = krb5.cc_resolve(ctx, ccache.encode())
+        krb5.cc_initialize(ctx, cache, creds.client)
+        krb5.cc_store_cred(ctx, cache, creds)
+    except krb5.Krb5Error as exc:
+        raise kerberos_error(exc, principal) from exc
+    times = creds.times
+    name = krb5.unparse_name_flags(ctx, creds.client).decode()
+    return Ticket(
+        client=name,
+        ccache=ccache,
+        start=datetime.fromtimestamp(times.starttime or times.authtime, UTC),
+        end=datetime.fromtimestamp(times.endtime, UTC),
+    )
+
+
+def destroy_ccache(ccache: str) -> None:
+    """Destroy a credential cache credo created (a missing one is fine)."""
+    ctx = krb5.init_context()
+    with contextlib.suppress(krb5.Krb5Error):
+        krb5.cc_destroy(ctx, krb5.cc_resolve(ctx, ccache.encode()))
