@@ -74,7 +74,9 @@ def test_show(as_identity: Env, lab_settings: LabSettings, tmp_path: Path) -> No
     assert re.fullmatch(r"[0-9a-f-]{36}", data["password_id"]["root_key_id"])
     # The rotation time computed from the password id agrees with the DC's own query interval.
     keytab_report = json.loads(
-        credo("gmsa", "keytab", SEED.gmsa, "--out", tmp_path / "k", "--json", env=as_identity("worker1")).stdout
+        credo(
+            "gmsa", "keytab", SEED.gmsa, "--out", tmp_path / "k", "--json", env=as_identity("worker1")
+        ).stdout
     )
     shown = datetime.fromisoformat(data["next_rotation"])
     told = datetime.fromisoformat(keytab_report["next_rotation"])
@@ -238,3 +240,17 @@ def test_disabled_account_is_reported(lab: Lab, lab_settings: LabSettings, as_id
         assert "svcoff$ is disabled" in run_proc.stderr
     finally:
         run(["samba-tool", "service-account", "delete", "--name=svcoff$", *local], check=True)
+
+
+def test_the_users_own_ccache_is_never_touched(as_identity: Env, lab: Lab, tmp_path: Path) -> None:
+    mine = tmp_path / "mine.ccache"
+    mine.write_bytes(lab.paths.host_ccache("worker1").read_bytes())
+    before = mine.read_bytes()
+    env = as_identity("worker1") | {"KRB5CCNAME": f"FILE:{mine}"}
+    assert credo("gmsa", "test", SEED.gmsa, env=env).returncode == 0
+    assert credo("gmsa", "keytab", SEED.gmsa, "--out", tmp_path / "k", env=env).returncode == 0
+    assert credo("run", "--as", SEED.gmsa, "--", "true", env=env).returncode == 0
+    assert mine.read_bytes() == before
+    missing = tmp_path / "absent.ccache"
+    assert credo("gmsa", "test", SEED.gmsa, env=env | {"KRB5CCNAME": f"FILE:{missing}"}).returncode == 0
+    assert not missing.exists()

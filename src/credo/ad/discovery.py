@@ -11,9 +11,6 @@ import os
 import random
 import re
 
-import dns.exception
-import dns.resolver
-
 from credo.errors import InputError, UnreachableError
 
 __all__ = ["discover_dc_urls", "parse_urls", "resolve_dc_urls"]
@@ -34,6 +31,10 @@ def parse_urls(value: str) -> tuple[str, ...]:
 
 def discover_dc_urls(domain: str, *, timeout: float = 10.0, scheme: str = "ldap") -> tuple[str, ...]:
     """URLs of the DCs of ``domain`` from its SRV records, best first (RFC 2782 order)."""
+    # Imported here: dnspython costs ~0.1 s to import, and most runs name their DC.
+    import dns.exception
+    import dns.resolver
+
     resolver = dns.resolver.Resolver()
     server = os.environ.get("CREDO_DNS_SERVER")
     if server:

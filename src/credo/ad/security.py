@@ -27,7 +27,6 @@ ACCESS_ALLOWED_ACE_TYPE = 0x00
 ACCESS_DENIED_ACE_TYPE = 0x01
 SE_DACL_PRESENT = 0x0004
 SE_SELF_RELATIVE = 0x8000
-ACL_REVISION = 2
 _SID_RE = re.compile(r"^S-1-(\d+)(-\d+){0,15}$")
 
 
@@ -82,6 +81,8 @@ class SecurityDescriptor:
     group: str | None
     dacl: tuple[Ace, ...] | None
     control: int = SE_SELF_RELATIVE | SE_DACL_PRESENT
+    # ACL_REVISION_DS (4) is what Windows and Samba write on directory objects (MS-DTYP 2.4.5).
+    acl_revision: int = 4
 
     @property
     def allowed_sids(self) -> list[str]:
@@ -104,9 +105,11 @@ class SecurityDescriptor:
         owner = sid_from_bytes(data, off_owner)[0] if off_owner else None
         group = sid_from_bytes(data, off_group)[0] if off_group else None
         dacl = None
+        acl_revision = 4
         if control & SE_DACL_PRESENT and off_dacl:
             dacl = _unpack_acl(data, off_dacl)
-        return cls(owner=owner, group=group, dacl=dacl, control=control)
+            acl_revision = data[off_dacl]
+        return cls(owner=owner, group=group, dacl=dacl, control=control, acl_revision=acl_revision)
 
     def pack(self) -> bytes:
         """Self-relative layout: header, owner, group, DACL (the order Windows writes)."""
@@ -122,7 +125,7 @@ class SecurityDescriptor:
         control = self.control | SE_SELF_RELATIVE
         if self.dacl is not None:
             aces = b"".join(ace.pack() for ace in self.dacl)
-            acl = struct.pack("<BBHHH", ACL_REVISION, 0, 8 + len(aces), len(self.dacl), 0) + aces
+            acl = struct.pack("<BBHHH", self.acl_revision, 0, 8 + len(aces), len(self.dacl), 0) + aces
             offsets[2] = cursor
             body += acl
             control |= SE_DACL_PRESENT

@@ -8,6 +8,7 @@ traceback only with ``--debug``.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -16,9 +17,6 @@ from typing import Any
 import click
 
 from credo import __version__
-from credo.cli.gmsa import gmsa
-from credo.cli.lab import lab
-from credo.cli.run import run
 from credo.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, CredoError
 
 __all__ = ["cli", "main"]
@@ -32,8 +30,29 @@ Example:
 """
 
 
+# Subcommands are imported when used: `credo lab` need not load LDAP and Kerberos bindings, and a
+# one-shot `credo run --as` pays only for what it uses (interpreter start-up dominates its time).
+COMMANDS = {
+    "lab": "credo.cli.lab:lab",
+    "gmsa": "credo.cli.gmsa:gmsa",
+    "run": "credo.cli.run:run",
+}
+
+
 class CredoGroup(click.Group):
-    """A group that turns CredoError into one clear line and an exit code."""
+    """A group that loads its subcommands lazily and turns CredoError into one line and an exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         debug = bool(ctx.params.get("debug")) or "--debug" in sys.argv[1:]
@@ -71,9 +90,6 @@ def cli(debug: bool) -> None:
     )
 
 
-cli.add_command(lab)
-cli.add_command(gmsa)
-cli.add_command(run)
 
 
 def main() -> None:

@@ -9,15 +9,10 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.console import Console
 
-__all__ = ["emit_json", "emit_mapping", "json_option", "stdout_console"]
+__all__ = ["emit_json", "emit_mapping", "json_option"]
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-
-
-def stdout_console() -> Console:
-    return Console(soft_wrap=True, highlight=False)
 
 
 def _default(value: Any) -> Any:

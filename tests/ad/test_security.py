@@ -1,0 +1,68 @@
+"""SIDs and security descriptors (MS-DTYP 2.4.2, 2.4.6): round trips and malformed input."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from credo.ad.security import (
+    ACCESS_ALLOWED_ACE_TYPE,
+    Ace,
+    MalformedSecurityDescriptor,
+    SecurityDescriptor,
+    sid_from_bytes,
+    sid_to_bytes,
+)
+
+# msDS-GroupMSAMembership as Samba 4.22 wrote it for the lab's svcauto$ (readers: Administrator and
+# HybridWorkers): O:S-1-5-32-544 D:(A;;0xf01ff;;;...-500)(A;;0xf01ff;;;...-1108).
+SAMBA_MEMBERSHIP = (
+    "AQAEgBQAAAAAAAAAAAAAACQAAAABAgAAAAAABSAAAAAgAgAABABQAAIAAAAAACQA/wEPAAEFAAAAAAAFFQAAAMjCB9Ai"
+    "H4wxDCzxGfQBAAAAACQA/wEPAAEFAAAAAAAFFQAAAMjCB9AiH4wxDCzxGVQEAAA="
+)
+
+
+def test_unpacks_what_samba_wrote() -> None:
+    sd = SecurityDescriptor.unpack(base64.b64decode(SAMBA_MEMBERSHIP))
+    assert sd.owner == "S-1-5-32-544"
+    assert sd.allowed_sids == [
+        "S-1-5-21-3490169544-831266594-435235852-500",
+        "S-1-5-21-3490169544-831266594-435235852-1108",
+    ]
+    assert all(ace.mask == 0xF01FF for ace in sd.dacl or ())
+
+
+def test_pack_reproduces_samba_bytes() -> None:
+    raw = base64.b64decode(SAMBA_MEMBERSHIP)
+    assert SecurityDescriptor.unpack(raw).pack() == raw
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**32 - 1), min_size=1, max_size=15))
+def test_sid_round_trip(subs: list[int]) -> None:
+    sid = "S-1-5-" + "-".join(map(str, subs))
+    assert sid_from_bytes(sid_to_bytes(sid)) == (sid, 8 + 4 * len(subs))
+
+
+@given(st.lists(st.integers(min_value=1, max_value=99999), min_size=0, max_size=6))
+def test_descriptor_round_trip(rids: list[int]) -> None:
+    aces = tuple(Ace(ACCESS_ALLOWED_ACE_TYPE, 0, 0xF01FF, f"S-1-5-21-1-2-3-{rid}") for rid in rids)
+    sd = SecurityDescriptor(owner="S-1-5-32-544", group=None, dacl=aces)
+    again = SecurityDescriptor.unpack(sd.pack())
+    assert again.dacl == aces
+    assert again.owner == "S-1-5-32-544"
+
+
+@given(st.binary(max_size=200))
+def test_garbage_raises_only_the_malformed_error(data: bytes) -> None:
+    with contextlib.suppress(MalformedSecurityDescriptor):
+        SecurityDescriptor.unpack(data)
+
+
+@pytest.mark.parametrize("bad", ["S-1", "S-2-5-1", "S-1-5-x", "1-5-21"])
+def test_invalid_sid_strings(bad: str) -> None:
+    with pytest.raises(Exception, match="invalid SID"):
+        sid_to_bytes(bad)
