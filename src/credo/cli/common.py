@@ -11,50 +11,65 @@ import click
 from credo.ad.connection import DEFAULT_TIMEOUT
 from credo.gmsa.session import SessionSettings
 
-__all__ = ["host_session_options", "session_settings"]
+__all__ = ["host_session_options", "session_settings", "worker_session_options"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def host_session_options(func: F) -> F:
     """--host-keytab, --host-principal, --server, --ca-file, --starttls, --ldap-timeout."""
-    options = [
-        click.option(
-            "--host-keytab",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar="CREDO_HOST_KEYTAB",
-            help="The computer account's keytab (default /etc/krb5.keytab; env CREDO_HOST_KEYTAB).",
-        ),
-        click.option(
-            "--host-principal",
-            envvar="CREDO_HOST_PRINCIPAL",
-            help="NAME$@REALM in that keytab (default: its first computer principal; env CREDO_HOST_PRINCIPAL).",
-        ),
-        click.option(
-            "--server",
-            envvar="CREDO_LDAP_URL",
-            help="DC URL(s), comma separated, tried in order (default: DNS SRV; env CREDO_LDAP_URL).",
-        ),
-        click.option(
-            "--ca-file",
-            envvar="CREDO_CA_FILE",
-            type=click.Path(dir_okay=False),
-            help="CA certificate for ldaps:// and --starttls (env CREDO_CA_FILE).",
-        ),
-        click.option("--starttls", is_flag=True, help="Use StartTLS instead of GSSAPI sealing on ldap://."),
-        click.option(
-            "--ldap-timeout",
-            "ldap_timeout",
-            envvar="CREDO_LDAP_TIMEOUT",
-            type=click.FloatRange(min=0.1),
-            default=DEFAULT_TIMEOUT,
-            show_default=True,
-            help="Seconds to wait for a DC before trying the next one.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+    return _host_session_options("--server")(func)
+
+
+def worker_session_options(func: F) -> F:
+    """The same, with the DC as --dc: `credo worker --server` names the credo server."""
+    return _host_session_options("--dc")(func)
+
+
+def _host_session_options(dc_flag: str) -> Callable[[F], F]:
+    def decorate(func: F) -> F:
+        options = [
+            click.option(
+                "--host-keytab",
+                type=click.Path(dir_okay=False, path_type=Path),
+                envvar="CREDO_HOST_KEYTAB",
+                help="The computer account's keytab (default /etc/krb5.keytab; env CREDO_HOST_KEYTAB).",
+            ),
+            click.option(
+                "--host-principal",
+                envvar="CREDO_HOST_PRINCIPAL",
+                help="NAME$@REALM in that keytab (default: its first computer principal; env CREDO_HOST_PRINCIPAL).",
+            ),
+            click.option(
+                dc_flag,
+                "server",
+                envvar="CREDO_LDAP_URL",
+                help="DC URL(s), comma separated, tried in order (default: DNS SRV; env CREDO_LDAP_URL).",
+            ),
+            click.option(
+                "--ca-file",
+                envvar="CREDO_CA_FILE",
+                type=click.Path(dir_okay=False),
+                help="CA certificate for ldaps:// and --starttls (env CREDO_CA_FILE).",
+            ),
+            click.option(
+                "--starttls", is_flag=True, help="Use StartTLS instead of GSSAPI sealing on ldap://."
+            ),
+            click.option(
+                "--ldap-timeout",
+                "ldap_timeout",
+                envvar="CREDO_LDAP_TIMEOUT",
+                type=click.FloatRange(min=0.1),
+                default=DEFAULT_TIMEOUT,
+                show_default=True,
+                help="Seconds to wait for a DC before trying the next one.",
+            ),
+        ]
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
 
 
 def session_settings(params: dict[str, Any]) -> SessionSettings:

@@ -36,6 +36,11 @@ COMMANDS = {
     "lab": "credo.cli.lab:lab",
     "gmsa": "credo.cli.gmsa:gmsa",
     "run": "credo.cli.run:run",
+    "server": "credo.cli.server:server",
+    "worker": "credo.cli.server:worker",
+    "runbook": "credo.cli.automation:runbook",
+    "group": "credo.cli.automation:group",
+    "job": "credo.cli.automation:job",
 }
 
 
@@ -88,8 +93,6 @@ def cli(debug: bool) -> None:
         format="credo: %(levelname)s: %(name)s: %(message)s",
         stream=sys.stderr,
     )
-
-
 
 
 def main() -> None:

@@ -86,7 +86,9 @@ def check_account(settings: SessionSettings, name: str) -> AccountTest:
             finally:
                 destroy_ccache(ccache)
     except CredoError as exc:
-        return AccountTest(ok=False, account=name, reason=exc.message, hint=exc.hint, error=type(exc).__name__)
+        return AccountTest(
+            ok=False, account=name, reason=exc.message, hint=exc.hint, error=type(exc).__name__
+        )
     return AccountTest(ok=True, account=password.account.sam_account_name)
 
 

@@ -10,6 +10,7 @@ are removed when the child ends, whatever ends it (exit, SIGTERM, SIGINT, SIGHUP
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import pwd
 import shutil
@@ -24,7 +25,17 @@ from types import FrameType
 
 from credo.errors import EnvironmentProblem, InputError, NotPermittedError
 
-__all__ = ["EXIT_TIMEOUT", "ChildResult", "RunOptions", "private_run_directory", "run_child"]
+__all__ = [
+    "EXIT_TIMEOUT",
+    "ChildResult",
+    "LocalAccount",
+    "RunOptions",
+    "child_environment",
+    "private_run_directory",
+    "run_child",
+    "set_parent_death_signal",
+    "terminate_group",
+]
 
 EXIT_TIMEOUT = 124  # what timeout(1) returns
 KILL_GRACE = 5.0
@@ -55,17 +66,30 @@ class ChildResult:
 
 
 @dataclass(frozen=True)
-class _Account:
+class LocalAccount:
     uid: int
     gid: int
     name: str
     home: str
 
 
-def _account(local_user: str | None) -> _Account:
+# Loaded before any fork: dlopen() between fork and exec in a threaded program could deadlock.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def set_parent_death_signal() -> None:
+    """In the child, before exec: die with SIGKILL if the process that started it dies.
+
+    Popen runs this after switching to the job's user (PR_SET_PDEATHSIG is reset by a change of
+    credentials, prctl(2)), so a job never outlives a worker killed with SIGKILL.
+    """
+    _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+
+
+def _account(local_user: str | None) -> LocalAccount:
     if local_user is None:
         entry = pwd.getpwuid(os.geteuid())
-        return _Account(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
+        return LocalAccount(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
     if os.geteuid() != 0:
         raise NotPermittedError("--user needs root: only root may start a process as another user")
     try:
@@ -74,11 +98,11 @@ def _account(local_user: str | None) -> _Account:
         raise InputError(
             f"no local user {local_user!r}", hint="create it (useradd) or name another"
         ) from None
-    return _Account(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
+    return LocalAccount(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
 
 
 @contextlib.contextmanager
-def private_run_directory(local_user: str | None) -> Iterator[tuple[Path, _Account]]:
+def private_run_directory(local_user: str | None) -> Iterator[tuple[Path, LocalAccount]]:
     """A 0700 directory owned by the child's user, removed on exit whatever happens."""
     account = _account(local_user)
     directory = Path(tempfile.mkdtemp(prefix="credo-run-"))
@@ -90,7 +114,9 @@ def private_run_directory(local_user: str | None) -> Iterator[tuple[Path, _Accou
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _child_env(options: RunOptions, account: _Account, directory: Path, ccache: Path) -> dict[str, str]:
+def child_environment(
+    options: RunOptions, account: LocalAccount, directory: Path, ccache: Path | None
+) -> dict[str, str]:
     home = account.home if account.home and os.path.isdir(account.home) else str(directory)
     env = {
         "PATH": SAFE_PATH,
@@ -99,8 +125,9 @@ def _child_env(options: RunOptions, account: _Account, directory: Path, ccache: 
         "LOGNAME": account.name,
         "LANG": os.environ.get("LANG", "C.UTF-8"),
         "TMPDIR": str(directory),
-        "KRB5CCNAME": f"FILE:{ccache}",
     }
+    if ccache is not None:
+        env["KRB5CCNAME"] = f"FILE:{ccache}"
     if os.environ.get("KRB5_CONFIG"):
         env["KRB5_CONFIG"] = os.environ["KRB5_CONFIG"]
     env.update(options.env)
@@ -123,7 +150,7 @@ def run_child(options: RunOptions, write_ccache: Callable[[Path], None]) -> Chil
             os.umask(old_umask)
         os.chown(ccache, account.uid, account.gid)
         os.chmod(ccache, 0o600)
-        env = _child_env(options, account, directory, ccache)
+        env = child_environment(options, account, directory, ccache)
         cwd = os.getcwd() if options.local_user is None else env["HOME"]
         try:
             return _supervise(options, account, env, cwd)
@@ -132,7 +159,7 @@ def run_child(options: RunOptions, write_ccache: Callable[[Path], None]) -> Chil
                 ccache.unlink()
 
 
-def _supervise(options: RunOptions, account: _Account, env: dict[str, str], cwd: str) -> ChildResult:
+def _supervise(options: RunOptions, account: LocalAccount, env: dict[str, str], cwd: str) -> ChildResult:
     as_other = options.local_user is not None
     try:
         child = subprocess.Popen(
@@ -169,7 +196,7 @@ def _supervise(options: RunOptions, account: _Account, env: dict[str, str], cwd:
                 break
             except subprocess.TimeoutExpired:
                 timed_out = True
-                _terminate_group(child)
+                terminate_group(child)
                 deadline = None
     finally:
         for sig, handler in previous.items():
@@ -180,7 +207,8 @@ def _supervise(options: RunOptions, account: _Account, env: dict[str, str], cwd:
     return ChildResult(returncode=returncode, timed_out=timed_out)
 
 
-def _terminate_group(child: subprocess.Popen[bytes]) -> None:
+def terminate_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the child's process group; SIGKILL it if it has not exited after the grace period."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(child.pid, signal.SIGTERM)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -15,12 +16,15 @@ from credo.errors import EnvironmentProblem, InputError
 from credo.lab import hosts_file
 from credo.lab.prerequisites import check_directory_writable, check_ports_free, check_samba
 from credo.lab.process import DCProcess
-from credo.lab.provision import provision
+from credo.lab.provision import SEED, SEED_VERSION, provision
 from credo.lab.settings import DEFAULT_ADDRESS, DEFAULT_REALM, LabPaths, LabSettings, default_lab_dir
 
 __all__ = ["IDENTITIES", "Lab", "LabEnvironment", "LabStatus"]
 
-IDENTITIES = ("worker1", "worker2", "admin")
+log = logging.getLogger(__name__)
+
+IDENTITIES = ("worker1", "worker2", "server", "admin")
+HOSTS = {"worker1": "WORKER1", "worker2": "WORKER2", "server": SEED.server_host}
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,15 @@ class Lab:
         settings = self.settings
         if settings is not None:
             self._check_same(settings, realm, netbios, address)
+            if settings.seed_version < SEED_VERSION:
+                # Seeded by an older credo: the tests and the demo expect the current directory.
+                log.warning(
+                    "the lab in %s was seeded by an older credo: provisioning it again", self.paths.root
+                )
+                self.dc.stop()
+                realm, netbios, address = settings.realm, settings.netbios, settings.address
+                self.paths.state_file.unlink()
+                settings = None
         if self.dc.pid() is not None:
             return self.status()
         check_samba()
@@ -108,6 +121,7 @@ class Lab:
                 realm=realm or DEFAULT_REALM,
                 netbios=netbios or "",
                 address=address or DEFAULT_ADDRESS,
+                seed_version=SEED_VERSION,
             )
         check_ports_free(settings.address)
         try:
@@ -213,7 +227,7 @@ class Lab:
             )
             unset = ("CREDO_HOST_KEYTAB", "CREDO_HOST_PRINCIPAL")
         else:
-            host = identity.upper()
+            host = HOSTS[identity]
             keytab, principal, ccache = (
                 self.paths.host_keytab(host),
                 f"{host}$@{settings.realm}",

@@ -26,7 +26,7 @@ from pathlib import Path
 from credo.errors import EnvironmentProblem
 from credo.lab.settings import DC_HOST_NAME, LabPaths, LabSettings
 
-__all__ = ["SEED", "DemoDirectory", "provision"]
+__all__ = ["SEED", "SEED_VERSION", "DemoDirectory", "provision"]
 
 # schemaIDGUID of the userAccountControl attribute and of the user class (MS-ADA3, MS-ADSC).
 USER_ACCOUNT_CONTROL_GUID = "bf967a68-0de6-11d0-a285-00aa003049e2"
@@ -45,10 +45,17 @@ class DemoDirectory:
         ("asmith", "Alice", "Smith"),
         ("bwong", "Bo", "Wong"),
     )
-    computers: tuple[str, ...] = ("WORKER1", "WORKER2")
+    computers: tuple[str, ...] = ("WORKER1", "WORKER2", "CREDOSRV")
     worker_group: str = "HybridWorkers"
     worker_group_members: tuple[str, ...] = ("WORKER1",)
     gmsa: str = "svcauto"
+    # The identity of `credo server` in the lab: a gMSA with an HTTP/ SPN, readable by CREDOSRV$.
+    server_host: str = "CREDOSRV"
+    server_gmsa: str = "svccredo"
+
+
+# Bumped when the seed changes: `up` re-provisions a lab seeded by an older credo.
+SEED_VERSION = 2
 
 
 SEED = DemoDirectory()
@@ -175,6 +182,7 @@ def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
         "replace: msDS-SupportedEncryptionTypes\n"
         f"msDS-SupportedEncryptionTypes: {AES_ONLY}\n"
     )
+    _seed_server_identity(tool, settings)
     sid = tool.object_sid(f"{gmsa}$")
     # Read/write property userAccountControl, inherited by user objects (MS-DTYP 2.4.4.3 object ACE).
     ace = f"(OA;CI;RPWP;{USER_ACCOUNT_CONTROL_GUID};{USER_CLASS_GUID};{sid})"
@@ -185,6 +193,23 @@ def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
     for computer in SEED.computers:
         _export_keytab(tool, f"{computer}$", paths.host_keytab(computer))
     _export_keytab(tool, "Administrator", paths.admin_keytab)
+
+
+def _seed_server_identity(tool: _SambaTool, settings: LabSettings) -> None:
+    name, base = SEED.server_gmsa, settings.base_dn
+    tool("service-account", "create", f"--name={name}", f"--dns-host-name={settings.server_fqdn}")
+    tool(
+        "service-account", "group-msa-membership", "add", f"--name={name}$",
+        f"--principal=CN={SEED.server_host},CN=Computers,{base}",
+    )  # fmt: skip
+    tool("user", "enable", f"{name}$")
+    tool("spn", "add", f"HTTP/{settings.server_fqdn}", f"{name}$")
+    tool.ldbmodify(
+        f"dn: CN={name},CN=Managed Service Accounts,{base}\n"
+        "changetype: modify\n"
+        "replace: msDS-SupportedEncryptionTypes\n"
+        f"msDS-SupportedEncryptionTypes: {AES_ONLY}\n"
+    )
 
 
 def _export_keytab(tool: _SambaTool, principal: str, path: Path) -> None:

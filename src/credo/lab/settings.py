@@ -127,6 +127,7 @@ class LabSettings:
     address: str = DEFAULT_ADDRESS
     hosts_line_added: bool = False
     address_added: bool = False
+    seed_version: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,55 @@
+"""Job parameters: JSON values validated against the runbook's schema at submission."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+from credo.errors import InputError
+
+__all__ = ["MAX_PARAMETERS_BYTES", "ParameterError", "apply_defaults", "validate_parameters"]
+
+# Azure Automation's limit for a job's parameters.
+MAX_PARAMETERS_BYTES = 512 * 1024
+
+
+class ParameterError(InputError):
+    """Parameters do not match the runbook's schema; ``field`` names the offending one."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def validate_parameters(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Check size and schema; return the values with defaults filled in."""
+    size = len(json.dumps(values, ensure_ascii=False).encode())
+    if size > MAX_PARAMETERS_BYTES:
+        raise ParameterError(f"parameters are {size} bytes; the limit is {MAX_PARAMETERS_BYTES} (512 KB)")
+    validator = Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
+    if errors:
+        first = errors[0]
+        path = ".".join(str(p) for p in first.absolute_path)
+        if first.validator == "required":
+            missing = first.message.split("'")[1] if "'" in first.message else None
+            raise ParameterError(f"parameter {missing}: required", field=missing)
+        if first.validator == "additionalProperties":
+            extra = sorted(set(values) - set(schema.get("properties", {})))
+            raise ParameterError(
+                f"parameter {', '.join(extra)}: not declared by the runbook",
+                field=extra[0] if extra else None,
+            )
+        field = path or None
+        raise ParameterError(f"parameter {field}: {first.message}", field=field)
+    return apply_defaults(schema, values)
+
+
+def apply_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    result = dict(values)
+    for name, prop in schema.get("properties", {}).items():
+        if name not in result and "default" in prop:
+            result[name] = prop["default"]
+    return result

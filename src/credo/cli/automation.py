@@ -1,0 +1,615 @@
+"""``credo runbook|group|job``: thin commands over the server's HTTP API (admin token)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from credo.cli.output import emit_json, emit_mapping, json_option
+from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError, UnreachableError
+from credo.server.paths import default_server_dir
+
+__all__ = ["group", "job", "runbook", "workers_list"]
+
+TERMINAL = {"Completed", "Failed", "Stopped", "Suspended"}
+
+
+class Api:
+    """The admin side of the API. URL: --url / CREDO_SERVER_URL; token: CREDO_TOKEN or the token file."""
+
+    def __init__(self, url: str | None, token_file: Path | None) -> None:
+        self.url = (url or os.environ.get("CREDO_SERVER_URL") or "http://127.0.0.1:8400").rstrip("/")
+        token = os.environ.get("CREDO_TOKEN")
+        if not token:
+            path = (
+                token_file or Path(os.environ.get("CREDO_SERVER_DIR") or default_server_dir()) / "admin.token"
+            )
+            try:
+                token = path.read_text().strip()
+            except OSError as exc:
+                raise NotPermittedError(
+                    f"no admin token: cannot read {path} ({exc.strerror})",
+                    hint="set CREDO_TOKEN, or --token-file, or run where the server's data dir is readable",
+                ) from None
+        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, f"/api/v1{path}", **kwargs)
+        except httpx.TransportError as exc:
+            raise UnreachableError(
+                f"credo server at {self.url} does not answer: {exc}", hint="is `credo server` running?"
+            ) from exc
+        if response.status_code == 204:
+            return None
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                problem = {"title": response.text[:200]}
+            message = str(problem.get("title", response.reason_phrase))
+            hint = problem.get("hint")
+            error = {404: NotFoundError, 403: NotPermittedError, 401: NotPermittedError, 422: InputError}.get(
+                response.status_code, CredoError
+            )
+            raise error(message, hint=hint)
+        return response.json()
+
+
+api_options = [
+    click.option("--url", envvar="CREDO_SERVER_URL", help="Server URL (default http://127.0.0.1:8400)."),
+    click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), help="Admin token file."),
+]
+
+
+def with_api(func: Any) -> Any:
+    for option in reversed(api_options):
+        func = option(func)
+    return func
+
+
+def _api(params: dict[str, Any]) -> Api:
+    return Api(params.pop("url", None), params.pop("token_file", None))
+
+
+def _read_parameters_file(path: Path | None) -> list[dict[str, Any]]:
+    if path is None:
+        return []
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read parameters from {path}: {exc}") from None
+    if not isinstance(data, list):
+        raise InputError(f"{path}: expected a JSON list of parameter declarations")
+    return data
+
+
+# -- runbook ---------------------------------------------------------------------------------------
+
+
+@click.group()
+def runbook() -> None:
+    """Runbooks: a draft you edit and test, published versions that jobs run.
+
+    \b
+    Example:
+      credo runbook create disable-user --file disable_user.py --type python3 \\
+          --parameters params.json --description "Disable an AD user"
+      credo runbook publish disable-user
+    """
+
+
+@runbook.command("create")
+@click.argument("name")
+@click.option("--file", "file", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--type", "type_", type=click.Choice(["python3", "bash"]), default="python3", show_default=True)
+@click.option("--description")
+@click.option("--parameters", "params_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help='JSON list: [{"name": "sam_account_name", "type": "string", "required": true}]')  # fmt: skip
+@with_api
+@json_option
+def runbook_create(
+    name: str,
+    file: Path,
+    type_: str,
+    description: str | None,
+    params_file: Path | None,
+    as_json: bool,
+    **params: Any,
+) -> None:
+    """Create runbook NAME from a file (its draft).
+
+    \b
+    Example:
+      credo runbook create hello --file hello.sh --type bash
+    """
+    body = {
+        "name": name, "type": type_, "description": description,
+        "content": base64.b64encode(file.read_bytes()).decode(), "parameters": _read_parameters_file(params_file),
+    }  # fmt: skip
+    result = _api(params).call("POST", "/runbooks", json=body)
+    emit_json(result) if as_json else click.echo(f"created runbook {name} (draft)")
+
+
+@runbook.command("update")
+@click.argument("name")
+@click.option("--file", "file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--description")
+@click.option("--parameters", "params_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@with_api
+@json_option
+def runbook_update(
+    name: str,
+    file: Path | None,
+    description: str | None,
+    params_file: Path | None,
+    as_json: bool,
+    **params: Any,
+) -> None:
+    """Update the draft of NAME (published versions never change).
+
+    \b
+    Example:
+      credo runbook update hello --file hello.sh
+    """
+    body: dict[str, Any] = {"description": description}
+    if file is not None:
+        body["content"] = base64.b64encode(file.read_bytes()).decode()
+    if params_file is not None:
+        body["parameters"] = _read_parameters_file(params_file)
+    result = _api(params).call("PATCH", f"/runbooks/{name}", json=body)
+    emit_json(result) if as_json else click.echo(f"updated the draft of {name}")
+
+
+@runbook.command("publish")
+@click.argument("name")
+@with_api
+@json_option
+def runbook_publish(name: str, as_json: bool, **params: Any) -> None:
+    """Publish the draft of NAME as its next immutable version.
+
+    \b
+    Example:
+      credo runbook publish hello
+    """
+    result = _api(params).call("POST", f"/runbooks/{name}/publish")
+    emit_json(result) if as_json else click.echo(
+        f"published {name} version {result['version']} ({result['content_hash']})"
+    )
+
+
+@runbook.command("list")
+@with_api
+@json_option
+def runbook_list(as_json: bool, **params: Any) -> None:
+    """List runbooks.
+
+    \b
+    Example:
+      credo runbook list --json
+    """
+    result = _api(params).call("GET", "/runbooks")
+    if as_json:
+        emit_json(result)
+        return
+    for rb in result:
+        click.echo(
+            f"{rb['name']:<24} {rb['type']:<8} published v{rb['published_version'] or '-'}  {rb['description'] or ''}"
+        )
+
+
+@runbook.command("show")
+@click.argument("name")
+@with_api
+@json_option
+def runbook_show(name: str, as_json: bool, **params: Any) -> None:
+    """Show a runbook, its parameters and versions.
+
+    \b
+    Example:
+      credo runbook show hello
+    """
+    result = _api(params).call("GET", f"/runbooks/{name}")
+    if as_json:
+        emit_json(result)
+        return
+    result.pop("draft_content", None)
+    result["parameters"] = (
+        ", ".join(f"{p['name']}:{p['type']}{'*' if p['required'] else ''}" for p in result["parameters"])
+        or "-"
+    )
+    result["versions"] = (
+        ", ".join(f"v{v['version']} {v['content_hash'][:19]}" for v in result["versions"]) or "-"
+    )
+    emit_mapping(result)
+
+
+@runbook.command("delete")
+@click.argument("name")
+@with_api
+def runbook_delete(name: str, **params: Any) -> None:
+    """Delete a runbook and its versions.
+
+    \b
+    Example:
+      credo runbook delete hello
+    """
+    _api(params).call("DELETE", f"/runbooks/{name}")
+    click.echo(f"deleted {name}")
+
+
+@runbook.command("test")
+@click.argument("name")
+@click.option("--group", required=True)
+@click.option("-p", "--param", "pairs", multiple=True, help="name=value (JSON value, else a string).")
+@with_api
+@json_option
+def runbook_test(name: str, group: str, pairs: tuple[str, ...], as_json: bool, **params: Any) -> None:
+    """Run the draft of NAME once (Azure's Test pane), apart from production jobs, and follow it.
+
+    \b
+    Example:
+      credo runbook test hello --group tier1 -p who=world
+    """
+    api = _api(params)
+    result = api.call(
+        "POST",
+        "/jobs",
+        params={"test": "true"},
+        json={"runbook": name, "group": group, "parameters": _pairs(pairs)},
+    )
+    _follow(api, result["id"], None, as_json)
+
+
+# -- group -------------------------------------------------------------------------------------------
+
+
+@click.group("group")
+def group() -> None:
+    """Worker groups: which hosts serve them, the gMSA their jobs run as, the local user.
+
+    \b
+    Example:
+      credo group create tier1 --run-as svcauto --local-user credo-runner --worker 'WORKER1$@CORP.EXAMPLE.TEST'
+    """
+
+
+@group.command("create")
+@click.argument("name")
+@click.option("--run-as", help="gMSA the jobs run as (none: the worker's local user, no Kerberos identity).")
+@click.option("--local-user", help="Local Unix user the jobs run as (default: the worker's own user).")
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(1, 64),
+    default=4,
+    show_default=True,
+    help="Jobs per worker at once.",
+)
+@click.option(
+    "--worker",
+    "workers",
+    multiple=True,
+    help="Computer principal allowed to serve it (repeatable): NAME$@REALM.",
+)
+@with_api
+@json_option
+def group_create(
+    name: str,
+    run_as: str | None,
+    local_user: str | None,
+    max_concurrent: int,
+    workers: tuple[str, ...],
+    as_json: bool,
+    **params: Any,
+) -> None:
+    """Create worker group NAME.
+
+    \b
+    Example:
+      credo group create tier1 --run-as svcauto --worker 'WORKER1$@CORP.EXAMPLE.TEST'
+    """
+    body = {
+        "name": name,
+        "run_as": run_as,
+        "local_user": local_user,
+        "max_concurrent": max_concurrent,
+        "workers": list(workers),
+    }
+    result = _api(params).call("POST", "/groups", json=body)
+    emit_json(result) if as_json else click.echo(f"created worker group {name}")
+
+
+@group.command("list")
+@with_api
+@json_option
+def group_list(as_json: bool, **params: Any) -> None:
+    """List worker groups.
+
+    \b
+    Example:
+      credo group list
+    """
+    result = _api(params).call("GET", "/groups")
+    if as_json:
+        emit_json(result)
+        return
+    for g in result:
+        online = sum(1 for w in g["workers"] if w["status"] == "online")
+        click.echo(
+            f"{g['name']:<16} run as {g['run_as'] or '-':<12} workers {online}/{len(g['workers'])} online"
+        )
+
+
+@group.command("show")
+@click.argument("name")
+@with_api
+@json_option
+def group_show(name: str, as_json: bool, **params: Any) -> None:
+    """Show a worker group and its workers.
+
+    \b
+    Example:
+      credo group show tier1
+    """
+    result = _api(params).call("GET", f"/groups/{name}")
+    if as_json:
+        emit_json(result)
+        return
+    result["allowed_workers"] = ", ".join(result["allowed_workers"]) or "-"
+    result["workers"] = ", ".join(f"{w['principal']} ({w['status']})" for w in result["workers"]) or "-"
+    emit_mapping(result)
+
+
+@group.command("delete")
+@click.argument("name")
+@with_api
+def group_delete(name: str, **params: Any) -> None:
+    """Delete a worker group.
+
+    \b
+    Example:
+      credo group delete tier1
+    """
+    _api(params).call("DELETE", f"/groups/{name}")
+    click.echo(f"deleted {name}")
+
+
+# -- job ---------------------------------------------------------------------------------------------
+
+
+def _pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise InputError(f"invalid -p {pair!r}", hint="write -p name=value")
+        try:
+            values[name] = json.loads(raw)
+        except ValueError:
+            values[name] = raw
+    return values
+
+
+def _follow(api: Api, job_id: str, stream: str | None, as_json: bool) -> dict[str, Any]:
+    after = 0
+    while True:
+        query: dict[str, Any] = {"after": after}
+        if stream:
+            query["stream"] = stream
+        page = api.call("GET", f"/jobs/{job_id}/output", params=query)
+        for chunk in page["chunks"]:
+            after = chunk["seq"] if stream else chunk["id"]
+            if as_json:
+                click.echo(json.dumps(chunk))
+            else:
+                target = sys.stderr if chunk["stream"] != "output" else sys.stdout
+                prefix = "" if chunk["stream"] in ("output", "error") else f"{chunk['stream'].upper()}: "
+                target.write(prefix + chunk["text"])
+                target.flush()
+        if page["complete"] and not page["chunks"]:
+            job: dict[str, Any] = api.call("GET", f"/jobs/{job_id}")
+            if not as_json:
+                click.echo(
+                    f"job {job_id}: {job['state']}" + (f" ({job['reason']})" if job.get("reason") else ""),
+                    err=True,
+                )
+            return job
+        if not page["chunks"]:
+            time.sleep(0.2)
+
+
+@click.group("job")
+def job() -> None:
+    """Jobs: start a published runbook on a worker group, follow, stop.
+
+    \b
+    Example:
+      credo job start disable-user --group tier1 -p sam_account_name=jdoe --follow
+    """
+
+
+@job.command("start")
+@click.argument("runbook_name")
+@click.option("--group", required=True)
+@click.option(
+    "-p", "--param", "pairs", multiple=True, help="name=value; the value is JSON if it parses, else a string."
+)
+@click.option(
+    "--params-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="JSON object of parameters.",
+)
+@click.option("--idempotency-key", help="Starting twice with the same key returns the first job.")
+@click.option(
+    "--timeout", "timeout_seconds", type=click.IntRange(1, 7 * 86400), help="Seconds (default 3 h)."
+)
+@click.option("--wait", is_flag=True, help="Wait until the job ends; exit 0 only if it completed.")
+@click.option("--follow", is_flag=True, help="Print its output as it comes, then wait.")
+@with_api
+@json_option
+def job_start(runbook_name: str, group: str, pairs: tuple[str, ...], params_file: Path | None, idempotency_key: str | None,
+              timeout_seconds: int | None, wait: bool, follow: bool, as_json: bool, **params: Any) -> None:  # fmt: skip
+    """Start the published RUNBOOK on a worker group.
+
+    \b
+    Example:
+      credo job start disable-user --group tier1 -p sam_account_name=jdoe --follow
+    """
+    values: dict[str, Any] = {}
+    if params_file is not None:
+        try:
+            loaded = json.loads(params_file.read_text())
+        except ValueError as exc:
+            raise InputError(f"{params_file}: not JSON ({exc})") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"{params_file}: expected a JSON object")
+        values.update(loaded)
+    values.update(_pairs(pairs))
+    api = _api(params)
+    body = {"runbook": runbook_name, "group": group, "parameters": values, "idempotency_key": idempotency_key,
+            "timeout_seconds": timeout_seconds}  # fmt: skip
+    result = api.call("POST", "/jobs", json=body)
+    if not (wait or follow):
+        emit_json(result) if as_json else click.echo(result["id"])
+        return
+    if not as_json:
+        click.echo(f"job {result['id']} queued", err=True)
+    final = _follow(api, result["id"], None, as_json) if follow else _wait(api, result["id"])
+    if as_json and not follow:
+        emit_json(final)
+    raise SystemExit(0 if final["state"] == "Completed" else 1)
+
+
+def _wait(api: Api, job_id: str) -> dict[str, Any]:
+    while True:
+        result: dict[str, Any] = api.call("GET", f"/jobs/{job_id}")
+        if result["state"] in TERMINAL:
+            return result
+        time.sleep(0.2)
+
+
+@job.command("list")
+@click.option("--state")
+@click.option("--group")
+@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@with_api
+@json_option
+def job_list(state: str | None, group: str | None, limit: int, as_json: bool, **params: Any) -> None:
+    """List recent jobs, newest first.
+
+    \b
+    Example:
+      credo job list --state Failed
+    """
+    query: dict[str, Any] = {"limit": limit}
+    if state:
+        query["state"] = state
+    if group:
+        query["group"] = group
+    result = _api(params).call("GET", "/jobs", params=query)
+    if as_json:
+        emit_json(result)
+        return
+    for j in result:
+        click.echo(
+            f"{j['id']}  {j['state']:<10} {j['runbook']:<20} {j['group']:<10} attempts {j['attempts']}  {j['created_at']}"
+        )
+
+
+@job.command("show")
+@click.argument("job_id")
+@with_api
+@json_option
+def job_show(job_id: str, as_json: bool, **params: Any) -> None:
+    """Show a job: state, parameters, worker, exit code, each transition with its time.
+
+    \b
+    Example:
+      credo job show 6f0c...
+    """
+    result = _api(params).call("GET", f"/jobs/{job_id}")
+    if as_json:
+        emit_json(result)
+        return
+    transitions = result.pop("transitions")
+    result["parameters"] = json.dumps(result["parameters"])
+    emit_mapping(result)
+    for t in transitions:
+        click.echo(
+            f"  {t['at']}  {t['state']:<10} attempt {t['attempt']} {t['worker'] or ''} {t['detail'] or ''}"
+        )
+
+
+@job.command("output")
+@click.argument("job_id")
+@click.option("--stream", type=click.Choice(["output", "error", "warning", "verbose", "progress", "debug"]))
+@click.option("--follow", is_flag=True, help="Keep printing until the job ends.")
+@with_api
+@json_option
+def job_output(job_id: str, stream: str | None, follow: bool, as_json: bool, **params: Any) -> None:
+    """Print a job's output streams (all, or one), optionally live.
+
+    \b
+    Example:
+      credo job output 6f0c... --stream warning --follow
+    """
+    api = _api(params)
+    if follow:
+        _follow(api, job_id, stream, as_json)
+        return
+    query: dict[str, Any] = {"after": 0, "limit": 10000}
+    if stream:
+        query["stream"] = stream
+    page = api.call("GET", f"/jobs/{job_id}/output", params=query)
+    if as_json:
+        emit_json(page)
+        return
+    for chunk in page["chunks"]:
+        prefix = "" if chunk["stream"] in ("output", "error") else f"{chunk['stream'].upper()}: "
+        click.echo(prefix + chunk["text"], nl=False)
+
+
+@job.command("stop")
+@click.argument("job_id")
+@with_api
+@json_option
+def job_stop(job_id: str, as_json: bool, **params: Any) -> None:
+    """Stop a job (its process is terminated within seconds).
+
+    \b
+    Example:
+      credo job stop 6f0c...
+    """
+    result = _api(params).call("POST", f"/jobs/{job_id}/stop")
+    emit_json(result) if as_json else click.echo(f"job {job_id}: {result['state']}")
+
+
+# -- workers -----------------------------------------------------------------------------------------
+
+
+@click.command("list")
+@with_api
+@json_option
+def workers_list(as_json: bool, **params: Any) -> None:
+    """List registered workers, online or lost.
+
+    \b
+    Example:
+      credo worker list
+    """
+    result = _api(params).call("GET", "/workers")
+    if as_json:
+        emit_json(result)
+        return
+    for w in result:
+        click.echo(
+            f"{w['principal']:<32} {w['group']:<12} {w['status']:<7} last heartbeat {w['last_heartbeat']}"
+        )

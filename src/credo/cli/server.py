@@ -1,0 +1,144 @@
+"""``credo server`` and ``credo worker``: the two long-running processes of runbook automation."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+
+from credo.cli.common import session_settings, worker_session_options
+from credo.errors import InputError
+from credo.server.paths import default_server_dir
+
+__all__ = ["server", "worker"]
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="CREDO_SERVER_DIR",
+              default=None, help=f"State directory (default {default_server_dir()}): SQLite file, admin token.")  # fmt: skip
+@click.option(
+    "--database",
+    envvar="CREDO_DATABASE_URL",
+    help="postgresql://user@host:port/db (default: SQLite in the data dir).",
+)
+@click.option("--listen", default="127.0.0.1:8400", show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--tls-cert", type=click.Path(dir_okay=False, exists=True), help="Serve HTTPS with this certificate..."
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="...and this key.")
+@click.option("--keytab", type=click.Path(dir_okay=False, path_type=Path), envvar="CREDO_SERVER_KEYTAB",
+              help="Keytab with the server's HTTP/ keys, to accept workers' Kerberos (Negotiate).")  # fmt: skip
+@click.option("--lease-seconds", type=click.FloatRange(min=1), default=15.0, show_default=True,
+              help="A job's lease: a worker silent this long loses it and the job restarts elsewhere.")  # fmt: skip
+@click.option("--lost-after", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds without heartbeat before a worker is shown as lost.")  # fmt: skip
+def server(
+    data_dir: Path | None,
+    database: str | None,
+    listen: str,
+    tls_cert: str | None,
+    tls_key: str | None,
+    keytab: Path | None,
+    lease_seconds: float,
+    lost_after: float,
+) -> None:
+    """Serve the runbook automation API (FastAPI; OpenAPI at /openapi.json).
+
+    Runbooks, worker groups and jobs live in SQLite in the data dir, or in PostgreSQL with
+    --database; migrations are applied at start. The admin token is written to
+    DATA_DIR/admin.token (0600) on first start; workers authenticate with Kerberos.
+
+    \b
+    Example:
+      credo gmsa keytab svccredo --spn HTTP/credo.corp.example.test --out /etc/credo/http.keytab
+      credo server --keytab /etc/credo/http.keytab --listen 127.0.0.1:8400
+    """
+    import uvicorn
+
+    from credo.server.app import ServerConfig, create_app
+    from credo.server.database import sqlite_url
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"invalid --listen {listen!r}", hint="write HOST:PORT, e.g. 127.0.0.1:8400")
+    if bool(tls_cert) != bool(tls_key):
+        raise InputError("--tls-cert and --tls-key go together")
+    directory = data_dir or default_server_dir()
+    config = ServerConfig(
+        data_dir=directory,
+        database_url=database or sqlite_url(directory),
+        keytab=keytab,
+        lease_seconds=lease_seconds,
+        lost_after_seconds=lost_after,
+    )
+    app = create_app(config)
+    click.echo(f"credo server on {'https' if tls_cert else 'http'}://{listen} (data {directory})", err=True)
+    uvicorn.run(
+        app, host=host.strip("[]"), port=int(port), ssl_certfile=tls_cert, ssl_keyfile=tls_key,
+        log_level="warning", access_log=False,
+    )  # fmt: skip
+
+
+@click.group(invoke_without_command=True)
+@click.option("--server", "server_url", envvar="CREDO_SERVER_URL",
+              help="The server's URL, by the name of its HTTP/ principal: http://credo.corp.example.test:8400")  # fmt: skip
+@click.option("--group", help="The worker group to serve.")
+@click.option("--slots", type=click.IntRange(1, 64), default=4, show_default=True, help="Jobs run at once.")
+@click.option(
+    "--server-ca", type=click.Path(dir_okay=False, exists=True), help="CA of the server's HTTPS certificate."
+)
+@worker_session_options
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    /,
+    server_url: str | None,
+    group: str | None,
+    slots: int,
+    server_ca: str | None,
+    **params: Any,
+) -> None:
+    """Pull jobs of GROUP from the server and run each as the group's gMSA.
+
+    Outbound connections only. Authenticates as this host's computer account (Kerberos); gets
+    the group's gMSA ticket through the host's right to retrieve its password: no stored secret.
+    SIGTERM drains (running jobs finish); a second SIGTERM stops them.
+
+    \b
+    Example:
+      eval "$(credo lab env --host worker1)"
+      credo worker --server http://credo.corp.example.test:8400 --group tier1
+      credo worker list          # the registered workers (admin)
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not server_url or not group:
+        raise InputError(
+            "credo worker needs --server and --group",
+            hint="e.g. --server http://credo.corp.example.test:8400 --group tier1",
+        )
+    from credo.krb.host import HostIdentity
+    from credo.worker.client import ServerClient
+    from credo.worker.loop import Worker
+
+    logging.getLogger("credo").setLevel(min(logging.getLogger().level, logging.INFO))
+    settings = session_settings(params)
+    host = HostIdentity.resolve(settings.host_keytab, settings.host_principal)
+    client = ServerClient(server_url, host, group, slots, ca_file=server_ca)
+    loop = Worker(client, settings, slots)
+    loop.install_signal_handlers()
+    try:
+        loop.run()
+    finally:
+        client.close()
+
+
+def _attach_list() -> None:
+    from credo.cli.automation import workers_list
+
+    worker.add_command(workers_list, "list")
+
+
+_attach_list()

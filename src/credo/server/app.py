@@ -1,0 +1,659 @@
+"""The HTTP API (FastAPI): paths under /api/v1, OpenAPI at /openapi.json, errors as problem JSON.
+
+Admin endpoints take ``Authorization: Bearer <admin token>``; worker endpoints take a worker
+session token obtained with Kerberos (``POST /api/v1/workers/register`` with Negotiate).
+Claims long-poll: an idle worker's request waits until a job of its group is queued (or
+``wait`` seconds pass), so a job starts as soon as it is submitted.
+"""
+
+# No `from __future__ import annotations`: FastAPI resolves the closures in endpoint signatures.
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from credo.automation.jobs import TERMINAL, JobState, Stream
+from credo.automation.parameters import ParameterError
+from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
+from credo.server import service
+from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
+from credo.server.database import Database
+from credo.server.models import Job, JobOutput, Runbook, RunbookVersion, Worker, WorkerGroup
+
+__all__ = ["ServerConfig", "create_app"]
+
+log = logging.getLogger(__name__)
+API = "/api/v1"
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    database_url: str
+    keytab: Path | None = None
+    lease_seconds: float = 15.0
+    lost_after_seconds: float = 60.0
+    sweep_interval: float = 1.0
+
+
+class Notifier:
+    """Wakes long-polling claims of a group when one of its jobs is queued (same process)."""
+
+    def __init__(self) -> None:
+        self._events: dict[int, asyncio.Event] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def event(self, group_id: int) -> asyncio.Event:
+        return self._events.setdefault(group_id, asyncio.Event())
+
+    def notify(self, group_id: int) -> None:
+        if self.loop is None:
+            return
+        self.loop.call_soon_threadsafe(lambda: self.event(group_id).set())
+
+
+@dataclass
+class State:
+    config: ServerConfig
+    db: Database
+    admin: AdminToken
+    sessions: SessionTokens
+    acceptor: NegotiateAcceptor
+    notifier: Notifier = field(default_factory=Notifier)
+
+
+# -- request bodies -------------------------------------------------------------------------------
+
+
+class ParameterIn(BaseModel):
+    name: str
+    type: str = "string"
+    required: bool = False
+    default: Any = None
+    allowed: list[Any] | None = None
+    description: str | None = None
+
+
+class RunbookIn(BaseModel):
+    name: str = Field(max_length=64)
+    type: str = "python3"
+    content: str = Field(description="The script, base64-encoded", max_length=2 * 1024 * 1024)
+    description: str | None = None
+    parameters: list[ParameterIn] = []
+
+
+class RunbookUpdate(BaseModel):
+    content: str | None = Field(default=None, max_length=2 * 1024 * 1024)
+    description: str | None = None
+    parameters: list[ParameterIn] | None = None
+
+
+class GroupIn(BaseModel):
+    name: str = Field(max_length=64)
+    run_as: str | None = Field(
+        default=None, description="gMSA the jobs run as (NAME or NAME$); none: the worker's user"
+    )
+    local_user: str | None = None
+    max_concurrent: int = Field(default=4, ge=1, le=64)
+    workers: list[str] = Field(
+        default=[], description="Computer principals allowed to serve it (NAME$@REALM)"
+    )
+
+
+class JobIn(BaseModel):
+    runbook: str
+    group: str
+    parameters: dict[str, Any] = {}
+    idempotency_key: str | None = Field(default=None, max_length=128)
+    timeout_seconds: int | None = Field(default=None, ge=1, le=7 * 86400)
+
+
+class RegisterIn(BaseModel):
+    group: str
+    hostname: str | None = None
+    slots: int = Field(default=1, ge=1, le=64)
+
+
+class Lease(BaseModel):
+    job_id: str
+    lease_token: int
+
+
+class HeartbeatIn(BaseModel):
+    leases: list[Lease] = []
+
+
+class ChunkIn(BaseModel):
+    stream: Stream
+    text: str
+
+
+class OutputIn(BaseModel):
+    lease_token: int
+    chunks: list[ChunkIn]
+
+
+class FinishIn(BaseModel):
+    lease_token: int
+    exit_code: int | None = None
+    reason: str | None = None
+    stopped: bool = False
+
+
+# -- app ---------------------------------------------------------------------------------------------
+
+
+def _problem(status: int, exc: CredoError | str, field_name: str | None = None) -> JSONResponse:
+    message = exc.message if isinstance(exc, CredoError) else exc
+    body: dict[str, Any] = {"title": message, "status": status}
+    if isinstance(exc, CredoError) and exc.hint:
+        body["hint"] = exc.hint
+    if field_name:
+        body["field"] = field_name
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def _status(exc: CredoError) -> int:
+    if isinstance(exc, ParameterError):
+        return 422
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, NotPermittedError):
+        return 403
+    if isinstance(exc, service.Conflict):
+        return 409
+    if isinstance(exc, InputError):
+        return 422
+    return 500
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db = Database(config.database_url)
+    db.upgrade()
+    state = State(
+        config=config,
+        db=db,
+        admin=AdminToken(config.data_dir / "admin.token"),
+        sessions=SessionTokens(),
+        acceptor=NegotiateAcceptor(config.keytab),
+    )
+    with db.session() as session:
+        service.grace_leases(session, config.lease_seconds)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state.notifier.loop = asyncio.get_running_loop()
+        sweeper = asyncio.create_task(_sweep(state))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            db.engine.dispose()
+
+    app = FastAPI(title="credo", version="1", lifespan=lifespan, openapi_url="/openapi.json")
+    app.state.credo = state
+
+    @app.exception_handler(CredoError)
+    async def credo_error(_request: Request, exc: CredoError) -> JSONResponse:
+        return _problem(_status(exc), exc, getattr(exc, "field", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return _problem(422, f"{where}: {first.get('msg', 'invalid request')}", where or None)
+
+    async def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        scheme, _, value = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not state.admin.check(value.strip()):
+            raise NotPermittedError(
+                "admin token required", hint=f"send Authorization: Bearer <{config.data_dir}/admin.token>"
+            )
+
+    async def worker_principal(authorization: Annotated[str | None, Header()] = None) -> str:
+        scheme, _, value = (authorization or "").partition(" ")
+        principal = state.sessions.principal(value.strip()) if scheme.lower() == "bearer" else None
+        if principal is None:
+            raise _Unauthorized()
+        return principal
+
+    class _Unauthorized(NotPermittedError):
+        def __init__(self) -> None:
+            super().__init__("worker session missing or expired: authenticate with Negotiate")
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(_request: Request, exc: _Unauthorized) -> JSONResponse:
+        response = _problem(401, exc)
+        response.headers["WWW-Authenticate"] = "Negotiate"
+        return response
+
+    Admin = Depends(admin)
+
+    def run(fn: Any, *args: Any) -> Any:
+        def call() -> Any:
+            with db.session() as session:
+                return fn(session, *args)
+
+        return run_in_threadpool(call)
+
+    # -- runbooks --
+
+    def runbook_view(session: Any, runbook: Runbook, content: bool = False) -> dict[str, Any]:
+        versions = session.scalars(
+            select(RunbookVersion)
+            .where(RunbookVersion.runbook_id == runbook.id, RunbookVersion.version > 0)
+            .order_by(RunbookVersion.version)
+        ).all()
+        view: dict[str, Any] = {
+            "name": runbook.name,
+            "type": runbook.type,
+            "description": runbook.description,
+            "parameters": runbook.draft_parameters,
+            "published_version": runbook.published_version,
+            "versions": [
+                {"version": v.version, "content_hash": v.content_hash, "created_at": v.created_at}
+                for v in versions
+            ],
+            "updated_at": runbook.updated_at,
+        }
+        if content:
+            view["draft_content"] = base64.b64encode(runbook.draft_content).decode()
+        return view
+
+    def decode(content: str) -> bytes:
+        try:
+            return base64.b64decode(content, validate=True)
+        except ValueError:
+            raise InputError("content: not valid base64") from None
+
+    @app.post(f"{API}/runbooks", status_code=201, dependencies=[Admin], tags=["runbooks"])
+    async def create_runbook(body: RunbookIn) -> dict[str, Any]:
+        def op(session: Any) -> dict[str, Any]:
+            runbook = service.create_runbook(
+                session,
+                body.name,
+                body.type,
+                decode(body.content),
+                [p.model_dump() for p in body.parameters],
+                body.description,
+            )
+            return runbook_view(session, runbook)
+
+        result: dict[str, Any] = await run(op)
+        return result
+
+    @app.get(f"{API}/runbooks", dependencies=[Admin], tags=["runbooks"])
+    async def list_runbooks() -> list[dict[str, Any]]:
+        def op(session: Any) -> list[dict[str, Any]]:
+            return [
+                runbook_view(session, r)
+                for r in session.scalars(select(Runbook).order_by(Runbook.name)).all()
+            ]
+
+        result: list[dict[str, Any]] = await run(op)
+        return result
+
+    @app.get(f"{API}/runbooks/{{name}}", dependencies=[Admin], tags=["runbooks"])
+    async def show_runbook(name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await run(
+            lambda s: runbook_view(s, service.get_runbook(s, name), content=True)
+        )
+        return result
+
+    @app.patch(f"{API}/runbooks/{{name}}", dependencies=[Admin], tags=["runbooks"])
+    async def update_runbook(name: str, body: RunbookUpdate) -> dict[str, Any]:
+        def op(session: Any) -> dict[str, Any]:
+            params = [p.model_dump() for p in body.parameters] if body.parameters is not None else None
+            content = decode(body.content) if body.content is not None else None
+            return runbook_view(
+                session, service.update_runbook(session, name, content, params, body.description)
+            )
+
+        result: dict[str, Any] = await run(op)
+        return result
+
+    @app.post(f"{API}/runbooks/{{name}}/publish", dependencies=[Admin], tags=["runbooks"])
+    async def publish_runbook(name: str) -> dict[str, Any]:
+        def op(session: Any) -> dict[str, Any]:
+            version = service.publish_runbook(session, name)
+            return {"name": name, "version": version.version, "content_hash": version.content_hash}
+
+        result: dict[str, Any] = await run(op)
+        return result
+
+    @app.delete(f"{API}/runbooks/{{name}}", status_code=204, dependencies=[Admin], tags=["runbooks"])
+    async def delete_runbook(name: str) -> Response:
+        await run(service.delete_runbook, name)
+        return Response(status_code=204)
+
+    # -- groups --
+
+    def group_view(session: Any, group: WorkerGroup) -> dict[str, Any]:
+        workers = session.scalars(select(Worker).where(Worker.group_id == group.id)).all()
+        return {
+            "name": group.name,
+            "run_as": group.run_as,
+            "local_user": group.local_user,
+            "max_concurrent": group.max_concurrent,
+            "allowed_workers": group.allowed_workers,
+            "workers": [worker_view(w, group) for w in workers],
+        }
+
+    def worker_view(worker: Worker, group: WorkerGroup) -> dict[str, Any]:
+        last = service._aware(worker.last_heartbeat)
+        assert last is not None
+        lost = (service.now() - last).total_seconds() > config.lost_after_seconds
+        return {
+            "id": worker.id,
+            "principal": worker.principal,
+            "group": group.name,
+            "hostname": worker.hostname,
+            "slots": worker.slots,
+            "last_heartbeat": last,
+            "status": "lost" if lost else "online",
+        }
+
+    @app.post(f"{API}/groups", status_code=201, dependencies=[Admin], tags=["groups"])
+    async def create_group(body: GroupIn) -> dict[str, Any]:
+        def op(session: Any) -> dict[str, Any]:
+            group = service.create_group(
+                session, body.name, body.run_as, body.local_user, body.max_concurrent, body.workers
+            )
+            return group_view(session, group)
+
+        result: dict[str, Any] = await run(op)
+        return result
+
+    @app.get(f"{API}/groups", dependencies=[Admin], tags=["groups"])
+    async def list_groups() -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await run(
+            lambda s: [
+                group_view(s, g) for g in s.scalars(select(WorkerGroup).order_by(WorkerGroup.name)).all()
+            ]
+        )
+        return result
+
+    @app.get(f"{API}/groups/{{name}}", dependencies=[Admin], tags=["groups"])
+    async def show_group(name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await run(lambda s: group_view(s, service.get_group(s, name)))
+        return result
+
+    @app.delete(f"{API}/groups/{{name}}", status_code=204, dependencies=[Admin], tags=["groups"])
+    async def delete_group(name: str) -> Response:
+        await run(service.delete_group, name)
+        return Response(status_code=204)
+
+    @app.get(f"{API}/workers", dependencies=[Admin], tags=["workers"])
+    async def list_workers() -> list[dict[str, Any]]:
+        def op(session: Any) -> list[dict[str, Any]]:
+            rows = session.execute(
+                select(Worker, WorkerGroup).join(WorkerGroup, Worker.group_id == WorkerGroup.id)
+            ).all()
+            return [worker_view(w, g) for w, g in rows]
+
+        result: list[dict[str, Any]] = await run(op)
+        return result
+
+    # -- jobs --
+
+    @app.post(f"{API}/jobs", status_code=201, dependencies=[Admin], tags=["jobs"])
+    async def start_job(body: JobIn, response: Response, test: bool = False) -> dict[str, Any]:
+        def op(session: Any) -> tuple[dict[str, Any], bool, int]:
+            job, created = service.start_job(
+                session, body.runbook, body.group, body.parameters,
+                idempotency_key=body.idempotency_key, timeout_seconds=body.timeout_seconds, test=test,
+            )  # fmt: skip
+            return service.job_view(session, job), created, job.group_id
+
+        view, created, group_id = await run(op)
+        if created:
+            state.notifier.notify(group_id)
+        else:
+            response.status_code = 200
+        result: dict[str, Any] = view
+        return result
+
+    @app.get(f"{API}/jobs", dependencies=[Admin], tags=["jobs"])
+    async def list_jobs(
+        state_filter: Annotated[str | None, Query(alias="state")] = None,
+        group: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> list[dict[str, Any]]:
+        def op(session: Any) -> list[dict[str, Any]]:
+            query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+            if state_filter:
+                query = query.where(Job.state == state_filter)
+            if group:
+                query = query.where(Job.group_id == service.get_group(session, group).id)
+            return [service.job_view(session, j) for j in session.scalars(query).all()]
+
+        result: list[dict[str, Any]] = await run(op)
+        return result
+
+    @app.get(f"{API}/jobs/{{job_id}}", dependencies=[Admin], tags=["jobs"])
+    async def show_job(job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await run(lambda s: service.job_view(s, service.get_job(s, job_id)))
+        return result
+
+    @app.post(f"{API}/jobs/{{job_id}}/stop", dependencies=[Admin], tags=["jobs"])
+    async def stop_job(job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await run(lambda s: service.job_view(s, service.stop_job(s, job_id)))
+        return result
+
+    def read_output(
+        session: Any, job_id: str, stream: Stream | None, after: int, limit: int
+    ) -> dict[str, Any]:
+        job = service.get_job(session, job_id)
+        query = select(JobOutput).where(JobOutput.job_id == job_id).order_by(JobOutput.id).limit(limit)
+        if stream is not None:
+            query = query.where(JobOutput.stream == stream.value, JobOutput.seq > after)
+        else:
+            query = query.where(JobOutput.id > after)
+        chunks = session.scalars(query).all()
+        return {
+            "job_id": job_id,
+            "state": job.state,
+            "complete": JobState(job.state) in TERMINAL,
+            "chunks": [
+                {
+                    "id": c.id,
+                    "stream": c.stream,
+                    "seq": c.seq,
+                    "attempt": c.attempt,
+                    "text": c.text,
+                    "at": c.at,
+                }
+                for c in chunks
+            ],
+        }
+
+    @app.get(f"{API}/jobs/{{job_id}}/output", dependencies=[Admin], tags=["jobs"])
+    async def job_output(
+        job_id: str,
+        stream: Stream | None = None,
+        after: Annotated[
+            int, Query(ge=0, description="seq (with stream) or id (all streams) already seen")
+        ] = 0,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await run(read_output, job_id, stream, after, limit)
+        return result
+
+    @app.get(f"{API}/jobs/{{job_id}}/output/events", dependencies=[Admin], tags=["jobs"])
+    async def job_output_events(
+        job_id: str, stream: Stream | None = None, after: int = 0
+    ) -> StreamingResponse:
+        """Server-Sent Events: one ``chunk`` event per chunk, then ``end`` with the final state."""
+        await run(service.get_job, job_id)
+
+        async def events() -> AsyncIterator[str]:
+            cursor = after
+            while True:
+                page = await run(read_output, job_id, stream, cursor, 1000)
+                for chunk in page["chunks"]:
+                    cursor = chunk["seq"] if stream is not None else chunk["id"]
+                    yield f"event: chunk\nid: {cursor}\ndata: {json.dumps(chunk, default=str)}\n\n"
+                if page["complete"] and not page["chunks"]:
+                    yield f"event: end\ndata: {json.dumps({'state': page['state']})}\n\n"
+                    return
+                if not page["chunks"]:
+                    await asyncio.sleep(0.1)
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    # -- workers --
+
+    @app.post(f"{API}/workers/register", tags=["worker protocol"])
+    async def register(
+        body: RegisterIn, response: Response, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        scheme, _, value = (authorization or "").partition(" ")
+        if scheme.lower() != "negotiate":
+            raise _Unauthorized()
+        principal, reply = await run_in_threadpool(state.acceptor.accept, value.strip())
+        if reply:
+            response.headers["WWW-Authenticate"] = f"Negotiate {reply}"
+
+        def op(session: Any) -> dict[str, Any]:
+            worker = service.register_worker(session, principal, body.group, body.hostname, body.slots)
+            group = session.get(WorkerGroup, worker.group_id)
+            return {"worker_id": worker.id, "principal": principal, "group": group.name, "run_as": group.run_as,
+                    "local_user": group.local_user, "max_concurrent": group.max_concurrent}  # fmt: skip
+
+        view: dict[str, Any] = await run(op)
+        view["session_token"] = state.sessions.issue(principal)
+        view["lease_seconds"] = config.lease_seconds
+        return view
+
+    @app.post(f"{API}/workers/{{worker_id}}/heartbeat", tags=["worker protocol"])
+    async def worker_heartbeat(
+        worker_id: int, body: HeartbeatIn, principal: Annotated[str, Depends(worker_principal)]
+    ) -> dict[str, Any]:
+        def op(session: Any) -> dict[str, Any]:
+            worker = service.get_worker(session, worker_id, principal)
+            stop = service.heartbeat(
+                session,
+                worker,
+                [(lease.job_id, lease.lease_token) for lease in body.leases],
+                config.lease_seconds,
+            )
+            return {"stop": stop}
+
+        result: dict[str, Any] = await run(op)
+        return result
+
+    @app.post(f"{API}/workers/{{worker_id}}/claim", tags=["worker protocol"])
+    async def claim(
+        worker_id: int,
+        principal: Annotated[str, Depends(worker_principal)],
+        slots: Annotated[int, Query(ge=1, le=64)] = 1,
+        wait: Annotated[float, Query(ge=0, le=60)] = 25.0,
+    ) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        group_id: int | None = None
+        while True:
+
+            def op(session: Any) -> tuple[int, list[dict[str, Any]]]:
+                worker = service.get_worker(session, worker_id, principal)
+                claimed = service.claim_jobs(session, worker, slots, config.lease_seconds, db.dialect)
+                jobs = []
+                for c in claimed:
+                    job = session.get(Job, c.job_id)
+                    version = session.get(RunbookVersion, job.version_id)
+                    runbook = session.get(Runbook, job.runbook_id)
+                    jobs.append({
+                        "job_id": c.job_id, "lease_token": c.lease_token, "attempt": c.attempt,
+                        "runbook": runbook.name, "version": version.version, "type": version.type,
+                        "content_hash": version.content_hash, "parameters": job.parameters,
+                        "timeout_seconds": job.timeout_seconds,
+                    })  # fmt: skip
+                return worker.group_id, jobs
+
+            if group_id is not None:
+                state.notifier.event(group_id).clear()
+            group_id, jobs = await run(op)
+            remaining = deadline - loop.time()
+            if jobs or remaining <= 0:
+                return {"jobs": jobs}
+            event = state.notifier.event(group_id)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=min(remaining, 5.0))
+
+    @app.get(f"{API}/workers/{{worker_id}}/jobs/{{job_id}}/content", tags=["worker protocol"])
+    async def job_content(
+        worker_id: int, job_id: str, lease_token: int, principal: Annotated[str, Depends(worker_principal)]
+    ) -> Response:
+        def op(session: Any) -> bytes:
+            worker = service.get_worker(session, worker_id, principal)
+            job = service._fenced(session, job_id, worker, lease_token)
+            version = session.get(RunbookVersion, job.version_id)
+            return bytes(version.content)
+
+        content: bytes = await run(op)
+        return Response(content, media_type="application/octet-stream")
+
+    @app.post(f"{API}/workers/{{worker_id}}/jobs/{{job_id}}/output", tags=["worker protocol"])
+    async def job_append(
+        worker_id: int, job_id: str, body: OutputIn, principal: Annotated[str, Depends(worker_principal)]
+    ) -> dict[str, Any]:
+        def op(session: Any) -> dict[str, Any]:
+            worker = service.get_worker(session, worker_id, principal)
+            stop = service.append_output(
+                session, worker, job_id, body.lease_token, [(c.stream.value, c.text) for c in body.chunks]
+            )
+            return {"stop": stop}
+
+        result: dict[str, Any] = await run(op)
+        return result
+
+    @app.post(f"{API}/workers/{{worker_id}}/jobs/{{job_id}}/finish", tags=["worker protocol"])
+    async def job_finish(
+        worker_id: int, job_id: str, body: FinishIn, principal: Annotated[str, Depends(worker_principal)]
+    ) -> dict[str, Any]:
+        def op(session: Any) -> dict[str, Any]:
+            worker = service.get_worker(session, worker_id, principal)
+            job = service.finish_job(
+                session, worker, job_id, body.lease_token, body.exit_code, body.reason, body.stopped
+            )
+            return {"state": job.state}
+
+        result: dict[str, Any] = await run(op)
+        return result
+
+    @app.get(f"{API}/health", tags=["server"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+async def _sweep(state: State) -> None:
+    """Expire leases of lost workers every ``sweep_interval`` seconds; wake their groups."""
+    while True:
+        await asyncio.sleep(state.config.sweep_interval)
+        try:
+
+            def op() -> list[int]:
+                with state.db.session() as session:
+                    requeued = service.expire_leases(session)
+                    return [job.group_id for j in requeued if (job := session.get(Job, j)) is not None]
+
+            for group_id in await run_in_threadpool(op):
+                state.notifier.notify(group_id)
+        except Exception:  # the sweeper must survive a database hiccup
+            log.exception("lease sweep failed; retrying in %.1f s", state.config.sweep_interval)

@@ -1,0 +1,575 @@
+"""What the server does, independent of HTTP: runbooks, groups, jobs, the queue and its leases.
+
+Every function takes a SQLAlchemy session inside a transaction (``Database.session``) and raises
+credo errors; the HTTP layer turns them into problem documents.
+
+Claiming is one UPDATE ... WHERE id = (SELECT ... LIMIT 1 [FOR UPDATE SKIP LOCKED]) RETURNING:
+atomic on SQLite (one writer at a time) and on PostgreSQL (row locks, skipped by concurrent
+claimers). Each claim bumps ``lease_token``, the fencing token every worker report must carry: a
+report from an earlier attempt, or from a worker whose lease expired, is refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.orm import Session
+
+from credo.automation.jobs import (
+    MAX_ATTEMPTS,
+    MAX_STREAM_BYTES,
+    TERMINAL,
+    TRUNCATION_MARKER,
+    JobState,
+    Stream,
+)
+from credo.automation.parameters import validate_parameters
+from credo.automation.runbooks import (
+    MAX_RUNBOOK_BYTES,
+    ParameterSpec,
+    RunbookType,
+    content_hash,
+    parameters_schema,
+    validate_runbook_name,
+)
+from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
+from credo.server.models import (
+    Job,
+    JobOutput,
+    JobStream,
+    JobTransition,
+    Runbook,
+    RunbookVersion,
+    Worker,
+    WorkerGroup,
+)
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Conflict",
+    "append_output",
+    "claim_jobs",
+    "create_group",
+    "create_runbook",
+    "expire_leases",
+    "finish_job",
+    "heartbeat",
+    "publish_runbook",
+    "register_worker",
+    "start_job",
+    "stop_job",
+]
+
+DEFAULT_TIMEOUT = 3 * 3600  # Azure's sandbox limit, the default job timeout
+
+
+class Conflict(CredoError):
+    """The request contradicts the current state (HTTP 409): a stale lease, a finished job."""
+
+    exit_code = 1
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite returns naive datetimes: they were stored as UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+# -- runbooks ----------------------------------------------------------------------------------
+
+
+def _parse_parameters(parameters: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    specs = [ParameterSpec.from_dict(p) for p in parameters]
+    return [p if isinstance(p, dict) else {} for p in parameters], parameters_schema(specs)
+
+
+def get_runbook(session: Session, name: str) -> Runbook:
+    runbook = session.scalar(select(Runbook).where(Runbook.name == name))
+    if runbook is None:
+        raise NotFoundError(f"runbook {name!r} does not exist")
+    return runbook
+
+
+def create_runbook(
+    session: Session,
+    name: str,
+    type_: str,
+    content: bytes,
+    parameters: list[dict[str, Any]],
+    description: str | None = None,
+) -> Runbook:
+    validate_runbook_name(name)
+    try:
+        RunbookType(type_)
+    except ValueError:
+        raise InputError(f"unknown runbook type {type_!r}", hint="use python3 or bash") from None
+    if len(content) > MAX_RUNBOOK_BYTES:
+        raise InputError(f"runbook is {len(content)} bytes; the limit is {MAX_RUNBOOK_BYTES}")
+    params, _ = _parse_parameters(parameters)
+    if session.scalar(select(Runbook.id).where(Runbook.name == name)) is not None:
+        raise Conflict(f"runbook {name!r} exists already", hint="use update to change its draft")
+    stamp = now()
+    runbook = Runbook(
+        name=name, type=type_, description=description, draft_content=content, draft_parameters=params,
+        published_version=None, created_at=stamp, updated_at=stamp,
+    )  # fmt: skip
+    session.add(runbook)
+    session.flush()
+    return runbook
+
+
+def update_runbook(
+    session: Session,
+    name: str,
+    content: bytes | None,
+    parameters: list[dict[str, Any]] | None,
+    description: str | None,
+) -> Runbook:
+    runbook = get_runbook(session, name)
+    if content is not None:
+        if len(content) > MAX_RUNBOOK_BYTES:
+            raise InputError(f"runbook is {len(content)} bytes; the limit is {MAX_RUNBOOK_BYTES}")
+        runbook.draft_content = content
+    if parameters is not None:
+        runbook.draft_parameters, _ = _parse_parameters(parameters)
+    if description is not None:
+        runbook.description = description
+    runbook.updated_at = now()
+    return runbook
+
+
+def _snapshot(session: Session, runbook: Runbook, version: int) -> RunbookVersion:
+    _, schema = _parse_parameters(runbook.draft_parameters)
+    digest = content_hash(runbook.draft_content)
+    existing = session.scalar(
+        select(RunbookVersion).where(
+            RunbookVersion.runbook_id == runbook.id,
+            RunbookVersion.version == version,
+            RunbookVersion.content_hash == digest,
+        )
+    )
+    if existing is not None and existing.parameters == runbook.draft_parameters:
+        return existing
+    snapshot = RunbookVersion(
+        runbook_id=runbook.id, version=version, type=runbook.type, content=runbook.draft_content,
+        content_hash=digest, parameters=runbook.draft_parameters, schema=schema, created_at=now(),
+    )  # fmt: skip
+    session.add(snapshot)
+    session.flush()
+    return snapshot
+
+
+def publish_runbook(session: Session, name: str) -> RunbookVersion:
+    """Freeze the draft as the next published version (immutable, with its content hash)."""
+    runbook = get_runbook(session, name)
+    version = (runbook.published_version or 0) + 1
+    published = _snapshot(session, runbook, version)
+    runbook.published_version = version
+    runbook.updated_at = now()
+    return published
+
+
+def published_version(session: Session, runbook: Runbook) -> RunbookVersion:
+    if not runbook.published_version:
+        raise Conflict(f"runbook {runbook.name!r} has no published version", hint="publish it first")
+    version = session.scalar(
+        select(RunbookVersion).where(
+            RunbookVersion.runbook_id == runbook.id, RunbookVersion.version == runbook.published_version
+        )
+    )
+    assert version is not None
+    return version
+
+
+def delete_runbook(session: Session, name: str) -> None:
+    runbook = get_runbook(session, name)
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.runbook_id == runbook.id, Job.state.not_in([s.value for s in TERMINAL]))
+    )
+    if active:
+        raise Conflict(f"runbook {name!r} has {active} unfinished job(s)", hint="stop them first")
+    session.delete(runbook)
+
+
+# -- worker groups -------------------------------------------------------------------------------
+
+
+def get_group(session: Session, name: str) -> WorkerGroup:
+    group = session.scalar(select(WorkerGroup).where(WorkerGroup.name == name))
+    if group is None:
+        raise NotFoundError(f"worker group {name!r} does not exist")
+    return group
+
+
+def create_group(
+    session: Session,
+    name: str,
+    run_as: str | None,
+    local_user: str | None,
+    max_concurrent: int,
+    allowed_workers: list[str],
+) -> WorkerGroup:
+    validate_runbook_name(name)
+    if max_concurrent < 1 or max_concurrent > 64:
+        raise InputError("max concurrent jobs per worker must be 1..64")
+    if session.scalar(select(WorkerGroup.id).where(WorkerGroup.name == name)) is not None:
+        raise Conflict(f"worker group {name!r} exists already")
+    group = WorkerGroup(
+        name=name, run_as=run_as, local_user=local_user, max_concurrent=max_concurrent,
+        allowed_workers=[w.lower() for w in allowed_workers], created_at=now(),
+    )  # fmt: skip
+    session.add(group)
+    session.flush()
+    return group
+
+
+def delete_group(session: Session, name: str) -> None:
+    group = get_group(session, name)
+    active = session.scalar(
+        select(func.count())
+        .select_from(Job)
+        .where(Job.group_id == group.id, Job.state.not_in([s.value for s in TERMINAL]))
+    )
+    if active:
+        raise Conflict(f"worker group {name!r} has {active} unfinished job(s)")
+    session.delete(group)
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+
+
+def _transition(
+    session: Session, job: Job, state: JobState, worker: str | None = None, detail: str | None = None
+) -> None:
+    job.state = state.value
+    job.updated_at = now()
+    session.add(
+        JobTransition(
+            job_id=job.id,
+            state=state.value,
+            at=job.updated_at,
+            attempt=job.attempts,
+            worker=worker,
+            detail=detail,
+        )
+    )
+
+
+def start_job(
+    session: Session,
+    runbook_name: str,
+    group_name: str,
+    parameters: dict[str, Any],
+    *,
+    idempotency_key: str | None = None,
+    timeout_seconds: int | None = None,
+    test: bool = False,
+) -> tuple[Job, bool]:
+    """Validate and queue a job. Returns (job, created); an idempotency key returns the first job."""
+    if idempotency_key is not None:
+        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        if existing is not None:
+            return existing, False
+    runbook = get_runbook(session, runbook_name)
+    group = get_group(session, group_name)
+    version = _snapshot(session, runbook, 0) if test else published_version(session, runbook)
+    values = validate_parameters(version.schema, parameters)
+    timeout = timeout_seconds or DEFAULT_TIMEOUT
+    if timeout < 1 or timeout > 7 * 86400:
+        raise InputError("timeout must be between 1 s and 7 days")
+    stamp = now()
+    job = Job(
+        id=str(uuid.uuid4()), runbook_id=runbook.id, version_id=version.id, group_id=group.id, is_test=test,
+        parameters=values, state=JobState.NEW.value, idempotency_key=idempotency_key, attempts=0, lease_token=0,
+        timeout_seconds=timeout, stop_requested=False, created_at=stamp, updated_at=stamp,
+    )  # fmt: skip
+    session.add(job)
+    session.flush()
+    session.add(JobTransition(job_id=job.id, state=JobState.NEW.value, at=stamp, attempt=0))
+    _transition(session, job, JobState.QUEUED)
+    return job, True
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return job
+
+
+def stop_job(session: Session, job_id: str) -> Job:
+    job = get_job(session, job_id)
+    state = JobState(job.state)
+    if state in TERMINAL:
+        return job
+    if state in (JobState.NEW, JobState.QUEUED):
+        _transition(session, job, JobState.STOPPED, detail="stopped before it ran")
+    elif state == JobState.RUNNING:
+        job.stop_requested = True
+        _transition(session, job, JobState.STOPPING)
+    return job
+
+
+# -- workers and the queue ---------------------------------------------------------------------------
+
+
+def register_worker(
+    session: Session, principal: str, group_name: str, hostname: str | None, slots: int
+) -> Worker:
+    group = get_group(session, group_name)
+    if principal.lower() not in group.allowed_workers:
+        raise NotPermittedError(
+            f"{principal} may not serve worker group {group_name!r}",
+            hint=f"add it: credo group create {group_name} --worker {principal} (or recreate the group)",
+        )
+    worker = session.scalar(select(Worker).where(Worker.principal == principal, Worker.group_id == group.id))
+    stamp = now()
+    if worker is None:
+        worker = Worker(
+            principal=principal,
+            group_id=group.id,
+            hostname=hostname,
+            slots=slots,
+            registered_at=stamp,
+            last_heartbeat=stamp,
+        )
+        session.add(worker)
+        session.flush()
+    else:
+        worker.hostname, worker.slots, worker.last_heartbeat = hostname, slots, stamp
+    return worker
+
+
+def get_worker(session: Session, worker_id: int, principal: str) -> Worker:
+    worker = session.get(Worker, worker_id)
+    if worker is None or worker.principal != principal:
+        raise NotPermittedError(f"worker {worker_id} is not registered for {principal}")
+    return worker
+
+
+def heartbeat(
+    session: Session, worker: Worker, leases: list[tuple[str, int]], lease_seconds: float
+) -> list[str]:
+    """Renew the leases the worker holds; return the ids of its jobs it must stop."""
+    stamp = now()
+    worker.last_heartbeat = stamp
+    to_stop: list[str] = []
+    for job_id, token in leases:
+        job = session.get(Job, job_id)
+        if job is None or job.worker_id != worker.id or job.lease_token != token:
+            to_stop.append(job_id)  # no longer ours: another attempt owns it, or it is gone
+            continue
+        if JobState(job.state) in TERMINAL:
+            to_stop.append(job_id)
+            continue
+        job.lease_expires_at = stamp + timedelta(seconds=lease_seconds)
+        if job.stop_requested:
+            to_stop.append(job_id)
+    return to_stop
+
+
+@dataclass(frozen=True)
+class Claimed:
+    job_id: str
+    lease_token: int
+    attempt: int
+
+
+def claim_jobs(
+    session: Session, worker: Worker, free_slots: int, lease_seconds: float, dialect: str
+) -> list[Claimed]:
+    """Take up to ``free_slots`` queued jobs of the worker's group, oldest first."""
+    group = session.get(WorkerGroup, worker.group_id)
+    assert group is not None
+    running = (
+        session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(
+                Job.worker_id == worker.id, Job.state.in_([JobState.RUNNING.value, JobState.STOPPING.value])
+            )
+        )
+        or 0
+    )
+    wanted = max(0, min(free_slots, group.max_concurrent - running))
+    claimed: list[Claimed] = []
+    for _ in range(wanted):
+        pick = (
+            select(Job.id)
+            .where(Job.group_id == group.id, Job.state == JobState.QUEUED.value)
+            .order_by(Job.created_at)
+            .limit(1)
+        )
+        if dialect == "postgresql":
+            pick = pick.with_for_update(skip_locked=True)
+        stamp = now()
+        row = session.execute(
+            update(Job)
+            .where(and_(Job.id == pick.scalar_subquery(), Job.state == JobState.QUEUED.value))
+            .values(
+                state=JobState.RUNNING.value,
+                worker_id=worker.id,
+                attempts=Job.attempts + 1,
+                lease_token=Job.lease_token + 1,
+                lease_expires_at=stamp + timedelta(seconds=lease_seconds),
+                updated_at=stamp,
+            )
+            .returning(Job.id, Job.lease_token, Job.attempts)
+        ).first()
+        if row is None:
+            break
+        session.add(
+            JobTransition(
+                job_id=row[0], state=JobState.RUNNING.value, at=stamp, attempt=row[2], worker=worker.principal
+            )
+        )
+        claimed.append(Claimed(job_id=row[0], lease_token=row[1], attempt=row[2]))
+    return claimed
+
+
+def _fenced(session: Session, job_id: str, worker: Worker, token: int) -> Job:
+    job = get_job(session, job_id)
+    if job.worker_id != worker.id or job.lease_token != token:
+        raise Conflict(f"job {job_id}: lease {token} is not current (the job was taken over)")
+    return job
+
+
+def append_output(
+    session: Session, worker: Worker, job_id: str, token: int, chunks: list[tuple[str, str]]
+) -> bool:
+    """Store output chunks (stream, text) in order; return whether the job should stop."""
+    job = _fenced(session, job_id, worker, token)
+    for stream_name, text in chunks:
+        stream = Stream(stream_name)
+        state = session.get(JobStream, (job.id, stream.value))
+        if state is None:
+            state = JobStream(job_id=job.id, stream=stream.value, bytes=0, truncated=False, next_seq=1)
+            session.add(state)
+            session.flush()
+        if state.truncated:
+            continue
+        data = text.encode()
+        if state.bytes + len(data) > MAX_STREAM_BYTES:
+            keep = data[: MAX_STREAM_BYTES - state.bytes].decode(errors="ignore")
+            text = keep + TRUNCATION_MARKER
+            state.truncated = True
+        state.bytes += len(text.encode())
+        session.add(
+            JobOutput(
+                job_id=job.id,
+                stream=stream.value,
+                seq=state.next_seq,
+                attempt=job.attempts,
+                text=text,
+                at=now(),
+            )
+        )
+        state.next_seq += 1
+    return job.stop_requested
+
+
+def finish_job(
+    session: Session,
+    worker: Worker,
+    job_id: str,
+    token: int,
+    exit_code: int | None,
+    reason: str | None,
+    stopped: bool,
+) -> Job:
+    job = _fenced(session, job_id, worker, token)
+    if JobState(job.state) in TERMINAL:
+        return job
+    job.exit_code = exit_code
+    job.reason = reason
+    job.lease_expires_at = None
+    if stopped or job.stop_requested:
+        target = JobState.STOPPED
+    elif exit_code == 0:
+        target = JobState.COMPLETED
+    else:
+        target = JobState.FAILED
+    _transition(session, job, target, worker=worker.principal, detail=reason)
+    return job
+
+
+def expire_leases(session: Session) -> list[str]:
+    """Requeue (or suspend after MAX_ATTEMPTS) jobs whose worker stopped renewing its lease."""
+    stamp = now()
+    expired = session.scalars(
+        select(Job).where(
+            Job.state.in_([JobState.RUNNING.value, JobState.STOPPING.value]),
+            Job.lease_expires_at.is_not(None),
+            Job.lease_expires_at < stamp,
+        )
+    ).all()
+    requeued: list[str] = []
+    for job in expired:
+        job.worker_id = None
+        job.lease_expires_at = None
+        if JobState(job.state) == JobState.STOPPING:
+            _transition(session, job, JobState.STOPPED, detail="the worker was lost while stopping")
+        elif job.attempts >= MAX_ATTEMPTS:
+            _transition(session, job, JobState.SUSPENDED, detail=f"the worker was lost {job.attempts} times")
+        else:
+            _transition(session, job, JobState.QUEUED, detail="the worker was lost: restarting")
+            requeued.append(job.id)
+    return requeued
+
+
+def grace_leases(session: Session, lease_seconds: float) -> None:
+    """At server start: give running jobs a fresh lease so their workers can reconnect."""
+    session.execute(
+        update(Job)
+        .where(Job.state.in_([JobState.RUNNING.value, JobState.STOPPING.value]))
+        .values(lease_expires_at=now() + timedelta(seconds=lease_seconds))
+    )
+
+
+def job_view(session: Session, job: Job) -> dict[str, Any]:
+    runbook = session.get(Runbook, job.runbook_id)
+    version = session.get(RunbookVersion, job.version_id)
+    group = session.get(WorkerGroup, job.group_id)
+    worker = session.get(Worker, job.worker_id) if job.worker_id else None
+    transitions = session.scalars(
+        select(JobTransition).where(JobTransition.job_id == job.id).order_by(JobTransition.id)
+    ).all()
+    last_worker = next((t.worker for t in reversed(transitions) if t.worker), None)
+    return {
+        "id": job.id,
+        "runbook": runbook.name if runbook else None,
+        "version": version.version if version else None,
+        "content_hash": version.content_hash if version else None,
+        "group": group.name if group else None,
+        "test": job.is_test,
+        "state": job.state,
+        "parameters": job.parameters,
+        "attempts": job.attempts,
+        "worker": worker.principal if worker else last_worker,
+        "exit_code": job.exit_code,
+        "reason": job.reason,
+        "timeout_seconds": job.timeout_seconds,
+        "created_at": _aware(job.created_at),
+        "updated_at": _aware(job.updated_at),
+        "transitions": [
+            {
+                "state": t.state,
+                "at": _aware(t.at),
+                "attempt": t.attempt,
+                "worker": t.worker,
+                "detail": t.detail,
+            }
+            for t in transitions
+        ],
+    }

@@ -1,0 +1,134 @@
+"""The worker's HTTP client: Negotiate as the computer account, then a session token.
+
+Outbound HTTPS only. A 401 (session expired, server restarted) makes it negotiate again; a
+connection failure is retried with backoff, so a worker rides out a server restart.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from credo.errors import CredoError, NotPermittedError, UnreachableError
+from credo.krb.host import HostIdentity
+from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
+
+__all__ = ["ServerClient"]
+
+log = logging.getLogger(__name__)
+API = "/api/v1"
+
+
+def backoff(attempt: int, *, base: float = 0.2, cap: float = 5.0) -> float:
+    """Seconds to wait before retry ``attempt`` (1, 2, ...): exponential, capped."""
+    return float(min(cap, base * 2 ** (attempt - 1)))
+
+
+class ServerClient:
+    """Talks to ``credo server`` for one worker registration."""
+
+    def __init__(
+        self,
+        url: str,
+        host: HostIdentity,
+        group: str,
+        slots: int,
+        *,
+        ca_file: str | None = None,
+        transport: httpx.BaseTransport | None = None,
+        retry_for: float = 120.0,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.host = host
+        self.group = group
+        self.slots = slots
+        self.retry_for = retry_for
+        self.service_host = urlsplit(self.url).hostname or "localhost"
+        self.http = httpx.Client(
+            base_url=self.url, verify=ca_file if ca_file else True, timeout=httpx.Timeout(70.0, connect=10.0),
+            transport=transport,
+        )  # fmt: skip
+        self.session_token: str | None = None
+        self.registration: dict[str, Any] = {}
+
+    @property
+    def worker_id(self) -> int:
+        return int(self.registration["worker_id"])
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _negotiate_token(self) -> str:
+        import gssapi
+        from gssapi.raw import GSSError
+
+        ccache = new_memory_ccache_name("worker")
+        try:
+            self.host.acquire(ccache)
+            creds = gssapi.Credentials(usage="initiate", store={"ccache": ccache})
+            name = gssapi.Name(f"HTTP@{self.service_host}", gssapi.NameType.hostbased_service)
+            ctx = gssapi.SecurityContext(name=name, creds=creds, usage="initiate")
+            token = ctx.step()
+        except GSSError as exc:
+            raise NotPermittedError(
+                f"cannot get a Kerberos ticket for HTTP/{self.service_host}: {exc}"
+            ) from exc
+        finally:
+            destroy_ccache(ccache)
+        return base64.b64encode(token or b"").decode()
+
+    def register(self) -> dict[str, Any]:
+        body = {"group": self.group, "hostname": self.host.sam_account_name, "slots": self.slots}
+        response = self._send("POST", f"{API}/workers/register", json=body,
+                              headers={"Authorization": f"Negotiate {self._negotiate_token()}"})  # fmt: skip
+        if response.status_code != 200:
+            raise NotPermittedError(f"the server refused {self.host.principal}: {_title(response)}")
+        data: dict[str, Any] = response.json()
+        self.session_token = data.pop("session_token")
+        self.registration = data
+        return data
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        deadline = time.monotonic() + self.retry_for
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self.http.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                if time.monotonic() > deadline:
+                    raise UnreachableError(f"the server at {self.url} does not answer: {exc}") from exc
+                wait = backoff(attempt)
+                log.warning("server unreachable (%s); retrying in %.1f s", exc, wait)
+                time.sleep(wait)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """An authenticated request; negotiates again once on 401."""
+        for _ in range(2):
+            if self.session_token is None:
+                self.register()
+            headers = {"Authorization": f"Bearer {self.session_token}"}
+            response = self._send(method, f"{API}/workers/{self.worker_id}{path}", headers=headers, **kwargs)
+            if response.status_code != 401:
+                return response
+            self.session_token = None
+        raise NotPermittedError(f"the server keeps refusing {self.host.principal}: {_title(response)}")
+
+    def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise CredoError(f"{method} {path}: {response.status_code} {_title(response)}")
+        data: dict[str, Any] = response.json()
+        return data
+
+
+def _title(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("title", response.text))
+    except ValueError:
+        return response.text[:200]

@@ -1,0 +1,290 @@
+"""Run one job: check the runbook's hash, get the group's gMSA ticket, run, stream, report.
+
+The runbook runs as the group's local user in a private directory (0700) holding the script, the
+parameters as JSON (CREDO_PARAMETERS: data, never code), ``credo/runbook.py`` (the helper module),
+and the ccache of the group's gMSA (KRB5CCNAME); all removed when the job ends. stdout is the
+output stream, stderr the error stream; ``credo.runbook`` writes the others as JSON lines on the
+file descriptor named by CREDO_STREAM_FD.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from credo.automation.jobs import Stream
+from credo.automation.runbooks import RunbookType
+from credo.errors import CredoError
+from credo.gmsa.credentials import acquire_gmsa_tgt
+from credo.gmsa.operations import usable_password
+from credo.gmsa.runas import (
+    RunOptions,
+    child_environment,
+    private_run_directory,
+    set_parent_death_signal,
+    terminate_group,
+)
+from credo.gmsa.session import HostSession, SessionSettings
+from credo.worker.client import ServerClient
+
+__all__ = ["JobExecutor", "JobSpec"]
+
+log = logging.getLogger(__name__)
+FLUSH_SECONDS = 0.05
+RUNBOOK_HELPER = Path(__file__).resolve().parents[1] / "runbook.py"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    job_id: str
+    lease_token: int
+    attempt: int
+    runbook: str
+    type: str
+    content_hash: str
+    parameters: dict[str, Any]
+    timeout_seconds: int
+
+    @classmethod
+    def from_claim(cls, data: dict[str, Any]) -> JobSpec:
+        return cls(
+            job_id=data["job_id"], lease_token=data["lease_token"], attempt=data["attempt"], runbook=data["runbook"],
+            type=data["type"], content_hash=data["content_hash"], parameters=data["parameters"],
+            timeout_seconds=data["timeout_seconds"],
+        )  # fmt: skip
+
+
+class OutputSink:
+    """Buffers chunks and sends them in order, at most every FLUSH_SECONDS; learns of stop requests."""
+
+    def __init__(self, client: ServerClient, job: JobSpec, on_stop: Callable[[], None]) -> None:
+        self.client, self.job, self.on_stop = client, job, on_stop
+        self._pending: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+
+    def write(self, stream: Stream, text: str) -> None:
+        with self._lock:
+            if self._pending and self._pending[-1][0] == stream.value and len(self._pending[-1][1]) < 65536:
+                self._pending[-1] = (stream.value, self._pending[-1][1] + text)
+            else:
+                self._pending.append((stream.value, text))
+
+    def flush(self) -> None:
+        with self._send_lock:
+            with self._lock:
+                chunks, self._pending = self._pending, []
+            if not chunks:
+                return
+            body = {
+                "lease_token": self.job.lease_token,
+                "chunks": [{"stream": s, "text": t} for s, t in chunks],
+            }
+            try:
+                answer = self.client.json("POST", f"/jobs/{self.job.job_id}/output", json=body)
+            except CredoError as exc:
+                log.warning("job %s: output not accepted (%s): stopping it", self.job.job_id, exc)
+                self.on_stop()
+                return
+            if answer.get("stop"):
+                self.on_stop()
+
+
+class JobExecutor:
+    """Runs claimed jobs for one worker registration."""
+
+    def __init__(self, client: ServerClient, settings: SessionSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._stop: set[str] = set()
+        self._lock = threading.Lock()
+
+    def request_stop(self, job_id: str) -> None:
+        with self._lock:
+            self._stop.add(job_id)
+            child = self._children.get(job_id)
+        if child is not None:
+            terminate_async(child)
+
+    def run(self, job: JobSpec) -> None:
+        """Run ``job`` to its end and report it; never raises."""
+        sink = OutputSink(self.client, job, lambda: self.request_stop(job.job_id))
+        exit_code: int | None = None
+        reason: str | None = None
+        stopped = False
+        try:
+            exit_code, reason, stopped = self._run(job, sink)
+        except CredoError as exc:
+            reason = exc.message
+            sink.write(
+                Stream.ERROR, f"credo: {exc.message}\n" + (f"credo: hint: {exc.hint}\n" if exc.hint else "")
+            )
+        except Exception as exc:  # a bug must not kill the worker loop
+            log.exception("job %s failed in the worker", job.job_id)
+            reason = f"worker error: {type(exc).__name__}: {exc}"
+            sink.write(Stream.ERROR, f"credo: {reason}\n")
+        finally:
+            sink.flush()
+            with self._lock:
+                self._children.pop(job.job_id, None)
+                stopped = stopped or job.job_id in self._stop
+                self._stop.discard(job.job_id)
+        body = {"lease_token": job.lease_token, "exit_code": exit_code, "reason": reason, "stopped": stopped}
+        try:
+            self.client.json("POST", f"/jobs/{job.job_id}/finish", json=body)
+        except CredoError as exc:
+            log.warning("job %s: the server did not take its result: %s", job.job_id, exc)
+
+    def _content(self, job: JobSpec) -> bytes:
+        response = self.client.request(
+            "GET", f"/jobs/{job.job_id}/content", params={"lease_token": job.lease_token}
+        )
+        if response.status_code != 200:
+            raise CredoError(f"cannot download runbook {job.runbook}: HTTP {response.status_code}")
+        content = response.content
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        if digest != job.content_hash:
+            raise CredoError(
+                f"runbook {job.runbook}: content hash {digest} is not the published {job.content_hash}"
+            )
+        return content
+
+    def _run(self, job: JobSpec, sink: OutputSink) -> tuple[int | None, str | None, bool]:
+        content = self._content(job)
+        registration = self.client.registration
+        run_as: str | None = registration.get("run_as")
+        local_user: str | None = registration.get("local_user")
+        kind = RunbookType(job.type)
+        password = None
+        realm = dns_domain = ""
+        if run_as:
+            with HostSession(self.settings) as session:
+                password = usable_password(session, run_as)
+                realm, dns_domain = session.realm, session.dns_domain
+        with private_run_directory(local_user) as (directory, account):
+            script = directory / f"runbook{kind.suffix}"
+            params_file = directory / "parameters.json"
+            helper = directory / "lib" / "credo"
+            helper.mkdir(parents=True)
+            (helper / "__init__.py").write_text("")
+            shutil.copyfile(RUNBOOK_HELPER, helper / "runbook.py")
+            script.write_bytes(content)
+            params_file.write_text(json.dumps(job.parameters, ensure_ascii=False))
+            for path in (
+                script,
+                params_file,
+                helper.parent,
+                helper,
+                helper / "__init__.py",
+                helper / "runbook.py",
+            ):
+                os.chown(path, account.uid, account.gid)
+            ccache: Path | None = None
+            if password is not None:
+                ccache = directory / "krb5cc"
+                old = os.umask(0o077)
+                try:
+                    acquire_gmsa_tgt(password, realm, dns_domain, f"FILE:{ccache}")
+                finally:
+                    os.umask(old)
+                os.chown(ccache, account.uid, account.gid)
+            options = RunOptions(
+                command=[*kind.interpreter, str(script)], local_user=local_user, timeout=job.timeout_seconds
+            )
+            env = child_environment(options, account, directory, ccache) | {
+                "CREDO_PARAMETERS": str(params_file),
+                "CREDO_JOB_ID": job.job_id,
+                "PYTHONPATH": str(directory / "lib"),
+                "PYTHONUNBUFFERED": "1",
+            }
+            return self._supervise(job, options, account, env, str(directory), sink)
+
+    def _supervise(
+        self, job: JobSpec, options: RunOptions, account: Any, env: dict[str, str], cwd: str, sink: OutputSink
+    ) -> tuple[int | None, str | None, bool]:
+        read_fd, write_fd = os.pipe()
+        # The pipe for the structured streams keeps its number in the child (pass_fds).
+        env = env | {"CREDO_STREAM_FD": str(write_fd)}
+        as_other = options.local_user is not None
+        try:
+            child = subprocess.Popen(
+                list(options.command), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, pass_fds=(write_fd,), start_new_session=True, close_fds=True,
+                user=account.uid if as_other else None, group=account.gid if as_other else None,
+                extra_groups=os.getgrouplist(account.name, account.gid) if as_other else None,
+                preexec_fn=set_parent_death_signal,
+            )  # fmt: skip
+        finally:
+            os.close(write_fd)
+        with self._lock:
+            self._children[job.job_id] = child
+            if job.job_id in self._stop:
+                terminate_async(child)
+        assert child.stdout is not None and child.stderr is not None
+        pumps = [
+            threading.Thread(target=_pump_bytes, args=(child.stdout, Stream.OUTPUT, sink), daemon=True),
+            threading.Thread(target=_pump_bytes, args=(child.stderr, Stream.ERROR, sink), daemon=True),
+            threading.Thread(target=_pump_streams, args=(os.fdopen(read_fd, "rb"), sink), daemon=True),
+        ]
+        for pump in pumps:
+            pump.start()
+        deadline = time.monotonic() + job.timeout_seconds
+        timed_out = False
+        while child.poll() is None:
+            sink.flush()
+            if time.monotonic() > deadline and not timed_out:
+                timed_out = True
+                terminate_async(child)
+            time.sleep(FLUSH_SECONDS)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, 9)  # nothing of the job survives it
+        for pump in pumps:
+            pump.join(timeout=5)
+        sink.flush()
+        code = child.returncode
+        if timed_out:
+            return code, f"timed out after {job.timeout_seconds} s", False
+        with self._lock:
+            stopped = job.job_id in self._stop
+        if stopped:
+            return code, "stopped on request", True
+        if code < 0:
+            return code, f"killed by signal {-code}", False
+        return code, None if code == 0 else f"exit code {code}", False
+
+
+def terminate_async(child: subprocess.Popen[bytes]) -> None:
+    threading.Thread(target=terminate_group, args=(child,), daemon=True).start()
+
+
+def _pump_bytes(pipe: IO[bytes], stream: Stream, sink: OutputSink) -> None:
+    with pipe:
+        while True:
+            data = pipe.read1(65536) if hasattr(pipe, "read1") else pipe.read(65536)
+            if not data:
+                return
+            sink.write(stream, data.decode(errors="replace"))
+
+
+def _pump_streams(pipe: IO[bytes], sink: OutputSink) -> None:
+    with pipe:
+        for line in pipe:
+            try:
+                record = json.loads(line)
+                stream = Stream(record["stream"])
+                text = str(record["text"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            sink.write(stream, text if text.endswith("\n") else text + "\n")
