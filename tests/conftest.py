@@ -7,12 +7,13 @@ that ``credo lab env --host NAME`` gives, through ``tests.support.identity``.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from credo.lab import Lab, LabSettings, default_lab_dir
+from credo.lab import SEED, Lab, LabSettings, default_lab_dir
 from tests.support.identity import identity_env
 
 
@@ -21,6 +22,22 @@ def lab() -> Lab:
     directory = Path(os.environ["CREDO_LAB_DIR"]) if os.environ.get("CREDO_LAB_DIR") else default_lab_dir()
     the_lab = Lab(directory)
     the_lab.up()
+    # `make demo` disables jdoe, and a developer may have played with the others: start enabled.
+    for user, _, _ in SEED.users:
+        subprocess.run(
+            [
+                "samba-tool",
+                "user",
+                "enable",
+                user,
+                "-H",
+                str(the_lab.paths.sam_ldb),
+                "-s",
+                str(the_lab.paths.smb_conf),
+            ],
+            check=True,
+            capture_output=True,
+        )
     return the_lab
 
 

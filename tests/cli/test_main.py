@@ -41,7 +41,14 @@ def test_every_command_explains_itself_with_an_example(path: tuple[str, ...]) ->
 
 
 def test_every_command_that_prints_data_has_json() -> None:
-    for path in [("lab", "up"), ("lab", "status"), ("lab", "env"), ("gmsa", "test"), ("gmsa", "show"), ("gmsa", "keytab")]:
+    for path in [
+        ("lab", "up"),
+        ("lab", "status"),
+        ("lab", "env"),
+        ("gmsa", "test"),
+        ("gmsa", "show"),
+        ("gmsa", "keytab"),
+    ]:
         assert "--json" in credo(*path, "--help", check=True).stdout
 
 

@@ -78,6 +78,8 @@ def server(
     uvicorn.run(
         app, host=host.strip("[]"), port=int(port), ssl_certfile=tls_cert, ssl_keyfile=tls_key,
         log_level="warning", access_log=False,
+        # Long-polling workers reconnect on their own: do not wait for their claims to time out.
+        timeout_graceful_shutdown=2,
     )  # fmt: skip
 
 

@@ -558,6 +558,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post(f"{API}/workers/{{worker_id}}/claim", tags=["worker protocol"])
     async def claim(
+        request: Request,
         worker_id: int,
         principal: Annotated[str, Depends(worker_principal)],
         slots: Annotated[int, Query(ge=1, le=64)] = 1,
@@ -586,6 +587,9 @@ def create_app(config: ServerConfig) -> FastAPI:
 
             if group_id is not None:
                 state.notifier.event(group_id).clear()
+                # A worker that went away (killed, restarted) must not be handed a job it will never run.
+                if await request.is_disconnected():
+                    return {"jobs": []}
             group_id, jobs = await run(op)
             remaining = deadline - loop.time()
             if jobs or remaining <= 0:
