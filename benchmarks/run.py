@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark and print a Markdown table to paste into BENCHMARKS.md.
 
-python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa (default: all)
+python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation (default: all)
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_gmsa, bench_lab
+from benchmarks import bench_automation, bench_gmsa, bench_lab
 
-BENCHES = {"lab": bench_lab.run, "gmsa": bench_gmsa.run}
+BENCHES = {"lab": bench_lab.run, "gmsa": bench_gmsa.run, "automation": bench_automation.run}
 
 
 def machine() -> str:

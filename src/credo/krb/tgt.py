@@ -17,7 +17,14 @@ import krb5
 
 from credo.errors import CredoError, EnvironmentProblem, NotFoundError, NotPermittedError, UnreachableError
 
-__all__ = ["Ticket", "acquire_tgt", "destroy_ccache", "kerberos_error", "new_memory_ccache_name"]
+__all__ = [
+    "Ticket",
+    "acquire_tgt",
+    "copy_ccache",
+    "destroy_ccache",
+    "kerberos_error",
+    "new_memory_ccache_name",
+]
 
 # com_err codes of the MIT krb5 library (krb5_err.et), as returned in Krb5Error.err_code.
 KDC_ERR_C_PRINCIPAL_UNKNOWN = -1765328378
@@ -97,6 +104,20 @@ def acquire_tgt(keytab: str, principal: str, ccache: str) -> Ticket:
         start=datetime.fromtimestamp(times.starttime or times.authtime, UTC),
         end=datetime.fromtimestamp(times.endtime, UTC),
     )
+
+
+def copy_ccache(source: str, destination: str) -> None:
+    """Copy every credential of ``source`` into a fresh ``destination`` cache (e.g. MEMORY -> FILE)."""
+    ctx = krb5.init_context()
+    try:
+        src = krb5.cc_resolve(ctx, source.encode())
+        principal = krb5.cc_get_principal(ctx, src)
+        dst = krb5.cc_resolve(ctx, destination.encode())
+        krb5.cc_initialize(ctx, dst, principal)
+        for creds in src:
+            krb5.cc_store_cred(ctx, dst, creds)
+    except krb5.Krb5Error as exc:
+        raise CredoError(f"cannot copy credentials to {destination}: {exc}") from exc
 
 
 def destroy_ccache(ccache: str) -> None:

@@ -148,6 +148,7 @@ class OutputIn(BaseModel):
 
 class FinishIn(BaseModel):
     lease_token: int
+    chunks: list[ChunkIn] = Field(default=[], description="Last output chunks, stored before the result")
     exit_code: int | None = None
     reason: str | None = None
     stopped: bool = False
@@ -582,6 +583,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                         "runbook": runbook.name, "version": version.version, "type": version.type,
                         "content_hash": version.content_hash, "parameters": job.parameters,
                         "timeout_seconds": job.timeout_seconds,
+                        # Inline: one round trip less per job; the worker still checks the hash.
+                        "content": base64.b64encode(version.content).decode(),
                     })  # fmt: skip
                 return worker.group_id, jobs
 
@@ -631,6 +634,9 @@ def create_app(config: ServerConfig) -> FastAPI:
     ) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
             worker = service.get_worker(session, worker_id, principal)
+            if body.chunks:
+                chunks = [(c.stream.value, c.text) for c in body.chunks]
+                service.append_output(session, worker, job_id, body.lease_token, chunks)
             job = service.finish_job(
                 session, worker, job_id, body.lease_token, body.exit_code, body.reason, body.stopped
             )

@@ -26,6 +26,7 @@ from credo.automation.jobs import (
     TRUNCATION_MARKER,
     JobState,
     Stream,
+    can_transition,
 )
 from credo.automation.parameters import validate_parameters
 from credo.automation.runbooks import (
@@ -252,6 +253,8 @@ def delete_group(session: Session, name: str) -> None:
 def _transition(
     session: Session, job: Job, state: JobState, worker: str | None = None, detail: str | None = None
 ) -> None:
+    if not can_transition(JobState(job.state), state):
+        raise Conflict(f"job {job.id} cannot go from {job.state} to {state.value}")
     job.state = state.value
     job.updated_at = now()
     session.add(

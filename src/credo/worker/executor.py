@@ -9,6 +9,7 @@ file descriptor named by CREDO_STREAM_FD.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import json
@@ -20,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -36,6 +38,7 @@ from credo.gmsa.runas import (
     terminate_group,
 )
 from credo.gmsa.session import HostSession, SessionSettings
+from credo.krb.tgt import copy_ccache, destroy_ccache, new_memory_ccache_name
 from credo.worker.client import ServerClient
 
 __all__ = ["JobExecutor", "JobSpec"]
@@ -55,6 +58,7 @@ class JobSpec:
     content_hash: str
     parameters: dict[str, Any]
     timeout_seconds: int
+    content: bytes | None = None
 
     @classmethod
     def from_claim(cls, data: dict[str, Any]) -> JobSpec:
@@ -62,6 +66,7 @@ class JobSpec:
             job_id=data["job_id"], lease_token=data["lease_token"], attempt=data["attempt"], runbook=data["runbook"],
             type=data["type"], content_hash=data["content_hash"], parameters=data["parameters"],
             timeout_seconds=data["timeout_seconds"],
+            content=base64.b64decode(data["content"]) if data.get("content") else None,
         )  # fmt: skip
 
 
@@ -80,6 +85,12 @@ class OutputSink:
                 self._pending[-1] = (stream.value, self._pending[-1][1] + text)
             else:
                 self._pending.append((stream.value, text))
+
+    def take(self) -> list[tuple[str, str]]:
+        """The chunks not sent yet (for the finish request, which stores them first)."""
+        with self._lock:
+            chunks, self._pending = self._pending, []
+        return chunks
 
     def flush(self) -> None:
         with self._send_lock:
@@ -101,12 +112,56 @@ class OutputSink:
                 self.on_stop()
 
 
+class GmsaTickets:
+    """The group gMSA's TGT, kept in a private in-memory ccache and copied into each job's ccache.
+
+    Retrieving the password and asking the KDC for every job would cost a host TGT, an LDAP bind
+    and an AS exchange each time; the ticket is renewed instead when it has less than
+    ``MIN_LIFETIME`` left or when the password is due to change (``refresh_after``).
+    """
+
+    MIN_LIFETIME = timedelta(hours=1)
+
+    def __init__(self, settings: SessionSettings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._cached: dict[str, tuple[str, datetime]] = {}
+
+    def copy_to(self, run_as: str, path: Path) -> None:
+        with self._lock:
+            ccache = self._current(run_as)
+        copy_ccache(ccache, f"FILE:{path}")
+
+    def _current(self, run_as: str) -> str:
+        cached = self._cached.get(run_as)
+        now = datetime.now(UTC)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        with HostSession(self.settings) as session:
+            password = usable_password(session, run_as)
+            realm, dns_domain = session.realm, session.dns_domain
+        ccache = new_memory_ccache_name("gmsa")
+        ticket = acquire_gmsa_tgt(password, realm, dns_domain, ccache)
+        good_until = min(ticket.end - self.MIN_LIFETIME, password.refresh_after)
+        if cached is not None:
+            destroy_ccache(cached[0])
+        self._cached[run_as] = (ccache, good_until)
+        return ccache
+
+    def close(self) -> None:
+        with self._lock:
+            for ccache, _ in self._cached.values():
+                destroy_ccache(ccache)
+            self._cached.clear()
+
+
 class JobExecutor:
     """Runs claimed jobs for one worker registration."""
 
     def __init__(self, client: ServerClient, settings: SessionSettings) -> None:
         self.client = client
         self.settings = settings
+        self.tickets = GmsaTickets(settings)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._stop: set[str] = set()
         self._lock = threading.Lock()
@@ -136,18 +191,34 @@ class JobExecutor:
             reason = f"worker error: {type(exc).__name__}: {exc}"
             sink.write(Stream.ERROR, f"credo: {reason}\n")
         finally:
-            sink.flush()
             with self._lock:
                 self._children.pop(job.job_id, None)
                 stopped = stopped or job.job_id in self._stop
                 self._stop.discard(job.job_id)
-        body = {"lease_token": job.lease_token, "exit_code": exit_code, "reason": reason, "stopped": stopped}
+        with sink._send_lock:
+            chunks = [{"stream": stream, "text": text} for stream, text in sink.take()]
+        body = {
+            "lease_token": job.lease_token,
+            "exit_code": exit_code,
+            "reason": reason,
+            "stopped": stopped,
+            "chunks": chunks,
+        }
         try:
             self.client.json("POST", f"/jobs/{job.job_id}/finish", json=body)
         except CredoError as exc:
             log.warning("job %s: the server did not take its result: %s", job.job_id, exc)
 
     def _content(self, job: JobSpec) -> bytes:
+        content = job.content if job.content is not None else self._download(job)
+        digest = "sha256:" + hashlib.sha256(content).hexdigest()
+        if digest != job.content_hash:
+            raise CredoError(
+                f"runbook {job.runbook}: content hash {digest} is not the published {job.content_hash}"
+            )
+        return content
+
+    def _download(self, job: JobSpec) -> bytes:
         response = self.client.request(
             "GET", f"/jobs/{job.job_id}/content", params={"lease_token": job.lease_token}
         )
@@ -167,12 +238,6 @@ class JobExecutor:
         run_as: str | None = registration.get("run_as")
         local_user: str | None = registration.get("local_user")
         kind = RunbookType(job.type)
-        password = None
-        realm = dns_domain = ""
-        if run_as:
-            with HostSession(self.settings) as session:
-                password = usable_password(session, run_as)
-                realm, dns_domain = session.realm, session.dns_domain
         with private_run_directory(local_user) as (directory, account):
             script = directory / f"runbook{kind.suffix}"
             params_file = directory / "parameters.json"
@@ -192,11 +257,11 @@ class JobExecutor:
             ):
                 os.chown(path, account.uid, account.gid)
             ccache: Path | None = None
-            if password is not None:
+            if run_as:
                 ccache = directory / "krb5cc"
                 old = os.umask(0o077)
                 try:
-                    acquire_gmsa_tgt(password, realm, dns_domain, f"FILE:{ccache}")
+                    self.tickets.copy_to(run_as, ccache)
                 finally:
                     os.umask(old)
                 os.chown(ccache, account.uid, account.gid)
@@ -242,17 +307,20 @@ class JobExecutor:
             pump.start()
         deadline = time.monotonic() + job.timeout_seconds
         timed_out = False
-        while child.poll() is None:
+        while True:
+            try:
+                child.wait(timeout=FLUSH_SECONDS)  # returns at once when the job ends
+                break
+            except subprocess.TimeoutExpired:
+                pass
             sink.flush()
             if time.monotonic() > deadline and not timed_out:
                 timed_out = True
                 terminate_async(child)
-            time.sleep(FLUSH_SECONDS)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, 9)  # nothing of the job survives it
         for pump in pumps:
             pump.join(timeout=5)
-        sink.flush()
         code = child.returncode
         if timed_out:
             return code, f"timed out after {job.timeout_seconds} s", False

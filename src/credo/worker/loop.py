@@ -119,3 +119,4 @@ class Worker:
         finally:
             self.stopped.set()
             heartbeat.join(timeout=5)
+            self.executor.tickets.close()
