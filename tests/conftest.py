@@ -7,6 +7,7 @@ that ``credo lab env --host NAME`` gives, through ``tests.support.identity``.
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -56,3 +57,18 @@ def as_identity(lab: Lab) -> Callable[..., dict[str, str]]:
         return identity_env(lab, identity, **extra)
 
     return make
+
+
+RUNNER = "credo-runner"
+
+
+@pytest.fixture(scope="session")
+def runner_user() -> str:
+    """An unprivileged local user that jobs and `credo run --user` run as."""
+    try:
+        pwd.getpwnam(RUNNER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUNNER], check=True
+        )
+    return RUNNER

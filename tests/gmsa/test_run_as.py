@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pwd
 import signal
 import subprocess
 import sys
@@ -19,19 +18,6 @@ from credo.lab import SEED, Lab, LabSettings
 
 Env = Callable[..., dict[str, str]]
 ACCOUNTDISABLE = 0x2
-RUNNER = "credo-test-runner"
-
-
-@pytest.fixture(scope="module")
-def runner_user() -> str:
-    """An unprivileged local user for --user tests."""
-    try:
-        pwd.getpwnam(RUNNER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUNNER], check=True
-        )
-    return RUNNER
 
 
 def test_ldapwhoami_as_the_gmsa(as_identity: Env, lab_settings: LabSettings) -> None:

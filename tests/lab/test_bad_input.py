@@ -80,7 +80,7 @@ def test_unwritable_directory(tmp_path: Path) -> None:
 
 def test_unknown_host(lab: Lab) -> None:
     proc = credo("lab", "env", "--host", "worker3", env=clean_env(CREDO_LAB_DIR=str(lab.paths.root)))
-    assert_one_clear_error(proc, USAGE, "'worker3' is not one of 'worker1', 'worker2', 'admin'")
+    assert_one_clear_error(proc, USAGE, "'worker3' is not one of 'worker1', 'worker2', 'server', 'admin'")
 
 
 def test_env_of_a_missing_lab(tmp_path: Path) -> None:

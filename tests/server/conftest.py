@@ -5,7 +5,6 @@ computer accounts, and the lab DC behind them."""
 from __future__ import annotations
 
 import os
-import pwd
 import shutil
 import signal
 import socket
@@ -31,17 +30,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def runner_user() -> str:
-    try:
-        pwd.getpwnam(RUNNER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUNNER], check=True
-        )
-    return RUNNER
 
 
 @pytest.fixture(scope="session")

@@ -93,6 +93,17 @@ def _parse_parameters(parameters: list[dict[str, Any]]) -> tuple[list[dict[str, 
     return [p if isinstance(p, dict) else {} for p in parameters], parameters_schema(specs)
 
 
+def _unfinished_jobs(session: Session, condition: Any) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(condition, Job.state.not_in([s.value for s in TERMINAL]))
+        )
+        or 0
+    )
+
+
 def get_runbook(session: Session, name: str) -> Runbook:
     runbook = session.scalar(select(Runbook).where(Runbook.name == name))
     if runbook is None:
@@ -193,11 +204,7 @@ def published_version(session: Session, runbook: Runbook) -> RunbookVersion:
 
 def delete_runbook(session: Session, name: str) -> None:
     runbook = get_runbook(session, name)
-    active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.runbook_id == runbook.id, Job.state.not_in([s.value for s in TERMINAL]))
-    )
+    active = _unfinished_jobs(session, Job.runbook_id == runbook.id)
     if active:
         raise Conflict(f"runbook {name!r} has {active} unfinished job(s)", hint="stop them first")
     session.delete(runbook)
@@ -237,11 +244,7 @@ def create_group(
 
 def delete_group(session: Session, name: str) -> None:
     group = get_group(session, name)
-    active = session.scalar(
-        select(func.count())
-        .select_from(Job)
-        .where(Job.group_id == group.id, Job.state.not_in([s.value for s in TERMINAL]))
-    )
+    active = _unfinished_jobs(session, Job.group_id == group.id)
     if active:
         raise Conflict(f"worker group {name!r} has {active} unfinished job(s)")
     session.delete(group)
