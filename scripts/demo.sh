@@ -41,7 +41,8 @@ echo $! >"$DEMO/server.pid"
 export CREDO_SERVER_URL=http://127.0.0.1:$PORT CREDO_SERVER_DIR=$DEMO/server
 for _ in $(seq 150); do
     kill -0 "$(cat "$DEMO/server.pid")" 2>/dev/null || { cat "$DEMO/server.log"; echo "credo server did not start (is port $PORT taken?)"; exit 3; }
-    [ -f "$DEMO/server/admin.token" ] && curl -fs "$CREDO_SERVER_URL/api/v1/health" >/dev/null 2>&1 && break
+    [ -f "$DEMO/server/admin.token" ] && "$ROOT/.venv/bin/python" -c \
+        "import httpx, sys; sys.exit(httpx.get('$CREDO_SERVER_URL/api/v1/health').status_code != 200)" 2>/dev/null && break
     sleep 0.1
 done
 echo "server up: $CREDO_SERVER_URL (admin token in $DEMO/server/admin.token, 0600)"
