@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -28,7 +29,7 @@ def validate_parameters(schema: dict[str, Any], values: dict[str, Any]) -> dict[
     size = len(json.dumps(values, ensure_ascii=False).encode())
     if size > MAX_PARAMETERS_BYTES:
         raise ParameterError(f"parameters are {size} bytes; the limit is {MAX_PARAMETERS_BYTES} (512 KB)")
-    validator = Draft202012Validator(schema)
+    validator = _validator(json.dumps(schema, sort_keys=True))
     errors = sorted(validator.iter_errors(values), key=lambda e: list(e.absolute_path))
     if errors:
         first = errors[0]
@@ -45,6 +46,12 @@ def validate_parameters(schema: dict[str, Any], values: dict[str, Any]) -> dict[
         field = path or None
         raise ParameterError(f"parameter {field}: {first.message}", field=field)
     return apply_defaults(schema, values)
+
+
+@functools.lru_cache(maxsize=256)
+def _validator(schema_json: str) -> Draft202012Validator:
+    """Validators are costly to build and a runbook's schema rarely changes: keep recent ones."""
+    return Draft202012Validator(json.loads(schema_json))
 
 
 def apply_defaults(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
