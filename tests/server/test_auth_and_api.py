@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -110,3 +111,43 @@ def test_schemathesis_finds_no_server_error(sqlite_server: Server, tmp_path: Any
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_https_with_tls_cert_and_key(tmp_path: Path, server_keytab: Path) -> None:
+    from tests.server.conftest import free_port
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CREDO, "server", "--data-dir", tmp_path / "data", "--keytab", server_keytab, "--listen", f"127.0.0.1:{port}",
+         "--tls-cert", cert, "--tls-key", key],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                response = httpx.get(
+                    f"https://127.0.0.1:{port}/api/v1/health",
+                    verify=ssl.create_default_context(cafile=str(cert)),
+                    timeout=2,
+                )
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        assert response.json() == {"status": "ok"}
+        with httpx.Client(verify=True) as strict:  # an untrusted certificate is refused by clients
+            try:
+                strict.get(f"https://127.0.0.1:{port}/api/v1/health", timeout=2)
+                raise AssertionError("the self-signed certificate was accepted without its CA")
+            except httpx.ConnectError:
+                pass
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -50,7 +51,9 @@ class ServerClient:
         self.retry_for = retry_for
         self.service_host = urlsplit(self.url).hostname or "localhost"
         self.http = httpx.Client(
-            base_url=self.url, verify=ca_file if ca_file else True, timeout=httpx.Timeout(70.0, connect=10.0),
+            base_url=self.url,
+            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
+            timeout=httpx.Timeout(70.0, connect=10.0),
             transport=transport,
         )  # fmt: skip
         self.session_token: str | None = None
