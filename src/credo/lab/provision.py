@@ -168,21 +168,14 @@ def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
     tool("group", "addmembers", SEED.worker_group, ",".join(f"{m}$" for m in SEED.worker_group_members))
 
     gmsa = SEED.gmsa
-    tool("service-account", "create", f"--name={gmsa}", f"--dns-host-name={gmsa}.{settings.dns_domain}")
-    # group-msa-membership wants the group's DN, not its name (samba-lab.md pitfalls).
-    tool(
-        "service-account", "group-msa-membership", "add", f"--name={gmsa}$",
-        f"--principal=CN={SEED.worker_group},CN=Users,{base}",
-    )  # fmt: skip
-    # samba-tool creates gMSAs disabled (UAC 4130); New-ADServiceAccount -Enabled $True does this.
-    tool("user", "enable", f"{gmsa}$")
-    tool.ldbmodify(
-        f"dn: CN={gmsa},CN=Managed Service Accounts,{base}\n"
-        "changetype: modify\n"
-        "replace: msDS-SupportedEncryptionTypes\n"
-        f"msDS-SupportedEncryptionTypes: {AES_ONLY}\n"
+    _create_gmsa(
+        tool, settings, gmsa, f"{gmsa}.{settings.dns_domain}", f"CN={SEED.worker_group},CN=Users,{base}"
     )
-    _seed_server_identity(tool, settings)
+    # The credo server's identity: a gMSA with an HTTP/ SPN, readable by the server's host.
+    _create_gmsa(
+        tool, settings, SEED.server_gmsa, settings.server_fqdn, f"CN={SEED.server_host},CN=Computers,{base}"
+    )
+    tool("spn", "add", f"HTTP/{settings.server_fqdn}", f"{SEED.server_gmsa}$")
     sid = tool.object_sid(f"{gmsa}$")
     # Read/write property userAccountControl, inherited by user objects (MS-DTYP 2.4.4.3 object ACE).
     ace = f"(OA;CI;RPWP;{USER_ACCOUNT_CONTROL_GUID};{USER_CLASS_GUID};{sid})"
@@ -195,17 +188,17 @@ def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
     _export_keytab(tool, "Administrator", paths.admin_keytab)
 
 
-def _seed_server_identity(tool: _SambaTool, settings: LabSettings) -> None:
-    name, base = SEED.server_gmsa, settings.base_dn
-    tool("service-account", "create", f"--name={name}", f"--dns-host-name={settings.server_fqdn}")
-    tool(
-        "service-account", "group-msa-membership", "add", f"--name={name}$",
-        f"--principal=CN={SEED.server_host},CN=Computers,{base}",
-    )  # fmt: skip
+def _create_gmsa(
+    tool: _SambaTool, settings: LabSettings, name: str, dns_host_name: str, reader_dn: str
+) -> None:
+    """An enabled, AES-only gMSA whose password ``reader_dn`` may retrieve."""
+    tool("service-account", "create", f"--name={name}", f"--dns-host-name={dns_host_name}")
+    # group-msa-membership wants the principal's DN, not its name (samba-lab.md pitfalls).
+    tool("service-account", "group-msa-membership", "add", f"--name={name}$", f"--principal={reader_dn}")
+    # samba-tool creates gMSAs disabled (UAC 4130); New-ADServiceAccount -Enabled $True does this.
     tool("user", "enable", f"{name}$")
-    tool("spn", "add", f"HTTP/{settings.server_fqdn}", f"{name}$")
     tool.ldbmodify(
-        f"dn: CN={name},CN=Managed Service Accounts,{base}\n"
+        f"dn: CN={name},CN=Managed Service Accounts,{settings.base_dn}\n"
         "changetype: modify\n"
         "replace: msDS-SupportedEncryptionTypes\n"
         f"msDS-SupportedEncryptionTypes: {AES_ONLY}\n"
