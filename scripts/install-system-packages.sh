@@ -32,7 +32,7 @@ src=/etc/apt/sources.list.d/credo-backports.sources
 if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
     # Use the mirror this machine already uses for Debian, never a hard-coded host.
     mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-             | grep -v security | grep -oE '(https?|file)://[^ ]+' | head -n1)
+             | grep -v security | grep -oE '(https?|file)://[^ ]+' | head -n1 || true)
     mirror=${mirror:-http://deb.debian.org/debian}
     printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
         "$mirror" > "$src"

@@ -54,8 +54,8 @@ class DemoDirectory:
     server_gmsa: str = "svccredo"
 
 
-# Bumped when the seed changes: `up` re-provisions a lab seeded by an older credo.
-SEED_VERSION = 2
+# Bumped when the seed or the DC configuration changes: `up` re-provisions a lab made by an older credo.
+SEED_VERSION = 3
 
 
 SEED = DemoDirectory()
@@ -110,6 +110,8 @@ def _smb_options(settings: LabSettings, paths: LabPaths) -> list[str]:
         "pid directory": str(run),
         "winbindd socket directory": str(run / "winbindd"),
         "ncalrpc dir": str(run / "ncalrpc"),
+        # Default /run/samba/nmbd exists only where an init system ran Debian's samba services.
+        "nmbd:socket dir": str(run / "nmbd"),
         "log file": str(paths.samba_dir / "log" / "log.%m"),
         # The lab answers only for its own zone: never forward DNS queries off the machine.
         "dns forwarder": settings.address,
