@@ -26,11 +26,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ldap
+import ldap.controls
 import ldap.sasl
+from ldap.controls import SimplePagedResultsControl
 
-from credo.errors import ConfidentialityRequired, CredoError, NotPermittedError, UnreachableError
+from credo.errors import (
+    ConfidentialityRequired,
+    CredoError,
+    InputError,
+    NotFoundError,
+    NotPermittedError,
+    UnreachableError,
+)
 
-__all__ = ["DEFAULT_TIMEOUT", "Directory", "DirectoryOptions", "Entry", "connect"]
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "SD_FLAGS_DACL",
+    "SD_FLAGS_OWNER_GROUP_DACL",
+    "Directory",
+    "DirectoryOptions",
+    "Entry",
+    "connect",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +57,15 @@ DEFAULT_TIMEOUT = 10.0
 SSF_SEALED = 56
 
 _env_lock = threading.Lock()
+
+# LDAP_SERVER_SD_FLAGS_OID (MS-ADTS 3.1.1.3.4.1.11): which parts of nTSecurityDescriptor a search
+# returns. Without it the DC returns the SACL too, which needs SeSecurityPrivilege, and a plain
+# user gets no descriptor at all.
+SD_FLAGS_OID = "1.2.840.113556.1.4.801"
+SD_FLAGS_DACL = 0x4
+SD_FLAGS_OWNER_GROUP_DACL = 0x1 | 0x2 | 0x4
+# Samba and Windows return at most MaxPageSize (1000) entries per page (MS-ADTS 3.1.1.3.4.6).
+PAGE_SIZE = 1000
 
 Entry = tuple[str, dict[str, list[bytes]]]
 
@@ -141,11 +167,21 @@ class Directory:
         scope: int,
         filterstr: str,
         attrs: Sequence[str] | None = None,
+        *,
+        sd_flags: int | None = None,
     ) -> list[Entry]:
-        """Search and return (dn, attributes) pairs, without referrals."""
+        """Search and return (dn, attributes) pairs, without referrals.
+
+        ``sd_flags`` asks for those parts of nTSecurityDescriptor (``SD_FLAGS_DACL``...).
+        """
         try:
             results = self._conn.search_ext_s(
-                base, scope, filterstr, list(attrs) if attrs else None, timeout=self.options.timeout
+                base,
+                scope,
+                filterstr,
+                list(attrs) if attrs else None,
+                serverctrls=_sd_controls(sd_flags),
+                timeout=self.options.timeout,
             )
         except ldap.NO_SUCH_OBJECT:
             return []
@@ -153,17 +189,79 @@ class Directory:
             raise _translate(exc, f"search under {base or 'the root DSE'}") from exc
         return [(dn, attrs) for dn, attrs in results if dn is not None and isinstance(attrs, dict)]
 
+    def search_paged(
+        self,
+        base: str,
+        scope: int,
+        filterstr: str,
+        attrs: Sequence[str] | None = None,
+        *,
+        sd_flags: int | None = None,
+        page_size: int = PAGE_SIZE,
+    ) -> Iterator[Entry]:
+        """Like ``search``, for result sets larger than the DC's MaxPageSize (RFC 2696 paging)."""
+        paging = SimplePagedResultsControl(True, size=page_size, cookie="")
+        while True:
+            try:
+                msgid = self._conn.search_ext(
+                    base,
+                    scope,
+                    filterstr,
+                    list(attrs) if attrs else None,
+                    serverctrls=[*_sd_controls(sd_flags), paging],
+                    timeout=self.options.timeout,
+                )
+                _type, results, _msgid, controls = self._conn.result3(msgid, timeout=self.options.timeout)
+            except ldap.NO_SUCH_OBJECT:
+                return
+            except ldap.LDAPError as exc:
+                raise _translate(exc, f"search under {base or 'the root DSE'}") from exc
+            for dn, entry in results:
+                if dn is not None and isinstance(entry, dict):
+                    yield dn, entry
+            cookie = next(
+                (c.cookie for c in controls if c.controlType == SimplePagedResultsControl.controlType), b""
+            )
+            if not cookie:
+                return
+            paging.cookie = cookie
+
+    def add(self, dn: str, attrs: dict[str, list[bytes]]) -> None:
+        try:
+            self._conn.add_ext_s(dn, list(attrs.items()))
+        except ldap.LDAPError as exc:
+            raise _translate(exc, f"create {dn}") from exc
+
+    def delete(self, dn: str, *, tree: bool = False) -> None:
+        """Delete ``dn`` (with ``tree``, its children too: LDAP_SERVER_TREE_DELETE_OID)."""
+        controls = [ldap.controls.LDAPControl("1.2.840.113556.1.4.805", True, None)] if tree else None
+        try:
+            self._conn.delete_ext_s(dn, serverctrls=controls)
+        except ldap.LDAPError as exc:
+            raise _translate(exc, f"delete {dn}") from exc
+
     def search_one(
         self, base: str, scope: int, filterstr: str, attrs: Sequence[str] | None = None
     ) -> Entry | None:
         entries = self.search(base, scope, filterstr, attrs)
         return entries[0] if entries else None
 
-    def modify(self, dn: str, changes: list[tuple[int, str, list[bytes] | None]]) -> None:
+    def modify(
+        self, dn: str, changes: list[tuple[int, str, list[bytes] | None]], *, sd_flags: int | None = None
+    ) -> None:
+        """Apply ``changes``; ``sd_flags`` says which parts of an nTSecurityDescriptor are written."""
         try:
-            self._conn.modify_ext_s(dn, changes)
+            self._conn.modify_ext_s(dn, changes, serverctrls=_sd_controls(sd_flags) or None)
         except ldap.LDAPError as exc:
             raise _translate(exc, f"modify {dn}") from exc
+
+
+def _sd_controls(sd_flags: int | None) -> list[Any]:
+    if sd_flags is None:
+        return []
+    # SDFlagsRequestValue ::= SEQUENCE { Flags INTEGER } (BER, MS-ADTS 3.1.1.3.4.1.11).
+    value = bytes([0x30, 0x03, 0x02, 0x01, sd_flags])
+    return [ldap.controls.LDAPControl(SD_FLAGS_OID, True, encodedControlValue=value)]
 
 
 def _translate(exc: ldap.LDAPError, action: str) -> CredoError:
@@ -175,7 +273,16 @@ def _translate(exc: ldap.LDAPError, action: str) -> CredoError:
             hint="use LDAP with GSSAPI sealing, or LDAPS/StartTLS",
         )
     if isinstance(exc, ldap.INSUFFICIENT_ACCESS | ldap.STRONG_AUTH_REQUIRED):
-        return NotPermittedError(f"the DC refused to {action}: {text}")
+        return NotPermittedError(
+            f"the DC refused to {action}: insufficient rights ({text})",
+            hint="act as an identity with the right (kinit as an administrator, or --keytab/--principal)",
+        )
+    if isinstance(exc, ldap.ALREADY_EXISTS):
+        return InputError(f"cannot {action}: it already exists")
+    if isinstance(exc, ldap.NO_SUCH_OBJECT):
+        return NotFoundError(f"cannot {action}: no such object ({text})")
+    if isinstance(exc, ldap.CONSTRAINT_VIOLATION | ldap.UNWILLING_TO_PERFORM | ldap.OBJECT_CLASS_VIOLATION):
+        return InputError(f"the DC refused to {action}: {text}")
     if isinstance(exc, ldap.SERVER_DOWN | ldap.TIMEOUT | ldap.CONNECT_ERROR):
         return UnreachableError(f"the DC stopped answering during {action}: {text}")
     return CredoError(f"LDAP error during {action}: {text}")

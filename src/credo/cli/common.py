@@ -1,4 +1,4 @@
-"""Options shared by the commands that act as this host against the directory."""
+"""Options shared by the commands that act against the directory: as this host, or as an administrator."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ from typing import Any, TypeVar
 
 import click
 
+from credo.ad.admin import AdminSettings
 from credo.ad.connection import DEFAULT_TIMEOUT
 from credo.gmsa.session import SessionSettings
 
-__all__ = ["host_session_options", "session_settings", "worker_session_options"]
+__all__ = [
+    "admin_session_options",
+    "admin_settings",
+    "host_session_options",
+    "session_settings",
+    "worker_session_options",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,20 +33,58 @@ def worker_session_options(func: F) -> F:
     return _host_session_options("--dc")(func)
 
 
+def admin_session_options(func: F) -> F:
+    """--keytab, --principal (default: your ccache), --server, --ca-file, --starttls, --ldap-timeout."""
+    identity = [
+        click.option(
+            "--keytab",
+            "admin_keytab",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="CREDO_ADMIN_KEYTAB",
+            help="Act with this keytab instead of your ccache (env CREDO_ADMIN_KEYTAB).",
+        ),
+        click.option(
+            "--principal",
+            "admin_principal",
+            envvar="CREDO_ADMIN_PRINCIPAL",
+            help="NAME@REALM in --keytab (env CREDO_ADMIN_PRINCIPAL).",
+        ),
+    ]
+    return _identity_options(identity, "--server")(func)
+
+
+def admin_settings(params: dict[str, Any]) -> AdminSettings:
+    return AdminSettings(
+        keytab=params.pop("admin_keytab"),
+        principal=params.pop("admin_principal"),
+        server=params.pop("server"),
+        ca_file=params.pop("ca_file"),
+        starttls=params.pop("starttls"),
+        timeout=params.pop("ldap_timeout"),
+    )
+
+
 def _host_session_options(dc_flag: str) -> Callable[[F], F]:
+    identity = [
+        click.option(
+            "--host-keytab",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="CREDO_HOST_KEYTAB",
+            help="The computer account's keytab (default /etc/krb5.keytab; env CREDO_HOST_KEYTAB).",
+        ),
+        click.option(
+            "--host-principal",
+            envvar="CREDO_HOST_PRINCIPAL",
+            help="NAME$@REALM in that keytab (default: its first computer principal; env CREDO_HOST_PRINCIPAL).",
+        ),
+    ]
+    return _identity_options(identity, dc_flag)
+
+
+def _identity_options(identity: list[Callable[[Any], Any]], dc_flag: str) -> Callable[[F], F]:
     def decorate(func: F) -> F:
-        options = [
-            click.option(
-                "--host-keytab",
-                type=click.Path(dir_okay=False, path_type=Path),
-                envvar="CREDO_HOST_KEYTAB",
-                help="The computer account's keytab (default /etc/krb5.keytab; env CREDO_HOST_KEYTAB).",
-            ),
-            click.option(
-                "--host-principal",
-                envvar="CREDO_HOST_PRINCIPAL",
-                help="NAME$@REALM in that keytab (default: its first computer principal; env CREDO_HOST_PRINCIPAL).",
-            ),
+        options: list[Callable[[Any], Any]] = [
+            *identity,
             click.option(
                 dc_flag,
                 "server",
@@ -65,9 +110,10 @@ def _host_session_options(dc_flag: str) -> Callable[[F], F]:
                 help="Seconds to wait for a DC before trying the next one.",
             ),
         ]
+        decorated: Any = func
         for option in reversed(options):
-            func = option(func)
-        return func
+            decorated = option(decorated)
+        return decorated  # type: ignore[no-any-return]
 
     return decorate
 
