@@ -7,7 +7,7 @@ set -euo pipefail
 
 BACKPORTS=(samba samba-ad-dc samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools smbclient)
 PLAIN=(ldap-utils libldap2-dev libsasl2-dev libsasl2-modules-gssapi-mit libkrb5-dev faketime
-       iproute2 procps postgresql python3-ldap)
+       iproute2 procps postgresql python3-ldap chromium)
 
 samba_ok() {
     local v

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import struct
+import uuid
 from dataclasses import dataclass, field
 
 from credo.errors import InputError
@@ -16,9 +17,12 @@ from credo.errors import InputError
 __all__ = [
     "ACCESS_ALLOWED_ACE_TYPE",
     "ACCESS_DENIED_ACE_TYPE",
+    "AccessEntry",
     "Ace",
     "MalformedSecurityDescriptor",
     "SecurityDescriptor",
+    "access_entries",
+    "object_ace",
     "sid_from_bytes",
     "sid_to_bytes",
 ]
@@ -155,3 +159,153 @@ def _unpack_acl(data: bytes, offset: int) -> tuple[Ace, ...]:
             aces.append(Ace(ace_type, flags, raw=data[cursor : cursor + ace_size]))
         cursor += ace_size
     return tuple(aces)
+
+
+# --- Access masks and object ACEs, for evaluating who may do what (credo audit) ---------------
+#
+# Kept apart from the DACL round-trip code above: these functions only read. Access-mask bits
+# are those of MS-DTYP 2.4.3 (generic and standard rights) and MS-ADTS 5.1.3.2 (directory rights).
+
+ACCESS_ALLOWED_OBJECT_ACE_TYPE = 0x05
+ACCESS_DENIED_OBJECT_ACE_TYPE = 0x06
+
+ADS_RIGHT_DS_CREATE_CHILD = 0x00000001
+ADS_RIGHT_DS_DELETE_CHILD = 0x00000002
+ADS_RIGHT_DS_SELF = 0x00000008  # validated write (MS-ADTS 5.1.3.2.2)
+ADS_RIGHT_DS_READ_PROP = 0x00000010
+ADS_RIGHT_DS_WRITE_PROP = 0x00000020
+ADS_RIGHT_DS_CONTROL_ACCESS = 0x00000100
+DELETE = 0x00010000
+READ_CONTROL = 0x00020000
+WRITE_DAC = 0x00040000
+WRITE_OWNER = 0x00080000
+GENERIC_ALL = 0x10000000
+GENERIC_EXECUTE = 0x20000000
+GENERIC_WRITE = 0x40000000
+GENERIC_READ = 0x80000000
+# What GENERIC_ALL maps to on a directory object ("full control", MS-ADTS 5.1.3.2, 0xF01FF);
+# DCs store the mapped form, so both spellings are recognised.
+FULL_CONTROL = 0x000F01FF
+# GENERIC_WRITE maps to READ_CONTROL | WRITE_PROPERTY | SELF on directory objects (MS-ADTS 5.1.3.2).
+GENERIC_WRITE_MAPPED = READ_CONTROL | ADS_RIGHT_DS_WRITE_PROP | ADS_RIGHT_DS_SELF
+GENERIC_READ_MAPPED = READ_CONTROL | ADS_RIGHT_DS_READ_PROP | 0x4  # 0x4: list children
+
+# ACE header flags (MS-DTYP 2.4.4.1).
+INHERIT_ONLY_ACE = 0x08
+INHERITED_ACE = 0x10
+# ACCESS_ALLOWED_OBJECT_ACE Flags (MS-DTYP 2.4.4.3): which of the two GUIDs follow.
+ACE_OBJECT_TYPE_PRESENT = 0x1
+ACE_INHERITED_OBJECT_TYPE_PRESENT = 0x2
+
+
+@dataclass(frozen=True)
+class AccessEntry:
+    """One allow or deny ACE as an access check reads it (MS-DTYP 2.4.4.2-2.4.4.5).
+
+    ``object_type`` narrows the ACE to one attribute, property set, validated write or extended
+    right (a schemaIDGUID or rightsGuid, lower-case text); ``inherited_object_type`` says which
+    object class inherits it. Both are None for a basic ACE.
+    """
+
+    allow: bool
+    flags: int
+    mask: int
+    sid: str
+    object_type: str | None = None
+    inherited_object_type: str | None = None
+
+    @property
+    def applies_to_object(self) -> bool:
+        """False for inherit-only ACEs, which only children see (MS-DTYP 2.4.4.1)."""
+        return not self.flags & INHERIT_ONLY_ACE
+
+    def effective_mask(self) -> int:
+        """The mask with generic rights mapped to directory rights (MS-ADTS 5.1.3.2)."""
+        mask = self.mask
+        if mask & GENERIC_ALL:
+            mask |= FULL_CONTROL
+        if mask & GENERIC_WRITE:
+            mask |= GENERIC_WRITE_MAPPED
+        if mask & GENERIC_READ:
+            mask |= GENERIC_READ_MAPPED
+        return mask
+
+    def grants(self, rights: int, object_types: tuple[str, ...] = ()) -> bool:
+        """Whether this ACE covers any of ``rights`` on this object, for one of ``object_types``.
+
+        A basic ACE, or an object ACE without ObjectType, covers the whole object. An object ACE
+        with an ObjectType covers only that attribute, property set or right: it counts only when
+        the caller names that GUID (an attribute and its property set, say). This follows the
+        object-type-list evaluation of MS-DTYP 2.5.3.2, flattened to one level.
+        """
+        if not self.effective_mask() & rights:
+            return False
+        if self.object_type is None:
+            return True
+        return self.object_type in object_types
+
+
+def _guid_text(data: bytes, offset: int) -> str:
+    # GUIDs are stored in their little-endian "bytes_le" layout (MS-DTYP 2.3.4.2).
+    return str(uuid.UUID(bytes_le=data[offset : offset + 16]))
+
+
+def access_entries(sd: SecurityDescriptor) -> list[AccessEntry]:
+    """The allow/deny ACEs of ``sd``'s DACL, object ACEs decoded (MS-DTYP 2.4.4.3, 2.4.4.4).
+
+    Other ACE types (audit, callback...) do not grant or deny access here and are skipped.
+    """
+    entries: list[AccessEntry] = []
+    for ace in sd.dacl or ():
+        if ace.ace_type in (ACCESS_ALLOWED_ACE_TYPE, ACCESS_DENIED_ACE_TYPE):
+            entries.append(AccessEntry(ace.ace_type == ACCESS_ALLOWED_ACE_TYPE, ace.flags, ace.mask, ace.sid))
+            continue
+        if ace.ace_type not in (ACCESS_ALLOWED_OBJECT_ACE_TYPE, ACCESS_DENIED_OBJECT_ACE_TYPE):
+            continue
+        raw = ace.raw
+        if len(raw) < 12:
+            raise MalformedSecurityDescriptor("truncated object ACE")
+        # Header (4), Mask (4), Flags (4), [ObjectType (16)], [InheritedObjectType (16)], SID.
+        mask, object_flags = struct.unpack_from("<II", raw, 4)
+        cursor = 12
+        object_type = inherited = None
+        if object_flags & ACE_OBJECT_TYPE_PRESENT:
+            if len(raw) < cursor + 16:
+                raise MalformedSecurityDescriptor("truncated object ACE")
+            object_type = _guid_text(raw, cursor)
+            cursor += 16
+        if object_flags & ACE_INHERITED_OBJECT_TYPE_PRESENT:
+            if len(raw) < cursor + 16:
+                raise MalformedSecurityDescriptor("truncated object ACE")
+            inherited = _guid_text(raw, cursor)
+            cursor += 16
+        sid, _ = sid_from_bytes(raw, cursor)
+        entries.append(
+            AccessEntry(
+                ace.ace_type == ACCESS_ALLOWED_OBJECT_ACE_TYPE, ace.flags, mask, sid, object_type, inherited
+            )
+        )
+    return entries
+
+
+def object_ace(
+    allow: bool,
+    flags: int,
+    mask: int,
+    sid: str,
+    object_type: str | None = None,
+    inherited_object_type: str | None = None,
+) -> Ace:
+    """Build an ACCESS_ALLOWED/DENIED_OBJECT_ACE (MS-DTYP 2.4.4.3), kept as raw bytes in ``Ace``."""
+    object_flags = 0
+    guids = b""
+    if object_type is not None:
+        object_flags |= ACE_OBJECT_TYPE_PRESENT
+        guids += uuid.UUID(object_type).bytes_le
+    if inherited_object_type is not None:
+        object_flags |= ACE_INHERITED_OBJECT_TYPE_PRESENT
+        guids += uuid.UUID(inherited_object_type).bytes_le
+    ace_type = ACCESS_ALLOWED_OBJECT_ACE_TYPE if allow else ACCESS_DENIED_OBJECT_ACE_TYPE
+    body = struct.pack("<II", mask, object_flags) + guids + sid_to_bytes(sid)
+    raw = struct.pack("<BBH", ace_type, flags, 4 + len(body)) + body
+    return Ace(ace_type, flags, raw=raw)
