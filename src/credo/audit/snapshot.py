@@ -255,8 +255,13 @@ def _account(entry: Entry, domain_sid: str) -> AccountRecord:
     )
 
 
-def read_snapshot(directory: Directory, *, now: datetime | None = None) -> Snapshot:
-    """Read what every check needs, in a few searches (paged where the set can be large)."""
+def read_snapshot(
+    directory: Directory, *, now: datetime | None = None, groups_only: bool = False
+) -> Snapshot:
+    """Read what every check needs, in a few searches (paged where the set can be large).
+
+    ``groups_only`` reads accounts and groups only (``credo audit memberships``).
+    """
     base = directory.base_dn
     root = directory.search(
         base,
@@ -304,6 +309,8 @@ def read_snapshot(directory: Directory, *, now: datetime | None = None) -> Snaps
         now=now or datetime.now(UTC),
         dns_admins_sid=dns_admins_sid,
     )
+    if groups_only:
+        return snapshot
     snapshot.sensitive = _sensitive_objects(directory, snapshot, root_attrs)
     snapshot.kds_keys = _kds_keys(directory)
     snapshot.kds_keys_readable = bool(snapshot.kds_keys) and all(k.sd is not None for k in snapshot.kds_keys)

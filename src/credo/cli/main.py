@@ -41,6 +41,7 @@ COMMANDS = {
     "runbook": "credo.cli.automation:runbook",
     "group": "credo.cli.automation:group",
     "job": "credo.cli.automation:job",
+    "audit": "credo.cli.audit:audit",
 }
 
 
