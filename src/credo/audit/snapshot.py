@@ -19,7 +19,7 @@ import ldap
 
 from credo.ad.connection import SD_FLAGS_OWNER_GROUP_DACL, Directory, Entry
 from credo.ad.names import escape_filter_value
-from credo.ad.security import SecurityDescriptor, sid_from_bytes
+from credo.ad.security import SecurityDescriptor, access_entries, sid_from_bytes
 from credo.gmsa.account import ACCOUNT_ATTRIBUTES, GMSA_CLASS, SMSA_CLASS, WELL_KNOWN, ManagedServiceAccount
 
 __all__ = [
@@ -400,14 +400,14 @@ def _resolve_principals(directory: Directory, snapshot: Snapshot) -> None:
     wanted: set[str] = set()
     for record in snapshot.accounts:
         if record.membership is not None:
-            wanted.update(a.sid for a in record.membership.dacl or ())
+            wanted.update(e.sid for e in access_entries(record.membership))
         if record.sd is not None:
-            wanted.update(a.sid for a in record.sd.dacl or ())
+            wanted.update(e.sid for e in access_entries(record.sd))
             if record.sd.owner:
                 wanted.add(record.sd.owner)
     for key in snapshot.kds_keys:
         if key.sd is not None:
-            wanted.update(a.sid for a in key.sd.dacl or ())
+            wanted.update(e.sid for e in access_entries(key.sd))
     for record in snapshot.accounts:
         wanted.add(record.account.sid)
     principals = snapshot.principals
