@@ -107,7 +107,7 @@ def test_memberships_lists_nested_groups(as_identity: Env, lab: Lab) -> None:
             "AuditMemTmp": ("yes", "AuditMemTmp"),
             "AuditMemTmp2": ("no", "AuditMemTmp > AuditMemTmp2"),
         }
-        data = json.loads(credo("audit", "memberships", "--format", "json", env=worker, check=True).stdout)
+        data = json.loads(credo("audit", "memberships", "--json", env=worker, check=True).stdout)
         names = {a["account"] for a in data["accounts"]}
         assert {f"{SEED.gmsa}$", f"{SEED.server_gmsa}$"} <= names
     finally:

@@ -48,6 +48,8 @@ def test_every_command_that_prints_data_has_json() -> None:
         ("gmsa", "test"),
         ("gmsa", "show"),
         ("gmsa", "keytab"),
+        ("audit",),
+        ("audit", "memberships"),
     ]:
         assert "--json" in credo(*path, "--help", check=True).stdout
 

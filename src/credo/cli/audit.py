@@ -48,6 +48,7 @@ def _write(text: str, output: str | None) -> None:
     "--format", "fmt", type=click.Choice(["table", "json", "csv", "html", "sarif"]), default="table",
     show_default=True, help="Report format.",
 )  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the report here (atomically).")
 @click.option(
     "--fail-on", type=click.Choice(SEVERITIES), default=None,
@@ -71,6 +72,8 @@ def audit(ctx: click.Context, /, **params: Any) -> None:
         ctx.obj = params
         return
     fmt, output, fail_on = params.pop("fmt"), params.pop("output"), params.pop("fail_on")
+    if params.pop("as_json"):
+        fmt = "json"
     only, skip, stale_days = tuple(params.pop("only")), tuple(params.pop("skip")), params.pop("stale_days")
     settings = admin_settings(params)
     from credo.audit.checks import select_checks
@@ -90,10 +93,13 @@ Example:
   credo audit memberships --format csv --output msa-groups.csv
 """)  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here (atomically).")
 @admin_session_options
-def memberships_command(fmt: str, output: str | None, **params: Any) -> None:
+def memberships_command(fmt: str, as_json: bool, output: str | None, **params: Any) -> None:
     """Every managed service account with all its group memberships, nested ones included."""
+    if as_json:
+        fmt = "json"
     settings = admin_settings(params)
     with AdminSession(settings) as session:
         snapshot = read_snapshot(session.directory, groups_only=True)
