@@ -14,6 +14,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 
 import ldap
 
@@ -156,7 +157,7 @@ class Snapshot:
     principals: dict[str, Principal] = field(default_factory=dict)
     dns_admins_sid: str | None = None
 
-    @property
+    @cached_property
     def groups_by_sid(self) -> dict[str, GroupRecord]:
         return {g.sid: g for g in self.groups.values()}
 
