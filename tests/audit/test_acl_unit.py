@@ -118,3 +118,42 @@ def test_html_escapes_directory_values() -> None:
 
     html = to_html(_report(CheckOutcome(HIGH, CheckStatus.FAILED, (FINDING,))))
     assert "a$ is &lt;bad&gt;" in html and "<bad>" not in html
+
+
+def test_csv_cells_cannot_become_spreadsheet_formulas() -> None:
+    from credo.audit.render import csv_cell
+
+    assert csv_cell('=HYPERLINK("x")') == '\'=HYPERLINK("x")'
+    assert csv_cell("@SUM(1)") == "'@SUM(1)" and csv_cell("CN=a,DC=x") == "CN=a,DC=x"
+
+
+def test_the_snapshot_never_asks_for_secrets() -> None:
+    """KDS root key data and managed passwords are never requested: the audit reads ACLs only."""
+    import inspect
+
+    from credo.audit import snapshot
+
+    source = inspect.getsource(snapshot)
+    requested = set(snapshot.EXTRA_ACCOUNT_ATTRIBUTES) | set(snapshot.ACCOUNT_ATTRIBUTES)
+    assert "msDS-ManagedPassword" not in requested
+    assert '"msKds-RootKeyData"' not in source
+
+
+def _empty_snapshot() -> object:
+    from credo.audit.snapshot import Snapshot
+
+    return Snapshot(base_dn="DC=x", domain_sid="S-1-5-21-1-2-3", netbios="X", identity="X\\someone",
+                    caller_sids=frozenset(), accounts=[], groups={}, sensitive=[], kds_keys=[],
+                    kds_keys_readable=False, now=datetime(2026, 1, 2, tzinfo=UTC))  # fmt: skip
+
+
+def test_no_kds_root_key_at_all() -> None:
+    from credo.audit.checks import AuditOptions
+    from credo.audit.checks.access import kds_missing, kds_readers
+
+    snapshot = _empty_snapshot()
+    missing = kds_missing(snapshot, AuditOptions())  # type: ignore[arg-type]
+    assert missing.status is CheckStatus.FAILED
+    assert missing.findings[0].fix_credo == "credo kds add --effective-immediately"
+    # With no key to look at, who may read key data is unknown: not run, never passed.
+    assert kds_readers(snapshot, AuditOptions()).status is CheckStatus.NOT_RUN  # type: ignore[arg-type]

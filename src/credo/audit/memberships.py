@@ -6,11 +6,11 @@ is followed transitively (primary group included) with the path that leads to ea
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass
 
+from credo.audit.render import SafeCsvWriter
 from credo.audit.snapshot import Snapshot
 
 __all__ = ["Membership", "memberships", "memberships_csv", "memberships_json"]
@@ -49,7 +49,7 @@ def memberships(snapshot: Snapshot) -> list[Membership]:
 
 def memberships_csv(rows: list[Membership]) -> str:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out)
     writer.writerow(
         ["account", "account_dn", "account_type", "group", "group_dn", "group_sid", "direct", "path"]
     )

@@ -15,7 +15,7 @@ from typing import Any
 
 from credo.audit.findings import CheckStatus, Finding, Report, Severity
 
-__all__ = ["render", "report_json", "to_csv", "to_json", "to_sarif", "to_table"]
+__all__ = ["SafeCsvWriter", "csv_cell", "render", "report_json", "to_csv", "to_json", "to_sarif", "to_table"]
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 # SARIF result.level has no "critical": error for high and critical, warning, note (3.27.10).
@@ -85,10 +85,26 @@ CSV_COLUMNS = ["check", "severity", "title", "subject", "subject_name", "message
                "object_role", "object_detail", "fix_powershell", "fix_credo"]  # fmt: skip
 
 
+def csv_cell(value: str) -> str:
+    """Neutralise spreadsheet formulas: a directory value such as ``=HYPERLINK(...)`` in a name
+    would run when the CSV is opened in a spreadsheet (OWASP "CSV injection"); prefix a quote."""
+    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
+
+
+class SafeCsvWriter:
+    """csv.writer whose cells go through ``csv_cell``."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._writer = csv.writer(out, lineterminator="\n")
+
+    def writerow(self, cells: list[str]) -> None:
+        self._writer.writerow([csv_cell(str(c)) for c in cells])
+
+
 def to_csv(report: Report) -> str:
     """One row per (finding, affected object); checks that did not fully run as rows without objects."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
+    writer = SafeCsvWriter(out)
     writer.writerow(CSV_COLUMNS)
     for f in report.findings:
         for obj in f.objects or (None,):
