@@ -18,9 +18,10 @@ from credo.audit import CheckOutcome, run_audit
 from credo.lab import Lab, LabSettings
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def lab_krb5_config(lab: Lab) -> Iterator[None]:
-    """In-process Kerberos (the audit library) reads the lab's krb5.conf, as `credo lab env` sets it."""
+    """In-process Kerberos (the audit library) reads the lab's krb5.conf, as `credo lab env` sets it;
+    restored after each module so that no other test inherits it."""
     previous = os.environ.get("KRB5_CONFIG")
     os.environ["KRB5_CONFIG"] = str(lab.paths.krb5_conf)
     yield
@@ -40,7 +41,7 @@ def _session(lab: Lab, settings: LabSettings, keytab: str, principal: str) -> Ad
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def admin_dir(lab: Lab, lab_settings: LabSettings, lab_krb5_config: None) -> Iterator[Directory]:
     """A directory session as the domain administrator (makes and undoes misconfigurations)."""
     keytab = lab.paths.admin_keytab.relative_to(lab.paths.root)
@@ -48,7 +49,7 @@ def admin_dir(lab: Lab, lab_settings: LabSettings, lab_krb5_config: None) -> Ite
         yield session.directory
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker_dir(lab: Lab, lab_settings: LabSettings, lab_krb5_config: None) -> Iterator[Directory]:
     """A directory session as WORKER1$: an authenticated principal with no admin right."""
     keytab = lab.paths.host_keytab("worker1").relative_to(lab.paths.root)
