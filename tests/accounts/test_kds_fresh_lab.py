@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tests.support.identity import CREDO, run
 
 from credo.lab import Lab
+from tests.support.identity import CREDO, run
 
 REALM = "KDSDEL.EXAMPLE.TEST"
 ADDRESS = "127.0.0.6"
