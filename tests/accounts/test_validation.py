@@ -174,3 +174,31 @@ def test_insufficient_rights_reported_as_such(
     kds = credo("kds", "add", "--keytab", lab.paths.host_keytab("WORKER1"),
                 "--principal", f"WORKER1$@{lab_settings.realm}", env=env)  # fmt: skip
     assert kds.returncode == 5 and "insufficient rights" in kds.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--standalone"], 2, "needs --computer"),
+        (["--computer", "worker1"], 2, "--computer goes with --standalone"),
+        (["--standalone", "--computer", "worker1", "--allowed", "worker1"], 2, "no --allowed"),
+        (["--standalone", "--computer", "worker1", "--interval-days", "5"], 2, "gMSAs only"),
+        (["--standalone", "--computer", "ghost42"], 6, "computer 'ghost42' not found"),
+        (["--standalone", "--computer", "HybridWorkers"], 2, "is not a computer account"),
+    ],
+)
+def test_standalone_refusals(
+    admin_env: dict[str, str], account_names: Names, args: list[str], code: int, message: str
+) -> None:
+    name = account_names("vsa")
+    proc = credo("account", "new", name, *args, env=admin_env)
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert message.lower() in proc.stderr.lower() and "Traceback" not in proc.stderr
+    assert_absent(name, admin_env)
+
+
+@pytest.mark.parametrize("ldap_filter", ["(bad", "name=x", "(=)"])
+def test_list_refuses_a_bad_filter(admin_env: dict[str, str], ldap_filter: str) -> None:
+    proc = credo("account", "list", "--filter", ldap_filter, env=admin_env)
+    assert proc.returncode == 2, proc.stderr
+    assert "filter" in proc.stderr and "Traceback" not in proc.stderr
