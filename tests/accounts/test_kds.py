@@ -36,13 +36,13 @@ def root_keys_base(settings: LabSettings) -> str:
 @pytest.fixture
 def created_key(lab: Lab, admin_env: dict[str, str]) -> Iterator[dict[str, object]]:
     start = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
-    proc = credo(
-        "kds", "add", "--effective-time", start.isoformat().replace("+00:00", "Z"), "--json", env=admin_env
-    )
+    stamp = start.isoformat().replace("+00:00", "Z")
+    # --debug: not even debug logging shows the key data.
+    proc = credo("--debug", "kds", "add", "--effective-time", stamp, "--json", env=admin_env)
     assert proc.returncode == 0, proc.stderr
     key = dict(json.loads(proc.stdout))
     try:
-        yield key | {"_stdout": proc.stdout, "_start": start}
+        yield key | {"_stdout": proc.stdout + proc.stderr, "_start": start}
     finally:
         samba_tool(lab, "domain", "kds", "root-key", "delete", f"--name={key['guid']}")
 
