@@ -226,3 +226,12 @@ def test_install_and_uninstall_a_gmsa(
     assert removed.returncode == 0 and json.loads(accounts.read_text())["accounts"] == []
     again = credo("account", "uninstall", name, env=worker1)
     assert again.returncode == 6 and "not installed" in again.stderr
+
+
+def test_new_in_another_container(
+    lab_settings: LabSettings, admin_env: dict[str, str], account_names: Names
+) -> None:
+    name = account_names("ou")
+    ou = f"OU=Staff,{lab_settings.base_dn}"
+    created = new_gmsa(name, lab_settings, admin_env, "--path", ou)
+    assert created["dn"] == f"CN={name},{ou}"

@@ -1,6 +1,6 @@
 """gMSA and sMSA lifecycle: New-, Get-, Set-, Remove-ADServiceAccount, Add-/Remove-ADComputerServiceAccount.
 
-Objects as a Windows DC holds them (MS-ADTS 3.1.1.4.5.39 area, MS-ADA2):
+Objects as a Windows DC holds them (attributes per MS-ADA2/MS-ADSC; what New-ADServiceAccount writes):
 - gMSA: objectClass msDS-GroupManagedServiceAccount, in ``CN=Managed Service Accounts`` (or
   ``--path``), sAMAccountName ``NAME$``, userAccountControl WORKSTATION_TRUST_ACCOUNT (0x1000,
   plus ACCOUNTDISABLE 0x2 when disabled), dNSHostName, msDS-ManagedPasswordInterval,
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import ldap
@@ -105,7 +105,6 @@ class AccountChanges:
     dns_host_name: str | None = None
     description: str | None = None
     enabled: bool | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _msa_container(directory: Directory) -> str:

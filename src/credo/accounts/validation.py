@@ -5,8 +5,9 @@ The rules are those of New-/Set-ADServiceAccount and of the directory itself:
   16-character limit of computer-like accounts), without the characters MS-SAMR forbids;
 - DNSHostName: required for a gMSA; RFC 1123 host name syntax (labels of letters, digits and
   hyphens, at most 63 characters each, 255 in all);
-- ManagedPasswordIntervalInDays: at least 1 day; set at creation only (the DC rejects a change,
-  MS-ADTS 3.1.1.4.5.39 area: the attribute is system-only after the object is created);
+- ManagedPasswordIntervalInDays (msDS-ManagedPasswordInterval): at least 1 day; set at creation
+  only: New-ADServiceAccount documents it as read-only afterwards and Set-ADServiceAccount has no
+  parameter for it, because the DC's password schedule (MS-GKDI key cycles) starts from it;
 - KerberosEncryptionType: AES128/AES256; RC4 and DES only with an explicit opt-in;
 - SPN: ``service/host[:port][/name]`` (MS-ADTS 2.2.21 / RFC 4120 name form), no spaces.
 """
