@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from credo.lab import Lab, LabSettings
+from tests.accounts.conftest import samba_tool
 from tests.support.identity import credo
 
 Names = Callable[[str], str]
@@ -202,3 +203,33 @@ def test_list_refuses_a_bad_filter(admin_env: dict[str, str], ldap_filter: str) 
     proc = credo("account", "list", "--filter", ldap_filter, env=admin_env)
     assert proc.returncode == 2, proc.stderr
     assert "filter" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_group_with_a_long_name_resolves(
+    lab: Lab, lab_settings: LabSettings, admin_env: dict[str, str], account_names: Names
+) -> None:
+    """Group sAMAccountNames are not limited to 15/20 characters like the account's own name."""
+    group = "ServiceAccountReadersGroup"
+    samba_tool(lab, "group", "add", group)
+    try:
+        name = account_names("grp")
+        proc = credo(
+            "account", "new", name, "--dns-host-name", f"{name}.{lab_settings.dns_domain}",
+            "--allowed", group, "--json", env=admin_env,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        allowed = json.loads(proc.stdout)["principals_allowed_to_retrieve_password"]
+        assert [p["name"] for p in allowed] == [f"{lab_settings.netbios}\\{group}"]
+        credo("account", "remove", name, "--yes", env=admin_env, check=True)
+    finally:
+        samba_tool(lab, "group", "delete", group)
+
+
+def test_empty_enctypes_refused(
+    lab_settings: LabSettings, admin_env: dict[str, str], account_names: Names
+) -> None:
+    name = account_names("enc")
+    proc = new(name, admin_env, "--dns-host-name", f"{name}.{lab_settings.dns_domain}", "--allowed", "worker1",
+               "--enctypes", "")  # fmt: skip
+    assert proc.returncode == 2 and "no encryption type" in proc.stderr  # type: ignore[attr-defined]
+    assert_absent(name, admin_env)

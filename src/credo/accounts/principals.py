@@ -78,7 +78,9 @@ def resolve_principal(directory: Directory, text: str, *, what: str = "principal
         entry = directory.search_one(value, ldap.SCOPE_BASE, "(objectClass=*)", _ATTRS)
     else:
         name = value.split("\\", 1)[1] if "\\" in value else value
-        validate_account_name(name, what=what)
+        # Groups may have sAMAccountNames of up to 256 characters (MS-ADTS 3.1.1.3.1.1.1 area);
+        # computers and users have shorter ones, which the search then simply does not find.
+        validate_account_name(name, max_length=256, what=what)
         candidates = [name] if name.endswith("$") else [name, f"{name}$"]
         for candidate in candidates:
             entry = directory.search_one(

@@ -236,7 +236,7 @@ def account_new(
         name=name,
         dns_host_name=dns_host_name,
         allowed=allowed,
-        enctypes=_parse_enctypes(enctypes, allow_weak_crypto) if enctypes else DEFAULT_ENCTYPES,
+        enctypes=_parse_enctypes(enctypes, allow_weak_crypto) if enctypes is not None else DEFAULT_ENCTYPES,
         spns=spns,
         interval_days=interval_days,
         description=description,
