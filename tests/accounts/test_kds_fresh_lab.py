@@ -1,5 +1,8 @@
 """A root key credo creates is the one the DC derives passwords from, once the others are gone.
 
+First, a key effective now (`credo kds add`) is not used by the DC during its first 10 hours: a
+gMSA created then still derives from the provisioned key, as `usable_now: false` said.
+
 Deleting root keys would break the seeded gMSAs of the shared lab, so this runs on a throw-away
 second lab (own realm, 127.0.0.6), destroyed afterwards. There, `credo kds add
 --effective-immediately` adds a key; every other root key is deleted with samba-tool; a gMSA that
@@ -52,6 +55,16 @@ def test_gmsa_gets_its_password_from_the_key_credo_created(fresh_lab: Lab) -> No
     admin = clean_env() | lab.env("admin").set
     samba = ["samba-tool", "-H", str(lab.paths.sam_ldb), "-s", str(lab.paths.smb_conf)]
 
+    # A key effective now is not used yet: the DC waits one 10-hour key cycle (MS-GKDI).
+    provisioned = json.loads(run([*CREDO, "kds", "list", "--json"], admin, check=True).stdout)
+    later = json.loads(run([*CREDO, "kds", "add", "--json"], admin, check=True).stdout)
+    assert later["usable_now"] is False
+    worker1 = clean_env() | lab.env("worker1").set
+    run([*CREDO, "account", "new", "svcbefore", "--dns-host-name", f"svcbefore.{REALM.lower()}",
+         "--allowed", "worker1"], admin, check=True)  # fmt: skip
+    before = json.loads(run([*CREDO, "gmsa", "show", "svcbefore", "--json"], worker1, check=True).stdout)
+    assert before["password_id"]["root_key_id"] in [k["guid"] for k in provisioned]
+
     proc = run([*CREDO, "kds", "add", "--effective-immediately", "--json"], admin)
     assert proc.returncode == 0, proc.stderr
     key = json.loads(proc.stdout)
@@ -59,7 +72,7 @@ def test_gmsa_gets_its_password_from_the_key_credo_created(fresh_lab: Lab) -> No
     listed = json.loads(
         run([samba[0], "domain", "kds", "root-key", "list", "--json", *samba[1:]], admin, check=True).stdout
     )
-    assert key["guid"] in [k["name"] for k in listed] and len(listed) == 2
+    assert {key["guid"], later["guid"]} <= {k["name"] for k in listed} and len(listed) == 3
     for other in listed:
         if other["name"] != key["guid"]:
             run(
@@ -85,7 +98,6 @@ def test_gmsa_gets_its_password_from_the_key_credo_created(fresh_lab: Lab) -> No
         admin,
     )
     assert proc.returncode == 0, proc.stderr
-    worker1 = clean_env() | lab.env("worker1").set
     test = run([*CREDO, "gmsa", "test", name, "--json"], worker1)
     assert test.returncode == 0, test.stdout + test.stderr
     assert json.loads(test.stdout)["ok"] is True
