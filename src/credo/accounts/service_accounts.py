@@ -36,7 +36,13 @@ from credo.accounts.validation import (
 )
 from credo.ad.connection import Directory
 from credo.ad.names import escape_dn_value, escape_filter_value, managed_account_sam
-from credo.ad.security import ACCESS_ALLOWED_ACE_TYPE, Ace, SecurityDescriptor, to_sddl
+from credo.ad.security import (
+    ACCESS_ALLOWED_ACE_TYPE,
+    Ace,
+    MalformedSecurityDescriptor,
+    SecurityDescriptor,
+    to_sddl,
+)
 from credo.errors import CredoError, InputError
 from credo.gmsa.account import (
     ACCOUNT_ATTRIBUTES,
@@ -229,7 +235,12 @@ def account_details(
     """What ``credo account get`` prints: names for SIDs, and the membership also as SDDL."""
     names = resolve_sid_names(directory, list(account.allowed_sids))
     membership = raw.get("msDS-GroupMSAMembership")
-    sddl = to_sddl(SecurityDescriptor.unpack(membership[0])) if membership else None
+    sddl = None
+    if membership:
+        try:
+            sddl = to_sddl(SecurityDescriptor.unpack(membership[0]))
+        except MalformedSecurityDescriptor:
+            sddl = None  # an ACE type credo does not render (set by another tool): names still shown
     return {
         "dn": account.dn,
         "sam_account_name": account.sam_account_name,
