@@ -41,6 +41,8 @@ COMMANDS = {
     "runbook": "credo.cli.automation:runbook",
     "group": "credo.cli.automation:group",
     "job": "credo.cli.automation:job",
+    "kds": "credo.cli.accounts:kds",
+    "account": "credo.cli.accounts:account",
 }
 
 
