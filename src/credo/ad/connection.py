@@ -277,6 +277,8 @@ def _translate(exc: ldap.LDAPError, action: str) -> CredoError:
             f"the DC refused to {action}: insufficient rights ({text})",
             hint="act as an identity with the right (kinit as an administrator, or --keytab/--principal)",
         )
+    if isinstance(exc, ldap.FILTER_ERROR):
+        return InputError(f"invalid LDAP filter in {action} ({text})", hint="see RFC 4515 for the syntax")
     if isinstance(exc, ldap.ALREADY_EXISTS):
         return InputError(f"cannot {action}: it already exists")
     if isinstance(exc, ldap.NO_SUCH_OBJECT):

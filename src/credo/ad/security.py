@@ -22,9 +22,13 @@ __all__ = [
     "MalformedSecurityDescriptor",
     "SecurityDescriptor",
     "access_entries",
+    "ace_to_sddl",
     "object_ace",
+    "sddl_rights",
+    "sddl_sid",
     "sid_from_bytes",
     "sid_to_bytes",
+    "to_sddl",
 ]
 
 ACCESS_ALLOWED_ACE_TYPE = 0x00
@@ -309,3 +313,98 @@ def object_ace(
     body = struct.pack("<II", mask, object_flags) + guids + sid_to_bytes(sid)
     raw = struct.pack("<BBH", ace_type, flags, 4 + len(body)) + body
     return Ace(ace_type, flags, raw=raw)
+
+
+# --- SDDL rendering (MS-DTYP 2.5.1) -----------------------------------------------------------
+# Kept apart from the binary layout above: it only reads a SecurityDescriptor.
+
+# MS-DTYP 2.5.1.1 sid_token aliases for SIDs that are the same in every domain. Domain-relative
+# SIDs (Domain Admins, ...) are written in their S-1-5-21-... form, which every parser accepts.
+SDDL_SID_ALIASES = {
+    "S-1-1-0": "WD",
+    "S-1-3-0": "CO",
+    "S-1-3-1": "CG",
+    "S-1-5-7": "AN",
+    "S-1-5-9": "ED",
+    "S-1-5-10": "PS",
+    "S-1-5-11": "AU",
+    "S-1-5-18": "SY",
+    "S-1-5-32-544": "BA",
+    "S-1-5-32-545": "BU",
+    "S-1-5-32-548": "AO",
+    "S-1-5-32-549": "SO",
+    "S-1-5-32-550": "PO",
+    "S-1-5-32-551": "BO",
+}
+# MS-DTYP 2.5.1.1 ace_flag_string and rights tokens, in the order Windows and Samba write them.
+_SDDL_ACE_FLAGS = (
+    ("OI", 0x01),
+    ("CI", 0x02),
+    ("NP", 0x04),
+    ("IO", 0x08),
+    ("ID", 0x10),
+    ("SA", 0x40),
+    ("FA", 0x80),
+)
+_SDDL_RIGHTS = (
+    ("GA", 0x10000000),
+    ("GR", 0x80000000),
+    ("GW", 0x40000000),
+    ("GX", 0x20000000),
+    ("CC", 0x00000001),
+    ("DC", 0x00000002),
+    ("LC", 0x00000004),
+    ("SW", 0x00000008),
+    ("RP", 0x00000010),
+    ("WP", 0x00000020),
+    ("DT", 0x00000040),
+    ("LO", 0x00000080),
+    ("CR", 0x00000100),
+    ("SD", 0x00010000),
+    ("RC", 0x00020000),
+    ("WD", 0x00040000),
+    ("WO", 0x00080000),
+)
+_SDDL_ACE_TYPES = {ACCESS_ALLOWED_ACE_TYPE: "A", ACCESS_DENIED_ACE_TYPE: "D"}
+# MS-DTYP 2.4.6 control bits that SDDL shows after "D:" (P: protected, AI: auto-inherited).
+SE_DACL_AUTO_INHERITED = 0x0400
+SE_DACL_PROTECTED = 0x1000
+
+
+def sddl_sid(sid: str) -> str:
+    return SDDL_SID_ALIASES.get(sid, sid)
+
+
+def sddl_rights(mask: int) -> str:
+    """An access mask as SDDL rights letters (``CCDCLC...``), or ``0x...`` when a bit has no letter."""
+    letters = "".join(token for token, bit in _SDDL_RIGHTS if mask & bit)
+    known = 0
+    for _, bit in _SDDL_RIGHTS:
+        known |= bit
+    if mask & ~known or not mask:
+        return f"0x{mask:x}"
+    return letters
+
+
+def ace_to_sddl(ace: Ace) -> str:
+    """``(A;;RPWP;;;S-1-...)`` for an allow/deny ACE; other types are not interpreted here."""
+    kind = _SDDL_ACE_TYPES.get(ace.ace_type)
+    if kind is None:
+        raise MalformedSecurityDescriptor(f"ACE type {ace.ace_type} has no SDDL rendering here")
+    flags = "".join(token for token, bit in _SDDL_ACE_FLAGS if ace.flags & bit)
+    return f"({kind};{flags};{sddl_rights(ace.mask)};;;{sddl_sid(ace.sid)})"
+
+
+def to_sddl(descriptor: SecurityDescriptor) -> str:
+    """The SDDL string of a descriptor's owner, group and DACL (MS-DTYP 2.5.1), e.g. ``O:BAD:(A;;...)``."""
+    parts = []
+    if descriptor.owner is not None:
+        parts.append(f"O:{sddl_sid(descriptor.owner)}")
+    if descriptor.group is not None:
+        parts.append(f"G:{sddl_sid(descriptor.group)}")
+    if descriptor.dacl is not None:
+        dacl_flags = ("P" if descriptor.control & SE_DACL_PROTECTED else "") + (
+            "AI" if descriptor.control & SE_DACL_AUTO_INHERITED else ""
+        )
+        parts.append("D:" + dacl_flags + "".join(ace_to_sddl(ace) for ace in descriptor.dacl))
+    return "".join(parts)

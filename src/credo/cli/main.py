@@ -42,6 +42,8 @@ COMMANDS = {
     "group": "credo.cli.automation:group",
     "job": "credo.cli.automation:job",
     "audit": "credo.cli.audit:audit",
+    "kds": "credo.cli.accounts:kds",
+    "account": "credo.cli.accounts:account",
 }
 
 

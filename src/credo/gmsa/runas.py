@@ -10,7 +10,6 @@ are removed when the child ends, whatever ends it (exit, SIGTERM, SIGINT, SIGHUP
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import pwd
 import shutil
@@ -27,13 +26,13 @@ from credo.errors import EnvironmentProblem, InputError, NotPermittedError
 
 __all__ = [
     "EXIT_TIMEOUT",
+    "SAFE_PATH",
     "ChildResult",
     "LocalAccount",
     "RunOptions",
     "child_environment",
     "private_run_directory",
     "run_child",
-    "set_parent_death_signal",
     "terminate_group",
 ]
 
@@ -71,19 +70,6 @@ class LocalAccount:
     gid: int
     name: str
     home: str
-
-
-# Loaded before any fork: dlopen() between fork and exec in a threaded program could deadlock.
-_LIBC = ctypes.CDLL(None, use_errno=True)
-
-
-def set_parent_death_signal() -> None:
-    """In the child, before exec: die with SIGKILL if the process that started it dies.
-
-    Popen runs this after switching to the job's user (PR_SET_PDEATHSIG is reset by a change of
-    credentials, prctl(2)), so a job never outlives a worker killed with SIGKILL.
-    """
-    _LIBC.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
 
 
 def _account(local_user: str | None) -> LocalAccount:
@@ -161,49 +147,58 @@ def run_child(options: RunOptions, write_ccache: Callable[[Path], None]) -> Chil
 
 def _supervise(options: RunOptions, account: LocalAccount, env: dict[str, str], cwd: str) -> ChildResult:
     as_other = options.local_user is not None
-    try:
-        child = subprocess.Popen(
-            list(options.command),
-            env=env,
-            cwd=cwd,
-            user=account.uid if as_other else None,
-            group=account.gid if as_other else None,
-            extra_groups=os.getgrouplist(account.name, account.gid) if as_other else None,
-            start_new_session=True,
-            close_fds=True,
-        )
-    except FileNotFoundError:
-        raise InputError(f"command not found: {options.command[0]}") from None
-    except PermissionError as exc:
-        raise EnvironmentProblem(f"cannot run {options.command[0]}: {exc.strerror}") from None
-
     received: list[int] = []
+    started: list[subprocess.Popen[bytes]] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
-        with contextlib.suppress(ProcessLookupError):
-            # A second signal of the same kind means "stop now".
-            os.killpg(child.pid, signal.SIGKILL if received.count(signum) > 1 else signum)
+        if started:
+            with contextlib.suppress(ProcessLookupError):
+                # A second signal of the same kind means "stop now".
+                os.killpg(started[0].pid, signal.SIGKILL if received.count(signum) > 1 else signum)
 
+    # Handlers go in before the child starts: a signal that arrives while it starts must still
+    # reach it and leave credo alive to clean up (it is forwarded once the child exists).
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
-    deadline = time.monotonic() + options.timeout if options.timeout else None
-    timed_out = False
     try:
-        while True:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                returncode = child.wait(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                terminate_group(child)
-                deadline = None
+        try:
+            child = subprocess.Popen(
+                list(options.command),
+                env=env,
+                cwd=cwd,
+                user=account.uid if as_other else None,
+                group=account.gid if as_other else None,
+                extra_groups=os.getgrouplist(account.name, account.gid) if as_other else None,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except FileNotFoundError:
+            raise InputError(f"command not found: {options.command[0]}") from None
+        except PermissionError as exc:
+            raise EnvironmentProblem(f"cannot run {options.command[0]}: {exc.strerror}") from None
+        started.append(child)
+        for signum in dict.fromkeys(received):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signum)
+        deadline = time.monotonic() + options.timeout if options.timeout else None
+        timed_out = False
+        try:
+            while True:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    returncode = child.wait(timeout=wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    timed_out = True
+                    terminate_group(child)
+                    deadline = None
+        finally:
+            # Whatever the leader did, leave nothing of the job running.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        # Whatever the leader did, leave nothing of the job running.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(child.pid, signal.SIGKILL)
     return ChildResult(returncode=returncode, timed_out=timed_out)
 
 

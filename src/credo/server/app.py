@@ -73,6 +73,7 @@ class State:
     sessions: SessionTokens
     acceptor: NegotiateAcceptor
     notifier: Notifier = field(default_factory=Notifier)
+    versions: service.VersionCache = field(default_factory=service.VersionCache)
 
 
 # -- request bodies -------------------------------------------------------------------------------
@@ -414,11 +415,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.post(f"{API}/jobs", status_code=201, dependencies=[Admin], tags=["jobs"])
     async def start_job(body: JobIn, response: Response, test: bool = False) -> dict[str, Any]:
         def op(session: Any) -> tuple[dict[str, Any], bool, int]:
-            job, created = service.start_job(
+            job, created, view = service.start_job(
                 session, body.runbook, body.group, body.parameters,
                 idempotency_key=body.idempotency_key, timeout_seconds=body.timeout_seconds, test=test,
             )  # fmt: skip
-            return service.job_view(session, job), created, job.group_id
+            return view, created, job.group_id
 
         view, created, group_id = await run(op)
         if created:
@@ -571,22 +572,9 @@ def create_app(config: ServerConfig) -> FastAPI:
         while True:
 
             def op(session: Any) -> tuple[int, list[dict[str, Any]]]:
-                worker = service.get_worker(session, worker_id, principal)
+                worker = service.worker_ref(session, worker_id, principal)
                 claimed = service.claim_jobs(session, worker, slots, config.lease_seconds, db.dialect)
-                jobs = []
-                for c in claimed:
-                    job = session.get(Job, c.job_id)
-                    version = session.get(RunbookVersion, job.version_id)
-                    runbook = session.get(Runbook, job.runbook_id)
-                    jobs.append({
-                        "job_id": c.job_id, "lease_token": c.lease_token, "attempt": c.attempt,
-                        "runbook": runbook.name, "version": version.version, "type": version.type,
-                        "content_hash": version.content_hash, "parameters": job.parameters,
-                        "timeout_seconds": job.timeout_seconds,
-                        # Inline: one round trip less per job; the worker still checks the hash.
-                        "content": base64.b64encode(version.content).decode(),
-                    })  # fmt: skip
-                return worker.group_id, jobs
+                return worker.group_id, service.claim_payloads(session, claimed, state.versions)
 
             if group_id is not None:
                 state.notifier.event(group_id).clear()
@@ -606,7 +594,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         worker_id: int, job_id: str, lease_token: int, principal: Annotated[str, Depends(worker_principal)]
     ) -> Response:
         def op(session: Any) -> bytes:
-            worker = service.get_worker(session, worker_id, principal)
+            worker = service.worker_ref(session, worker_id, principal)
             job = service._fenced(session, job_id, worker, lease_token)
             version = session.get(RunbookVersion, job.version_id)
             return bytes(version.content)
@@ -619,7 +607,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         worker_id: int, job_id: str, body: OutputIn, principal: Annotated[str, Depends(worker_principal)]
     ) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
-            worker = service.get_worker(session, worker_id, principal)
+            worker = service.worker_ref(session, worker_id, principal)
             stop = service.append_output(
                 session, worker, job_id, body.lease_token, [(c.stream.value, c.text) for c in body.chunks]
             )
@@ -630,17 +618,28 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.post(f"{API}/workers/{{worker_id}}/jobs/{{job_id}}/finish", tags=["worker protocol"])
     async def job_finish(
-        worker_id: int, job_id: str, body: FinishIn, principal: Annotated[str, Depends(worker_principal)]
+        worker_id: int,
+        job_id: str,
+        body: FinishIn,
+        principal: Annotated[str, Depends(worker_principal)],
+        claim: Annotated[
+            int, Query(ge=0, le=64, description="Also claim up to this many queued jobs (no waiting)")
+        ] = 0,
     ) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
-            worker = service.get_worker(session, worker_id, principal)
+            worker = service.worker_ref(session, worker_id, principal)
             if body.chunks:
                 chunks = [(c.stream.value, c.text) for c in body.chunks]
                 service.append_output(session, worker, job_id, body.lease_token, chunks)
             job = service.finish_job(
                 session, worker, job_id, body.lease_token, body.exit_code, body.reason, body.stopped
             )
-            return {"state": job.state}
+            answer: dict[str, Any] = {"state": job.state}
+            if claim:
+                # The slot this job leaves goes to the next queued job in the same round trip.
+                claimed = service.claim_jobs(session, worker, claim, config.lease_seconds, db.dialect)
+                answer["jobs"] = service.claim_payloads(session, claimed, state.versions)
+            return answer
 
         result: dict[str, Any] = await run(op)
         return result

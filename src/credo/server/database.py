@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,9 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time; colliding transactions wait in its busy handler, which
+        # sleeps 1, 2, 5, 10... ms. One lock in the server's process makes them queue instead.
+        self._serial = threading.Lock() if self.dialect == "sqlite" else None
 
     def upgrade(self) -> None:
         """Apply every Alembic migration not yet applied."""
@@ -67,5 +71,9 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self.sessions() as session, session.begin():
+        if self._serial is None:
+            with self.sessions() as session, session.begin():
+                yield session
+            return
+        with self._serial, self.sessions() as session, session.begin():
             yield session

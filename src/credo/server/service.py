@@ -11,12 +11,14 @@ report from an earlier attempt, or from a worker whose lease expired, is refused
 
 from __future__ import annotations
 
+import base64
+import functools
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from credo.automation.jobs import (
@@ -52,8 +54,11 @@ from credo.server.models import (
 __all__ = [
     "DEFAULT_TIMEOUT",
     "Conflict",
+    "VersionCache",
+    "WorkerRef",
     "append_output",
     "claim_jobs",
+    "claim_payloads",
     "create_group",
     "create_runbook",
     "expire_leases",
@@ -63,6 +68,7 @@ __all__ = [
     "register_worker",
     "start_job",
     "stop_job",
+    "worker_ref",
 ]
 
 DEFAULT_TIMEOUT = 3 * 3600  # Azure's sandbox limit, the default job timeout
@@ -281,12 +287,13 @@ def start_job(
     idempotency_key: str | None = None,
     timeout_seconds: int | None = None,
     test: bool = False,
-) -> tuple[Job, bool]:
-    """Validate and queue a job. Returns (job, created); an idempotency key returns the first job."""
+) -> tuple[Job, bool, dict[str, Any]]:
+    """Validate and queue a job. Returns (job, created, its view); an idempotency key returns the
+    first job."""
     if idempotency_key is not None:
         existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
         if existing is not None:
-            return existing, False
+            return existing, False, job_view(session, existing)
     runbook = get_runbook(session, runbook_name)
     group = get_group(session, group_name)
     version = _snapshot(session, runbook, 0) if test else published_version(session, runbook)
@@ -304,7 +311,11 @@ def start_job(
     session.flush()
     session.add(JobTransition(job_id=job.id, state=JobState.NEW.value, at=stamp, attempt=0))
     _transition(session, job, JobState.QUEUED)
-    return job, True
+    view = _view(job, runbook.name, version, group.name, None, [
+        {"state": JobState.NEW.value, "at": stamp, "attempt": 0, "worker": None, "detail": None},
+        {"state": JobState.QUEUED.value, "at": job.updated_at, "attempt": 0, "worker": None, "detail": None},
+    ])  # fmt: skip
+    return job, True, view
 
 
 def get_job(session: Session, job_id: str) -> Job:
@@ -364,6 +375,22 @@ def get_worker(session: Session, worker_id: int, principal: str) -> Worker:
     return worker
 
 
+@dataclass(frozen=True)
+class WorkerRef:
+    """Who a worker is, for the requests that only need to know that (claims, output, finish)."""
+
+    id: int
+    principal: str
+    group_id: int
+
+
+def worker_ref(session: Session, worker_id: int, principal: str) -> WorkerRef:
+    row = session.execute(select(Worker.principal, Worker.group_id).where(Worker.id == worker_id)).first()
+    if row is None or row[0] != principal:
+        raise NotPermittedError(f"worker {worker_id} is not registered for {principal}")
+    return WorkerRef(worker_id, row[0], row[1])
+
+
 def heartbeat(
     session: Session, worker: Worker, leases: list[tuple[str, int]], lease_seconds: float
 ) -> list[str]:
@@ -390,61 +417,132 @@ class Claimed:
     job_id: str
     lease_token: int
     attempt: int
+    version_id: int
+    parameters: dict[str, Any]
+    timeout_seconds: int
+
+
+_ACTIVE = (JobState.RUNNING.value, JobState.STOPPING.value)
+
+# Claims are the hottest path of the server: their statements are built once, with bind
+# parameters, and run as Core statements on the session's connection. ORM-enabled UPDATEs
+# (session synchronisation, a cache key computed per call) cost more than the claim itself.
+_ROOM = select(
+    WorkerGroup.max_concurrent
+    - select(func.count())
+    .select_from(Job)
+    .where(Job.worker_id == bindparam("b_worker"), Job.state.in_(_ACTIVE))
+    .scalar_subquery()
+).where(WorkerGroup.id == bindparam("b_group"))
+
+
+@functools.cache
+def _claim_statement(dialect: str) -> Any:
+    pick = (
+        select(Job.id)
+        .where(Job.group_id == bindparam("b_group"), Job.state == JobState.QUEUED.value)
+        .order_by(Job.created_at)
+        .limit(1)
+    )
+    if dialect == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)  # concurrent claimers skip each other's rows
+    return (
+        update(Job)
+        .where(and_(Job.id == pick.scalar_subquery(), Job.state == JobState.QUEUED.value))
+        .values(
+            state=JobState.RUNNING.value,
+            worker_id=bindparam("b_worker"),
+            attempts=Job.attempts + 1,
+            lease_token=Job.lease_token + 1,
+            lease_expires_at=bindparam("lease_until"),
+            updated_at=bindparam("stamp"),
+        )
+        .returning(Job.id, Job.lease_token, Job.attempts, Job.version_id, Job.parameters, Job.timeout_seconds)
+    )
 
 
 def claim_jobs(
-    session: Session, worker: Worker, free_slots: int, lease_seconds: float, dialect: str
+    session: Session, worker: Worker | WorkerRef, free_slots: int, lease_seconds: float, dialect: str
 ) -> list[Claimed]:
     """Take up to ``free_slots`` queued jobs of the worker's group, oldest first."""
-    group = session.get(WorkerGroup, worker.group_id)
-    assert group is not None
-    running = (
-        session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(
-                Job.worker_id == worker.id, Job.state.in_([JobState.RUNNING.value, JobState.STOPPING.value])
-            )
-        )
-        or 0
-    )
-    wanted = max(0, min(free_slots, group.max_concurrent - running))
+    connection = session.connection()
+    room = connection.execute(_ROOM, {"b_worker": worker.id, "b_group": worker.group_id}).scalar()
+    if room is None:
+        return []
+    stamp = now()
+    params = {
+        "b_group": worker.group_id,
+        "b_worker": worker.id,
+        "lease_until": stamp + timedelta(seconds=lease_seconds),
+        "stamp": stamp,
+    }
     claimed: list[Claimed] = []
-    for _ in range(wanted):
-        pick = (
-            select(Job.id)
-            .where(Job.group_id == group.id, Job.state == JobState.QUEUED.value)
-            .order_by(Job.created_at)
-            .limit(1)
-        )
-        if dialect == "postgresql":
-            pick = pick.with_for_update(skip_locked=True)
-        stamp = now()
-        row = session.execute(
-            update(Job)
-            .where(and_(Job.id == pick.scalar_subquery(), Job.state == JobState.QUEUED.value))
-            .values(
-                state=JobState.RUNNING.value,
-                worker_id=worker.id,
-                attempts=Job.attempts + 1,
-                lease_token=Job.lease_token + 1,
-                lease_expires_at=stamp + timedelta(seconds=lease_seconds),
-                updated_at=stamp,
-            )
-            .returning(Job.id, Job.lease_token, Job.attempts)
-        ).first()
+    for _ in range(max(0, min(free_slots, room))):
+        row = connection.execute(_claim_statement(dialect), params).first()
         if row is None:
             break
-        session.add(
-            JobTransition(
-                job_id=row[0], state=JobState.RUNNING.value, at=stamp, attempt=row[2], worker=worker.principal
-            )
-        )
-        claimed.append(Claimed(job_id=row[0], lease_token=row[1], attempt=row[2]))
+        claimed.append(Claimed(*row))
+    if claimed:
+        connection.execute(
+            insert(JobTransition),
+            [
+                {"job_id": c.job_id, "state": JobState.RUNNING.value, "at": stamp, "attempt": c.attempt,
+                 "worker": worker.principal}
+                for c in claimed
+            ],
+        )  # fmt: skip
     return claimed
 
 
-def _fenced(session: Session, job_id: str, worker: Worker, token: int) -> Job:
+@dataclass(frozen=True)
+class VersionSummary:
+    """What a worker needs of a runbook version. Versions never change once written, so the
+    server keeps these in memory by id (``VersionCache``) instead of reading them per claim."""
+
+    runbook: str
+    version: int
+    type: str
+    content_hash: str
+    content_b64: str
+
+
+class VersionCache:
+    def __init__(self, limit: int = 256) -> None:
+        self._items: dict[int, VersionSummary] = {}
+        self._limit = limit
+
+    def get(self, session: Session, version_id: int) -> VersionSummary:
+        found = self._items.get(version_id)
+        if found is None:
+            row = session.execute(
+                select(Runbook.name, RunbookVersion.version, RunbookVersion.type,
+                       RunbookVersion.content_hash, RunbookVersion.content)
+                .join(Runbook, Runbook.id == RunbookVersion.runbook_id)
+                .where(RunbookVersion.id == version_id)
+            ).one()  # fmt: skip
+            found = VersionSummary(row[0], row[1], row[2], row[3], base64.b64encode(row[4]).decode())
+            if len(self._items) >= self._limit:
+                self._items.pop(next(iter(self._items)))
+            self._items[version_id] = found
+        return found
+
+
+def claim_payloads(session: Session, claimed: list[Claimed], versions: VersionCache) -> list[dict[str, Any]]:
+    """What the worker receives per claimed job: the runbook inline (one round trip less per job;
+    the worker still checks its hash)."""
+    payloads = []
+    for c in claimed:
+        version = versions.get(session, c.version_id)
+        payloads.append({
+            "job_id": c.job_id, "lease_token": c.lease_token, "attempt": c.attempt,
+            "runbook": version.runbook, "version": version.version, "type": version.type,
+            "content_hash": version.content_hash, "parameters": c.parameters,
+            "timeout_seconds": c.timeout_seconds, "content": version.content_b64,
+        })  # fmt: skip
+    return payloads
+
+
+def _fenced(session: Session, job_id: str, worker: Worker | WorkerRef, token: int) -> Job:
     job = get_job(session, job_id)
     if job.worker_id != worker.id or job.lease_token != token:
         raise Conflict(f"job {job_id}: lease {token} is not current (the job was taken over)")
@@ -452,7 +550,7 @@ def _fenced(session: Session, job_id: str, worker: Worker, token: int) -> Job:
 
 
 def append_output(
-    session: Session, worker: Worker, job_id: str, token: int, chunks: list[tuple[str, str]]
+    session: Session, worker: Worker | WorkerRef, job_id: str, token: int, chunks: list[tuple[str, str]]
 ) -> bool:
     """Store output chunks (stream, text) in order; return whether the job should stop."""
     job = _fenced(session, job_id, worker, token)
@@ -487,7 +585,7 @@ def append_output(
 
 def finish_job(
     session: Session,
-    worker: Worker,
+    worker: Worker | WorkerRef,
     job_id: str,
     token: int,
     exit_code: int | None,
@@ -544,6 +642,7 @@ def grace_leases(session: Session, lease_seconds: float) -> None:
 
 
 def job_view(session: Session, job: Job) -> dict[str, Any]:
+    """The API's view of a job (the README documents its fields)."""
     runbook = session.get(Runbook, job.runbook_id)
     version = session.get(RunbookVersion, job.version_id)
     group = session.get(WorkerGroup, job.group_id)
@@ -551,31 +650,43 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
     transitions = session.scalars(
         select(JobTransition).where(JobTransition.job_id == job.id).order_by(JobTransition.id)
     ).all()
-    last_worker = next((t.worker for t in reversed(transitions) if t.worker), None)
+    return _view(
+        job,
+        runbook.name if runbook else None,
+        version,
+        group.name if group else None,
+        worker.principal if worker else None,
+        [
+            {"state": t.state, "at": t.at, "attempt": t.attempt, "worker": t.worker, "detail": t.detail}
+            for t in transitions
+        ],
+    )
+
+
+def _view(
+    job: Job,
+    runbook: str | None,
+    version: RunbookVersion | None,
+    group: str | None,
+    worker: str | None,
+    transitions: list[dict[str, Any]],
+) -> dict[str, Any]:
+    last_worker = next((t["worker"] for t in reversed(transitions) if t["worker"]), None)
     return {
         "id": job.id,
-        "runbook": runbook.name if runbook else None,
+        "runbook": runbook,
         "version": version.version if version else None,
         "content_hash": version.content_hash if version else None,
-        "group": group.name if group else None,
+        "group": group,
         "test": job.is_test,
         "state": job.state,
         "parameters": job.parameters,
         "attempts": job.attempts,
-        "worker": worker.principal if worker else last_worker,
+        "worker": worker or last_worker,
         "exit_code": job.exit_code,
         "reason": job.reason,
         "timeout_seconds": job.timeout_seconds,
         "created_at": _aware(job.created_at),
         "updated_at": _aware(job.updated_at),
-        "transitions": [
-            {
-                "state": t.state,
-                "at": _aware(t.at),
-                "attempt": t.attempt,
-                "worker": t.worker,
-                "detail": t.detail,
-            }
-            for t in transitions
-        ],
+        "transitions": [t | {"at": _aware(t["at"])} for t in transitions],
     }

@@ -1,10 +1,16 @@
 """Run one job: check the runbook's hash, get the group's gMSA ticket, run, stream, report.
 
 The runbook runs as the group's local user in a private directory (0700) holding the script, the
-parameters as JSON (CREDO_PARAMETERS: data, never code), ``credo/runbook.py`` (the helper module),
-and the ccache of the group's gMSA (KRB5CCNAME); all removed when the job ends. stdout is the
-output stream, stderr the error stream; ``credo.runbook`` writes the others as JSON lines on the
-file descriptor named by CREDO_STREAM_FD.
+parameters as JSON (CREDO_PARAMETERS: data, never code) and the ccache of the group's gMSA
+(KRB5CCNAME); all removed when the job ends. The helper module ``credo.runbook`` is on PYTHONPATH
+from one read-only directory per worker. stdout is the output stream, stderr the error stream;
+``credo.runbook`` writes the others as JSON lines on the file descriptor named by CREDO_STREAM_FD.
+
+The child is started through util-linux ``setpriv`` (Essential on Debian), which switches to the
+job's user and sets the parent-death signal after that switch (prctl(2): a change of credentials
+clears it). Doing both in Python would need ``user=``/``preexec_fn``, which make CPython 3.11
+``fork()`` the whole worker instead of ``vfork()``: that copy of the page tables was the largest
+part of a trivial job's cost.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import os
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +34,15 @@ from typing import IO, Any
 
 from credo.automation.jobs import Stream
 from credo.automation.runbooks import RunbookType
-from credo.errors import CredoError
+from credo.errors import CredoError, EnvironmentProblem
 from credo.gmsa.credentials import acquire_gmsa_tgt
 from credo.gmsa.operations import usable_password
 from credo.gmsa.runas import (
+    SAFE_PATH,
+    LocalAccount,
     RunOptions,
     child_environment,
     private_run_directory,
-    set_parent_death_signal,
     terminate_group,
 )
 from credo.gmsa.session import HostSession, SessionSettings
@@ -155,6 +163,38 @@ class GmsaTickets:
             self._cached.clear()
 
 
+class RunbookLibrary:
+    """A directory (0755, files 0644, owned by the worker's user) with ``credo/runbook.py``.
+
+    One per worker, not one per job: jobs import the helper module from it and cannot change it.
+    """
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="credo-worker-lib-"))
+        package = self.path / "credo"
+        package.mkdir()
+        (package / "__init__.py").write_text("")
+        shutil.copyfile(RUNBOOK_HELPER, package / "runbook.py")
+        for path in (self.path, package):
+            path.chmod(0o755)
+        for path in (package / "__init__.py", package / "runbook.py"):
+            path.chmod(0o644)
+
+    def close(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def launch_command(command: list[str], account: LocalAccount | None) -> list[str]:
+    """``command`` behind setpriv: as ``account`` (with its groups) if given; SIGKILL on worker death."""
+    setpriv = shutil.which("setpriv", path=SAFE_PATH)
+    if setpriv is None:
+        raise EnvironmentProblem("setpriv is missing", hint="install util-linux")
+    argv = [setpriv, "--pdeathsig", "KILL"]
+    if account is not None:
+        argv += ["--reuid", str(account.uid), "--regid", str(account.gid), "--init-groups"]
+    return [*argv, "--", *command]
+
+
 class JobExecutor:
     """Runs claimed jobs for one worker registration."""
 
@@ -162,9 +202,14 @@ class JobExecutor:
         self.client = client
         self.settings = settings
         self.tickets = GmsaTickets(settings)
+        self.library = RunbookLibrary()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._stop: set[str] = set()
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.tickets.close()
+        self.library.close()
 
     def request_stop(self, job_id: str) -> None:
         with self._lock:
@@ -173,8 +218,12 @@ class JobExecutor:
         if child is not None:
             terminate_async(child)
 
-    def run(self, job: JobSpec) -> None:
-        """Run ``job`` to its end and report it; never raises."""
+    def run(self, job: JobSpec, claim: int = 0) -> list[dict[str, Any]]:
+        """Run ``job`` to its end and report it; never raises.
+
+        With ``claim``, the report also claims up to that many queued jobs, returned for the
+        caller to run: a busy worker takes its next job in the round trip that ends the last one.
+        """
         sink = OutputSink(self.client, job, lambda: self.request_stop(job.job_id))
         exit_code: int | None = None
         reason: str | None = None
@@ -205,9 +254,14 @@ class JobExecutor:
             "chunks": chunks,
         }
         try:
-            self.client.json("POST", f"/jobs/{job.job_id}/finish", json=body)
+            answer = self.client.json(
+                "POST", f"/jobs/{job.job_id}/finish", json=body, params={"claim": claim}
+            )
         except CredoError as exc:
             log.warning("job %s: the server did not take its result: %s", job.job_id, exc)
+            return []
+        jobs: list[dict[str, Any]] = answer.get("jobs", [])
+        return jobs
 
     def _content(self, job: JobSpec) -> bytes:
         content = job.content if job.content is not None else self._download(job)
@@ -241,20 +295,9 @@ class JobExecutor:
         with private_run_directory(local_user) as (directory, account):
             script = directory / f"runbook{kind.suffix}"
             params_file = directory / "parameters.json"
-            helper = directory / "lib" / "credo"
-            helper.mkdir(parents=True)
-            (helper / "__init__.py").write_text("")
-            shutil.copyfile(RUNBOOK_HELPER, helper / "runbook.py")
             script.write_bytes(content)
             params_file.write_text(json.dumps(job.parameters, ensure_ascii=False))
-            for path in (
-                script,
-                params_file,
-                helper.parent,
-                helper,
-                helper / "__init__.py",
-                helper / "runbook.py",
-            ):
+            for path in (script, params_file):
                 os.chown(path, account.uid, account.gid)
             ccache: Path | None = None
             if run_as:
@@ -271,7 +314,7 @@ class JobExecutor:
             env = child_environment(options, account, directory, ccache) | {
                 "CREDO_PARAMETERS": str(params_file),
                 "CREDO_JOB_ID": job.job_id,
-                "PYTHONPATH": str(directory / "lib"),
+                "PYTHONPATH": str(self.library.path),
                 "PYTHONUNBUFFERED": "1",
             }
             return self._supervise(job, options, account, env, str(directory), sink)
@@ -282,14 +325,11 @@ class JobExecutor:
         read_fd, write_fd = os.pipe()
         # The pipe for the structured streams keeps its number in the child (pass_fds).
         env = env | {"CREDO_STREAM_FD": str(write_fd)}
-        as_other = options.local_user is not None
+        argv = launch_command(list(options.command), account if options.local_user is not None else None)
         try:
             child = subprocess.Popen(
-                list(options.command), env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, pass_fds=(write_fd,), start_new_session=True, close_fds=True,
-                user=account.uid if as_other else None, group=account.gid if as_other else None,
-                extra_groups=os.getgrouplist(account.name, account.gid) if as_other else None,
-                preexec_fn=set_parent_death_signal,
             )  # fmt: skip
         finally:
             os.close(write_fd)

@@ -71,12 +71,27 @@ class Worker:
             self.stopped.wait(HEARTBEAT_SECONDS if not failures else backoff(failures))
 
     def _run_job(self, job: JobSpec) -> None:
-        try:
-            self.executor.run(job)
-        finally:
-            with self._lock:
-                self.running.pop(job.job_id, None)
-                self._slot_freed.notify_all()
+        """Run ``job``; while jobs are queued, the slot it frees takes the next one at once."""
+        current: JobSpec | None = job
+        while current is not None:
+            next_jobs: list[dict[str, object]] = []
+            try:
+                next_jobs = self.executor.run(current, claim=0 if self.draining.is_set() else 1)
+            finally:
+                with self._lock:
+                    self.running.pop(current.job_id, None)
+                    current = None
+                    for data in next_jobs:
+                        spec = JobSpec.from_claim(data)
+                        self.running[spec.job_id] = spec
+                        if current is None:
+                            current = spec
+                        else:
+                            self._start(spec)
+                    self._slot_freed.notify_all()
+
+    def _start(self, job: JobSpec) -> None:
+        threading.Thread(target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True).start()
 
     def run(self) -> None:
         registration = self.client.register()
@@ -110,13 +125,11 @@ class Worker:
                     job = JobSpec.from_claim(data)
                     with self._lock:
                         self.running[job.job_id] = job
-                    threading.Thread(
-                        target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True
-                    ).start()
+                    self._start(job)
             with self._lock:
                 while self.running:
                     self._slot_freed.wait()
         finally:
             self.stopped.set()
             heartbeat.join(timeout=5)
-            self.executor.tickets.close()
+            self.executor.close()
