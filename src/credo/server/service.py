@@ -196,18 +196,6 @@ def publish_runbook(session: Session, name: str) -> RunbookVersion:
     return published
 
 
-def published_version(session: Session, runbook: Runbook) -> RunbookVersion:
-    if not runbook.published_version:
-        raise Conflict(f"runbook {runbook.name!r} has no published version", hint="publish it first")
-    version = session.scalar(
-        select(RunbookVersion).where(
-            RunbookVersion.runbook_id == runbook.id, RunbookVersion.version == runbook.published_version
-        )
-    )
-    assert version is not None
-    return version
-
-
 def delete_runbook(session: Session, name: str) -> None:
     runbook = get_runbook(session, name)
     active = _unfinished_jobs(session, Job.runbook_id == runbook.id)
@@ -294,28 +282,64 @@ def start_job(
         existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
         if existing is not None:
             return existing, False, job_view(session, existing)
-    runbook = get_runbook(session, runbook_name)
-    group = get_group(session, group_name)
-    version = _snapshot(session, runbook, 0) if test else published_version(session, runbook)
-    values = validate_parameters(version.schema, parameters)
+    target = _test_target(session, runbook_name) if test else _published_target(session, runbook_name)
+    group_id = session.scalar(select(WorkerGroup.id).where(WorkerGroup.name == group_name))
+    if group_id is None:
+        raise NotFoundError(f"worker group {group_name!r} does not exist")
+    values = validate_parameters(target.schema, parameters)
     timeout = timeout_seconds or DEFAULT_TIMEOUT
     if timeout < 1 or timeout > 7 * 86400:
         raise InputError("timeout must be between 1 s and 7 days")
     stamp = now()
+    # Written once, already Queued, with both transitions in one statement: submissions are a
+    # hot path (see BENCHMARKS.md), and New -> Queued happens in this same transaction anyway.
     job = Job(
-        id=str(uuid.uuid4()), runbook_id=runbook.id, version_id=version.id, group_id=group.id, is_test=test,
-        parameters=values, state=JobState.NEW.value, idempotency_key=idempotency_key, attempts=0, lease_token=0,
-        timeout_seconds=timeout, stop_requested=False, created_at=stamp, updated_at=stamp,
+        id=str(uuid.uuid4()), runbook_id=target.runbook_id, version_id=target.version_id, group_id=group_id,
+        is_test=test, parameters=values, state=JobState.QUEUED.value, idempotency_key=idempotency_key,
+        attempts=0, lease_token=0, timeout_seconds=timeout, stop_requested=False, created_at=stamp,
+        updated_at=stamp,
     )  # fmt: skip
     session.add(job)
     session.flush()
-    session.add(JobTransition(job_id=job.id, state=JobState.NEW.value, at=stamp, attempt=0))
-    _transition(session, job, JobState.QUEUED)
-    view = _view(job, runbook.name, version, group.name, None, [
-        {"state": JobState.NEW.value, "at": stamp, "attempt": 0, "worker": None, "detail": None},
-        {"state": JobState.QUEUED.value, "at": job.updated_at, "attempt": 0, "worker": None, "detail": None},
-    ])  # fmt: skip
+    transitions = [
+        {"job_id": job.id, "state": state.value, "at": stamp, "attempt": 0, "worker": None, "detail": None}
+        for state in (JobState.NEW, JobState.QUEUED)
+    ]
+    session.execute(insert(JobTransition), transitions)
+    view = _view(job, runbook_name, target.version, target.content_hash, group_name, None, transitions)
     return job, True, view
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a submission needs of the runbook version it runs."""
+
+    runbook_id: int
+    version_id: int
+    version: int
+    content_hash: str
+    schema: dict[str, Any]
+
+
+def _published_target(session: Session, runbook_name: str) -> _Target:
+    row = session.execute(
+        select(Runbook.id, Runbook.published_version, RunbookVersion.id, RunbookVersion.version,
+               RunbookVersion.content_hash, RunbookVersion.schema)
+        .outerjoin(RunbookVersion, and_(RunbookVersion.runbook_id == Runbook.id,
+                                        RunbookVersion.version == Runbook.published_version))
+        .where(Runbook.name == runbook_name)
+    ).first()  # fmt: skip
+    if row is None:
+        raise NotFoundError(f"runbook {runbook_name!r} does not exist")
+    if not row[1] or row[2] is None:
+        raise Conflict(f"runbook {runbook_name!r} has no published version", hint="publish it first")
+    return _Target(row[0], row[2], row[3], row[4], row[5])
+
+
+def _test_target(session: Session, runbook_name: str) -> _Target:
+    runbook = get_runbook(session, runbook_name)
+    version = _snapshot(session, runbook, 0)
+    return _Target(runbook.id, version.id, version.version, version.content_hash, version.schema)
 
 
 def get_job(session: Session, job_id: str) -> Job:
@@ -653,7 +677,8 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
     return _view(
         job,
         runbook.name if runbook else None,
-        version,
+        version.version if version else None,
+        version.content_hash if version else None,
         group.name if group else None,
         worker.principal if worker else None,
         [
@@ -666,7 +691,8 @@ def job_view(session: Session, job: Job) -> dict[str, Any]:
 def _view(
     job: Job,
     runbook: str | None,
-    version: RunbookVersion | None,
+    version: int | None,
+    content_hash: str | None,
     group: str | None,
     worker: str | None,
     transitions: list[dict[str, Any]],
@@ -675,8 +701,8 @@ def _view(
     return {
         "id": job.id,
         "runbook": runbook,
-        "version": version.version if version else None,
-        "content_hash": version.content_hash if version else None,
+        "version": version,
+        "content_hash": content_hash,
         "group": group,
         "test": job.is_test,
         "state": job.state,
