@@ -30,6 +30,7 @@ _ALLOWED = {
         JobState.COMPLETED,
         JobState.FAILED,
         JobState.STOPPING,
+        JobState.STOPPED,  # the worker stopped it itself (a second SIGTERM/SIGINT)
         JobState.QUEUED,
         JobState.SUSPENDED,
     },

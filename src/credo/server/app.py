@@ -74,6 +74,8 @@ class State:
     acceptor: NegotiateAcceptor
     notifier: Notifier = field(default_factory=Notifier)
     versions: service.VersionCache = field(default_factory=service.VersionCache)
+    # Worker id -> who it is: registrations never change these, and deleting a group clears it.
+    workers: dict[int, service.WorkerRef] = field(default_factory=dict)
 
 
 # -- request bodies -------------------------------------------------------------------------------
@@ -245,6 +247,13 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     Admin = Depends(admin)
 
+    def known_worker(session: Any, worker_id: int, principal: str) -> service.WorkerRef:
+        ref = state.workers.get(worker_id)
+        if ref is None or ref.principal != principal:
+            ref = service.worker_ref(session, worker_id, principal)
+            state.workers[worker_id] = ref
+        return ref
+
     def run(fn: Any, *args: Any) -> Any:
         def call() -> Any:
             with db.session() as session:
@@ -397,6 +406,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     @app.delete(f"{API}/groups/{{name}}", status_code=204, dependencies=[Admin], tags=["groups"])
     async def delete_group(name: str) -> Response:
         await run(service.delete_group, name)
+        state.workers.clear()
         return Response(status_code=204)
 
     @app.get(f"{API}/workers", dependencies=[Admin], tags=["workers"])
@@ -441,7 +451,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 query = query.where(Job.state == state_filter)
             if group:
                 query = query.where(Job.group_id == service.get_group(session, group).id)
-            return [service.job_view(session, j) for j in session.scalars(query).all()]
+            return service.job_views(session, session.scalars(query).all())
 
         result: list[dict[str, Any]] = await run(op)
         return result
@@ -572,7 +582,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         while True:
 
             def op(session: Any) -> tuple[int, list[dict[str, Any]]]:
-                worker = service.worker_ref(session, worker_id, principal)
+                worker = known_worker(session, worker_id, principal)
                 claimed = service.claim_jobs(session, worker, slots, config.lease_seconds, db.dialect)
                 return worker.group_id, service.claim_payloads(session, claimed, state.versions)
 
@@ -594,7 +604,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         worker_id: int, job_id: str, lease_token: int, principal: Annotated[str, Depends(worker_principal)]
     ) -> Response:
         def op(session: Any) -> bytes:
-            worker = service.worker_ref(session, worker_id, principal)
+            worker = known_worker(session, worker_id, principal)
             job = service._fenced(session, job_id, worker, lease_token)
             version = session.get(RunbookVersion, job.version_id)
             return bytes(version.content)
@@ -607,7 +617,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         worker_id: int, job_id: str, body: OutputIn, principal: Annotated[str, Depends(worker_principal)]
     ) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
-            worker = service.worker_ref(session, worker_id, principal)
+            worker = known_worker(session, worker_id, principal)
             stop = service.append_output(
                 session, worker, job_id, body.lease_token, [(c.stream.value, c.text) for c in body.chunks]
             )
@@ -627,17 +637,24 @@ def create_app(config: ServerConfig) -> FastAPI:
         ] = 0,
     ) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
-            worker = service.worker_ref(session, worker_id, principal)
+            worker = known_worker(session, worker_id, principal)
             if body.chunks:
                 chunks = [(c.stream.value, c.text) for c in body.chunks]
                 service.append_output(session, worker, job_id, body.lease_token, chunks)
-            job = service.finish_job(
+            finished, ended_now = service.finish_job(
                 session, worker, job_id, body.lease_token, body.exit_code, body.reason, body.stopped
             )
-            answer: dict[str, Any] = {"state": job.state}
+            answer: dict[str, Any] = {"state": finished}
             if claim:
                 # The slot this job leaves goes to the next queued job in the same round trip.
-                claimed = service.claim_jobs(session, worker, claim, config.lease_seconds, db.dialect)
+                claimed = service.claim_jobs(
+                    session,
+                    worker,
+                    claim,
+                    config.lease_seconds,
+                    db.dialect,
+                    handover=ended_now and claim == 1,
+                )
                 answer["jobs"] = service.claim_payloads(session, claimed, state.versions)
             return answer
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import functools
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from credo.automation.jobs import (
@@ -64,6 +65,8 @@ __all__ = [
     "expire_leases",
     "finish_job",
     "heartbeat",
+    "job_view",
+    "job_views",
     "publish_runbook",
     "register_worker",
     "start_job",
@@ -72,6 +75,7 @@ __all__ = [
 ]
 
 DEFAULT_TIMEOUT = 3 * 3600  # Azure's sandbox limit, the default job timeout
+_ACTIVE = (JobState.RUNNING.value, JobState.STOPPING.value)
 
 
 class Conflict(CredoError):
@@ -446,8 +450,6 @@ class Claimed:
     timeout_seconds: int
 
 
-_ACTIVE = (JobState.RUNNING.value, JobState.STOPPING.value)
-
 # Claims are the hottest path of the server: their statements are built once, with bind
 # parameters, and run as Core statements on the session's connection. ORM-enabled UPDATEs
 # (session synchronisation, a cache key computed per call) cost more than the claim itself.
@@ -486,11 +488,24 @@ def _claim_statement(dialect: str) -> Any:
 
 
 def claim_jobs(
-    session: Session, worker: Worker | WorkerRef, free_slots: int, lease_seconds: float, dialect: str
+    session: Session,
+    worker: Worker | WorkerRef,
+    free_slots: int,
+    lease_seconds: float,
+    dialect: str,
+    *,
+    handover: bool = False,
 ) -> list[Claimed]:
-    """Take up to ``free_slots`` queued jobs of the worker's group, oldest first."""
+    """Take up to ``free_slots`` queued jobs of the worker's group, oldest first.
+
+    ``handover``: the worker claims one job for the slot that the job it just finished left, in
+    the same transaction; the group's limit held before, so it holds after, without a count.
+    """
     connection = session.connection()
-    room = connection.execute(_ROOM, {"b_worker": worker.id, "b_group": worker.group_id}).scalar()
+    if handover:
+        room: int | None = 1
+    else:
+        room = connection.execute(_ROOM, {"b_worker": worker.id, "b_group": worker.group_id}).scalar()
     if room is None:
         return []
     stamp = now()
@@ -607,6 +622,29 @@ def append_output(
     return job.stop_requested
 
 
+_FINISH = (
+    update(Job)
+    .where(
+        Job.id == bindparam("b_job"),
+        Job.worker_id == bindparam("b_worker"),
+        Job.lease_token == bindparam("b_token"),
+        Job.state.in_(_ACTIVE),
+    )
+    .values(
+        state=case(
+            (or_(Job.stop_requested, bindparam("b_stopped")), JobState.STOPPED.value),
+            (bindparam("b_exit") == 0, JobState.COMPLETED.value),
+            else_=JobState.FAILED.value,
+        ),
+        exit_code=bindparam("b_exit"),
+        reason=bindparam("b_reason"),
+        lease_expires_at=None,
+        updated_at=bindparam("b_stamp"),
+    )
+    .returning(Job.state, Job.attempts)
+)
+
+
 def finish_job(
     session: Session,
     worker: Worker | WorkerRef,
@@ -615,21 +653,30 @@ def finish_job(
     exit_code: int | None,
     reason: str | None,
     stopped: bool,
-) -> Job:
-    job = _fenced(session, job_id, worker, token)
-    if JobState(job.state) in TERMINAL:
-        return job
-    job.exit_code = exit_code
-    job.reason = reason
-    job.lease_expires_at = None
-    if stopped or job.stop_requested:
-        target = JobState.STOPPED
-    elif exit_code == 0:
-        target = JobState.COMPLETED
-    else:
-        target = JobState.FAILED
-    _transition(session, job, target, worker=worker.principal, detail=reason)
-    return job
+) -> tuple[str, bool]:
+    """Record how the job ended (fenced by its lease); return its state, and whether this call
+    ended it (False: it had ended already, e.g. a retried report).
+
+    One UPDATE ... RETURNING on the hot path; only when it matches nothing is the job read, to
+    say why (gone, taken over, or finished already: then its state is returned as it is).
+    """
+    stamp = now()
+    connection = session.connection()
+    row = connection.execute(
+        _FINISH,
+        {"b_job": job_id, "b_worker": worker.id, "b_token": token, "b_stopped": stopped, "b_exit": exit_code,
+         "b_reason": reason, "b_stamp": stamp},
+    ).first()  # fmt: skip
+    if row is None:
+        job = _fenced(session, job_id, worker, token)
+        return job.state, False
+    state, attempt = row
+    connection.execute(
+        insert(JobTransition),
+        {"job_id": job_id, "state": state, "at": stamp, "attempt": attempt, "worker": worker.principal,
+         "detail": reason},
+    )  # fmt: skip
+    return str(state), True
 
 
 def expire_leases(session: Session) -> list[str]:
@@ -667,25 +714,65 @@ def grace_leases(session: Session, lease_seconds: float) -> None:
 
 def job_view(session: Session, job: Job) -> dict[str, Any]:
     """The API's view of a job (the README documents its fields)."""
-    runbook = session.get(Runbook, job.runbook_id)
-    version = session.get(RunbookVersion, job.version_id)
-    group = session.get(WorkerGroup, job.group_id)
-    worker = session.get(Worker, job.worker_id) if job.worker_id else None
-    transitions = session.scalars(
-        select(JobTransition).where(JobTransition.job_id == job.id).order_by(JobTransition.id)
-    ).all()
-    return _view(
-        job,
-        runbook.name if runbook else None,
-        version.version if version else None,
-        version.content_hash if version else None,
-        group.name if group else None,
-        worker.principal if worker else None,
-        [
-            {"state": t.state, "at": t.at, "attempt": t.attempt, "worker": t.worker, "detail": t.detail}
-            for t in transitions
-        ],
+    return job_views(session, [job])[0]
+
+
+def job_views(session: Session, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+    """Views of several jobs with four queries in all, not five per job (``credo job list``)."""
+    if not jobs:
+        return []
+    names = dict(
+        session.execute(select(Runbook.id, Runbook.name).where(Runbook.id.in_({j.runbook_id for j in jobs})))
+        .tuples()
+        .all()
     )
+    versions = {
+        row[0]: (row[1], row[2])
+        for row in session.execute(
+            select(RunbookVersion.id, RunbookVersion.version, RunbookVersion.content_hash).where(
+                RunbookVersion.id.in_({j.version_id for j in jobs})
+            )
+        )
+    }
+    groups = dict(
+        session.execute(
+            select(WorkerGroup.id, WorkerGroup.name).where(WorkerGroup.id.in_({j.group_id for j in jobs}))
+        )
+        .tuples()
+        .all()
+    )
+    worker_ids = {j.worker_id for j in jobs if j.worker_id}
+    workers = (
+        dict(
+            session.execute(select(Worker.id, Worker.principal).where(Worker.id.in_(worker_ids)))
+            .tuples()
+            .all()
+        )
+        if worker_ids
+        else {}
+    )
+    transitions: dict[str, list[dict[str, Any]]] = {j.id: [] for j in jobs}
+    for row in session.execute(
+        select(JobTransition.job_id, JobTransition.state, JobTransition.at, JobTransition.attempt,
+               JobTransition.worker, JobTransition.detail)
+        .where(JobTransition.job_id.in_(list(transitions)))
+        .order_by(JobTransition.id)
+    ):  # fmt: skip
+        transitions[row[0]].append(
+            {"state": row[1], "at": row[2], "attempt": row[3], "worker": row[4], "detail": row[5]}
+        )
+    return [
+        _view(
+            job,
+            names.get(job.runbook_id),
+            versions[job.version_id][0] if job.version_id in versions else None,
+            versions[job.version_id][1] if job.version_id in versions else None,
+            groups.get(job.group_id),
+            workers.get(job.worker_id) if job.worker_id else None,
+            transitions[job.id],
+        )
+        for job in jobs
+    ]
 
 
 def _view(
