@@ -3,7 +3,8 @@
 - Latency: an idle worker; one job at a time; the runbook prints the time it started; latency is
   that minus the time the submission returned (same machine, same clock). Goal p50 < 50 ms.
 - Throughput: one worker with 4 slots, trivial bash jobs (`true`), submitted as fast as the API
-  takes them; jobs per second until all are Completed. SQLite and PostgreSQL. Goal >= 100/s.
+  takes them by 8 client threads; jobs per second from the first job's creation to the last one's
+  completion, on the server's clock. Median of 3 rounds. SQLite and PostgreSQL. Goal >= 100/s.
 - Memory: the server's resident memory with 10,000 finished jobs in its database, after listing.
 """
 
@@ -142,15 +143,30 @@ class Bench:
         return samples
 
     def throughput(self) -> float:
-        started = time.perf_counter()
+        """Jobs per second from the first job's creation to the last one's completion, on the
+        server's clock (the measuring client's own polling is not in the figure)."""
         with ThreadPoolExecutor(8) as pool:
             ids = [j["id"] for j in pool.map(lambda _: self.submit("noop"), range(THROUGHPUT_JOBS))]
-        # Jobs run in order of submission: wait for the last one, then for any still running.
-        # Polled slowly: the measuring client must not take the server's CPU from the jobs.
-        for job_id in [ids[-1], *ids]:
-            if self.wait(job_id, poll=0.2)["state"] != "Completed":
-                raise RuntimeError(f"job {job_id} did not complete")
-        return THROUGHPUT_JOBS / (time.perf_counter() - started)
+        # Polled slowly and cheaply: the measuring client must not take the server's CPU.
+        while any(
+            self.api("GET", "/jobs", params={"group": "bench", "state": state, "limit": 1})
+            for state in ("Queued", "Running")
+        ):
+            time.sleep(0.2)
+        jobs = {j["id"]: j for j in self.api("GET", "/jobs", params={"group": "bench", "limit": 1000})}
+        batch = [jobs[i] for i in ids]
+        if any(j["state"] != "Completed" for j in batch):
+            raise RuntimeError("a benchmark job did not complete")
+        first = min(datetime.fromisoformat(j["created_at"]) for j in batch)
+        last = max(datetime.fromisoformat(j["transitions"][-1]["at"]) for j in batch)
+        return THROUGHPUT_JOBS / (last - first).total_seconds()
+
+    def throughput_rounds(self, rounds: int = 3) -> str:
+        samples = [self.throughput() for _ in range(rounds)]
+        return (
+            f"median {statistics.median(samples):.0f} jobs/s (min {min(samples):.0f}, max {max(samples):.0f}; "
+            f"{rounds} rounds of {THROUGHPUT_JOBS})"
+        )
 
     def close(self) -> None:
         for proc in reversed(self.procs):
@@ -251,7 +267,7 @@ def run() -> list[tuple[str, str, str]]:
             rows.append(
                 (
                     "throughput, 1 worker x 4 slots, trivial jobs (SQLite)",
-                    f"{bench.throughput():.0f} jobs/s (n={THROUGHPUT_JOBS})",
+                    bench.throughput_rounds(),
                     ">= 100 jobs/s",
                 )
             )
@@ -265,7 +281,7 @@ def run() -> list[tuple[str, str, str]]:
             rows.append(
                 (
                     "throughput, 1 worker x 4 slots, trivial jobs (PostgreSQL 15)",
-                    f"{bench.throughput():.0f} jobs/s (n={THROUGHPUT_JOBS})",
+                    bench.throughput_rounds(),
                     ">= 100 jobs/s",
                 )
             )
