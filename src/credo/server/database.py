@@ -52,9 +52,13 @@ class Database:
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite has one writer at a time; colliding transactions wait in its busy handler, which
-        # sleeps 1, 2, 5, 10... ms. One lock in the server's process makes them queue instead.
-        self._serial = threading.Lock() if self.dialect == "sqlite" else None
+        # How many transactions run at once in this process. SQLite has one writer at a time, and
+        # colliding transactions wait in its busy handler, which sleeps 1, 2, 5, 10... ms: they
+        # queue on a lock instead. With PostgreSQL, each thread that waits on the socket gives up
+        # the GIL, and dozens of pool threads handing it round cost more than they overlap
+        # (measured: 80-90 jobs/s unbounded, 110 with 4; BENCHMARKS.md). Four still lets a long
+        # listing run beside the workers' short reports.
+        self._slots = threading.BoundedSemaphore(1 if self.dialect == "sqlite" else 4)
 
     def upgrade(self) -> None:
         """Apply every Alembic migration not yet applied."""
@@ -71,9 +75,5 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        if self._serial is None:
-            with self.sessions() as session, session.begin():
-                yield session
-            return
-        with self._serial, self.sessions() as session, session.begin():
+        with self._slots, self.sessions() as session, session.begin():
             yield session
