@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 PASSWORD_ATTRIBUTE = "msDS-ManagedPassword"  # noqa: S105 - an attribute name
-KDS_HINT = "create one (Add-KdsRootKey, `samba-tool domain kds root-key create`), or wait until it is usable"
+KDS_HINT = "create one (`credo kds add --effective-immediately`, Add-KdsRootKey), or wait until it is usable"
 
 
 class NotPermittedToRetrieve(NotPermittedError):
@@ -163,8 +163,9 @@ def _explain_missing_password(directory: Directory, account: ManagedServiceAccou
             f"{caller} is not permitted to retrieve the managed password of {account.sam_account_name}; "
             f"allowed: {shown}",
             allowed=allowed,
-            hint=f"add {caller} (or a group it is in) with "
-            f"Set-ADServiceAccount -PrincipalsAllowedToRetrieveManagedPassword, then retry",
+            hint=f"add {caller} (or a group it is in): credo account set {account.sam_account_name.rstrip('$')} "
+            f"--add-allowed {caller} (Set-ADServiceAccount -PrincipalsAllowedToRetrieveManagedPassword), "
+            "then retry",
         )
     raise NoPasswordReturned(
         f"the DC returned no password for {account.sam_account_name} although {caller} is allowed to read it: "
