@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from credo.errors import InputError
+from credo.krb.keys import ENCTYPE_BITS, enctype_names
 
 __all__ = [
     "DEFAULT_ENCTYPES",
@@ -32,14 +33,6 @@ __all__ = [
 ]
 
 DEFAULT_INTERVAL_DAYS = 30
-# msDS-SupportedEncryptionTypes bits, MS-KILE 2.2.7.
-ENCTYPE_BITS = {
-    "DES_CBC_CRC": 0x1,
-    "DES_CBC_MD5": 0x2,
-    "RC4": 0x4,
-    "AES128": 0x8,
-    "AES256": 0x10,
-}
 _ALIASES = {"DES": "DES_CBC_MD5", "RC4_HMAC": "RC4", "RC4_HMAC_MD5": "RC4", "DES-CBC-CRC": "DES_CBC_CRC",
             "DES-CBC-MD5": "DES_CBC_MD5"}  # fmt: skip
 WEAK_ENCTYPES = {"DES_CBC_CRC", "DES_CBC_MD5", "RC4"}
@@ -75,12 +68,6 @@ def parse_account_enctypes(value: str, *, allow_weak: bool = False) -> tuple[int
             )
         bits |= ENCTYPE_BITS[name]
     return bits, warnings
-
-
-def enctype_names(bits: int | None) -> list[str]:
-    if bits is None:
-        return []
-    return [name for name, bit in ENCTYPE_BITS.items() if bits & bit]
 
 
 def validate_dns_host_name(value: str | None) -> str:

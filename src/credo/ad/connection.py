@@ -30,6 +30,7 @@ import ldap.controls
 import ldap.sasl
 from ldap.controls import SimplePagedResultsControl
 
+from credo.ad.names import escape_filter_value
 from credo.errors import (
     ConfidentialityRequired,
     CredoError,
@@ -118,6 +119,7 @@ class Directory:
         self.url = url
         self.options = options
         self._root_dse: dict[str, list[bytes]] | None = None
+        self._netbios: str | None = None
 
     def __repr__(self) -> str:
         return f"Directory(url={self.url!r})"
@@ -154,6 +156,20 @@ class Directory:
     @property
     def dns_host_name(self) -> str:
         return self._root_value("dnsHostName")
+
+    @property
+    def netbios_name(self) -> str:
+        """The domain's NetBIOS name (CORP), from its crossRef in CN=Partitions (MS-ADTS 6.1.1.2.1.1.5)."""
+        if self._netbios is None:
+            entry = self.search_one(
+                f"CN=Partitions,{self.configuration_dn}",
+                ldap.SCOPE_ONELEVEL,
+                f"(&(objectClass=crossRef)(nCName={escape_filter_value(self.base_dn)}))",
+                ["nETBIOSName"],
+            )
+            values = entry[1].get("nETBIOSName") if entry else None
+            self._netbios = values[0].decode() if values else self.base_dn.split(",")[0].split("=")[1].upper()
+        return self._netbios
 
     def whoami(self) -> str:
         try:

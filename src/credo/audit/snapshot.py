@@ -201,17 +201,6 @@ class Snapshot:
         return sids
 
 
-def _netbios(directory: Directory) -> str:
-    entry = directory.search_one(
-        f"CN=Partitions,{directory.configuration_dn}",
-        ldap.SCOPE_ONELEVEL,
-        f"(&(objectClass=crossRef)(nCName={escape_filter_value(directory.base_dn)}))",
-        ["nETBIOSName"],
-    )
-    value = _first(entry, "nETBIOSName") if entry else None
-    return value.decode() if value else directory.base_dn.split(",")[0].split("=")[1].upper()
-
-
 def _caller(directory: Directory, netbios: str) -> tuple[str, frozenset[str]]:
     """``(NETBIOS\\name, SIDs of the caller's token)`` from the LDAP "who am I" and tokenGroups."""
     who = directory.whoami()
@@ -273,7 +262,7 @@ def read_snapshot(
     )
     root_attrs = root[0][1] if root else {}
     domain_sid = sid_from_bytes(root_attrs["objectSid"][0])[0] if root_attrs.get("objectSid") else ""
-    netbios = _netbios(directory)
+    netbios = directory.netbios_name
     identity, caller_sids = _caller(directory, netbios)
 
     accounts = [

@@ -163,7 +163,7 @@ def find_managed_account(
 
 def resolve_sid_names(directory: Directory, sids: tuple[str, ...] | list[str]) -> dict[str, str]:
     """``{sid: "NETBIOS\\name"}``; a SID the directory does not know keeps its S-1-... form."""
-    netbios = _netbios_name(directory)
+    netbios = directory.netbios_name
     names: dict[str, str] = {}
     for sid in sids:
         if sid in WELL_KNOWN:
@@ -191,14 +191,3 @@ def token_group_sids(directory: Directory, dn: str) -> set[str]:
     if own:
         sids.add(sid_from_bytes(own)[0])
     return sids
-
-
-def _netbios_name(directory: Directory) -> str:
-    entry = directory.search_one(
-        f"CN=Partitions,{directory.configuration_dn}",
-        ldap.SCOPE_ONELEVEL,
-        f"(&(objectClass=crossRef)(nCName={escape_filter_value(directory.base_dn)}))",
-        ["nETBIOSName"],
-    )
-    name = _text(entry, "nETBIOSName") if entry else None
-    return name or directory.base_dn.split(",")[0].split("=")[1].upper()

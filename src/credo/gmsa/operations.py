@@ -21,7 +21,7 @@ from credo.gmsa.password_id import ManagedPasswordId
 from credo.gmsa.retrieval import ManagedPassword, retrieve_managed_password
 from credo.gmsa.runas import ChildResult, RunOptions, run_child
 from credo.gmsa.session import HostSession, SessionSettings
-from credo.krb.keys import SupportedEncryptionTypes
+from credo.krb.keys import enctype_names
 from credo.krb.keytab import KeytabEntry, read_keytab, write_keytab_atomically
 from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
 
@@ -92,12 +92,6 @@ def check_account(settings: SessionSettings, name: str) -> AccountTest:
     return AccountTest(ok=True, account=password.account.sam_account_name)
 
 
-def _enctype_names(value: int | None) -> list[str]:
-    if value is None:
-        return []
-    return [flag.name or str(flag.value) for flag in SupportedEncryptionTypes if flag & value]
-
-
 def describe_account(session: HostSession, name: str) -> dict[str, Any]:
     """What ``credo gmsa show`` prints. Never a secret: the password is not even read."""
     account, _ = find_managed_account(session.directory, name)
@@ -123,7 +117,7 @@ def describe_account(session: HostSession, name: str) -> dict[str, Any]:
         "principals_allowed_to_retrieve_password": [
             {"sid": sid, "name": names.get(sid, sid)} for sid in account.allowed_sids
         ],
-        "supported_encryption_types": _enctype_names(account.supported_enctypes),
+        "supported_encryption_types": enctype_names(account.supported_enctypes),
         "password_interval_days": account.interval_days,
         "kvno": account.kvno,
         "password_id": password_id,

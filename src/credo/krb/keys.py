@@ -59,6 +59,19 @@ _KRB5_NAMES: dict[Enctype, str] = {
 }
 
 
+# Short names of the msDS-SupportedEncryptionTypes bits, as `--enctypes` takes them and as
+# PowerShell's -KerberosEncryptionType writes them (DES, RC4, AES128, AES256).
+ENCTYPE_BITS = {"DES_CBC_CRC": 0x1, "DES_CBC_MD5": 0x2, "RC4": 0x4, "AES128": 0x8, "AES256": 0x10}
+WEAK_ENCTYPE_BITS = 0x1 | 0x2 | 0x4
+
+
+def enctype_names(bits: int | None) -> list[str]:
+    """The short names of the enctype bits set in ``bits`` (msDS-SupportedEncryptionTypes)."""
+    if bits is None:
+        return []
+    return [name for name, bit in ENCTYPE_BITS.items() if bits & bit]
+
+
 class SupportedEncryptionTypes(enum.IntFlag):
     """``msDS-SupportedEncryptionTypes`` bit flags ([MS-KILE] 2.2.7).
 

@@ -7,11 +7,12 @@ from datetime import timedelta
 from credo.audit.checks.base import AuditOptions, Check, account_object, outcome, short_name
 from credo.audit.findings import CheckInfo, CheckOutcome, Finding, Severity
 from credo.audit.snapshot import AccountRecord, Snapshot
+from credo.krb.keys import WEAK_ENCTYPE_BITS
+from credo.krb.keys import enctype_names as krb_enctype_names
 
 __all__ = ["CHECKS", "enctype_names"]
 
-# msDS-SupportedEncryptionTypes bits (MS-KILE 2.2.7) and userAccountControl bits (MS-ADTS 2.2.16).
-DES_CBC_CRC, DES_CBC_MD5, RC4_HMAC, AES128, AES256 = 0x1, 0x2, 0x4, 0x8, 0x10
+# userAccountControl bits (MS-ADTS 2.2.16).
 UF_USE_DES_KEY_ONLY = 0x200000
 UF_TRUSTED_FOR_DELEGATION = 0x80000
 UF_TRUSTED_TO_AUTH_FOR_DELEGATION = 0x1000000
@@ -81,9 +82,7 @@ SMSA_UNLINKED = CheckInfo(
 def enctype_names(value: int | None) -> str:
     if value is None:
         return "not set (KDC default: RC4)"
-    names = [n for bit, n in ((DES_CBC_CRC, "DES-CBC-CRC"), (DES_CBC_MD5, "DES-CBC-MD5"), (RC4_HMAC, "RC4"),
-                              (AES128, "AES128"), (AES256, "AES256")) if value & bit]  # fmt: skip
-    return ",".join(names) or f"0x{value:x}"
+    return ",".join(krb_enctype_names(value)) or f"0x{value:x}"
 
 
 def _weak(record: AccountRecord) -> bool:
@@ -91,7 +90,7 @@ def _weak(record: AccountRecord) -> bool:
     if record.uac & UF_USE_DES_KEY_ONLY:
         return True
     # Unset or 0: the KDC uses its default, RC4 (DefaultDomainSupportedEncTypes, MS-KILE 3.3.5.7).
-    return not value or bool(value & (DES_CBC_CRC | DES_CBC_MD5 | RC4_HMAC))
+    return not value or bool(value & WEAK_ENCTYPE_BITS)
 
 
 def weak_enctypes(snapshot: Snapshot, options: AuditOptions) -> CheckOutcome:
