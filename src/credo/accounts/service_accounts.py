@@ -29,7 +29,6 @@ import ldap
 from credo.accounts.principals import Principal, resolve_computer, resolve_principal, resolve_principals
 from credo.accounts.validation import (
     DEFAULT_ENCTYPES,
-    enctype_names,
     validate_dns_host_name,
     validate_interval,
     validate_spns,
@@ -49,8 +48,8 @@ from credo.gmsa.account import (
     GMSA_CLASS,
     SMSA_CLASS,
     ManagedServiceAccount,
+    account_summary,
     find_managed_account,
-    resolve_sid_names,
 )
 
 __all__ = [
@@ -233,7 +232,6 @@ def account_details(
     directory: Directory, account: ManagedServiceAccount, raw: dict[str, list[bytes]]
 ) -> dict[str, Any]:
     """What ``credo account get`` prints: names for SIDs, and the membership also as SDDL."""
-    names = resolve_sid_names(directory, list(account.allowed_sids))
     membership = raw.get("msDS-GroupMSAMembership")
     sddl = None
     if membership:
@@ -241,23 +239,10 @@ def account_details(
             sddl = to_sddl(SecurityDescriptor.unpack(membership[0]))
         except MalformedSecurityDescriptor:
             sddl = None  # an ACE type credo does not render (set by another tool): names still shown
-    return {
-        "dn": account.dn,
-        "sam_account_name": account.sam_account_name,
-        "sid": account.sid,
-        "type": "gMSA" if account.group_managed else "sMSA",
-        "enabled": account.enabled,
-        "dns_host_name": account.dns_host_name,
-        "service_principal_names": list(account.spns),
-        "principals_allowed_to_retrieve_password": [
-            {"sid": sid, "name": names.get(sid, sid)} for sid in account.allowed_sids
-        ],
+    return account_summary(directory, account) | {
         "group_msa_membership_sddl": sddl,
-        "supported_encryption_types": enctype_names(account.supported_enctypes),
-        "password_interval_days": account.interval_days,
         "description": account.description,
         "linked_computers": list(account.linked_computers),
-        "when_created": account.when_created.isoformat() if account.when_created else None,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import ldap
 
@@ -17,10 +18,12 @@ from credo.ad.connection import Directory, Entry
 from credo.ad.names import escape_filter_value, managed_account_sam
 from credo.ad.security import SecurityDescriptor, sid_from_bytes
 from credo.errors import InputError, NotFoundError
+from credo.krb.keys import enctype_names
 
 __all__ = [
     "ACCOUNT_ATTRIBUTES",
     "ManagedServiceAccount",
+    "account_summary",
     "find_managed_account",
     "resolve_sid_names",
     "token_group_sids",
@@ -191,3 +194,23 @@ def token_group_sids(directory: Directory, dn: str) -> set[str]:
     if own:
         sids.add(sid_from_bytes(own)[0])
     return sids
+
+
+def account_summary(directory: Directory, account: ManagedServiceAccount) -> dict[str, Any]:
+    """The fields ``gmsa show`` and ``account get`` share, readers named (never a secret)."""
+    names = resolve_sid_names(directory, list(account.allowed_sids))
+    return {
+        "dn": account.dn,
+        "sam_account_name": account.sam_account_name,
+        "sid": account.sid,
+        "type": "gMSA" if account.group_managed else "sMSA",
+        "enabled": account.enabled,
+        "dns_host_name": account.dns_host_name,
+        "service_principal_names": list(account.spns),
+        "principals_allowed_to_retrieve_password": [
+            {"sid": sid, "name": names.get(sid, sid)} for sid in account.allowed_sids
+        ],
+        "supported_encryption_types": enctype_names(account.supported_enctypes),
+        "password_interval_days": account.interval_days,
+        "when_created": account.when_created.isoformat() if account.when_created else None,
+    }

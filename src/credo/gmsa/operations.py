@@ -14,14 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from credo.errors import CredoError, InputError, NotPermittedError
-from credo.gmsa.account import find_managed_account, resolve_sid_names
+from credo.gmsa.account import account_summary, find_managed_account
 from credo.gmsa.credentials import acquire_gmsa_tgt, key_material
 from credo.gmsa.gkdi import Gkid, rollover_interval
 from credo.gmsa.password_id import ManagedPasswordId
 from credo.gmsa.retrieval import ManagedPassword, retrieve_managed_password
 from credo.gmsa.runas import ChildResult, RunOptions, run_child
 from credo.gmsa.session import HostSession, SessionSettings
-from credo.krb.keys import enctype_names
 from credo.krb.keytab import KeytabEntry, read_keytab, write_keytab_atomically
 from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
 
@@ -95,7 +94,6 @@ def check_account(settings: SessionSettings, name: str) -> AccountTest:
 def describe_account(session: HostSession, name: str) -> dict[str, Any]:
     """What ``credo gmsa show`` prints. Never a secret: the password is not even read."""
     account, _ = find_managed_account(session.directory, name)
-    names = resolve_sid_names(session.directory, list(account.allowed_sids))
     password_id: dict[str, Any] | None = None
     next_rotation: str | None = None
     if account.password_id:
@@ -106,25 +104,12 @@ def describe_account(session: HostSession, name: str) -> dict[str, Any]:
             # Samba gkdi_rollover_interval): the next password is due at the end of it.
             ends = Gkid(pid.l0, pid.l1, pid.l2).start_filetime() + rollover_interval(account.interval_days)
             next_rotation = (FILETIME_EPOCH + timedelta(microseconds=ends // 10)).isoformat()
-    return {
-        "dn": account.dn,
-        "sam_account_name": account.sam_account_name,
-        "sid": account.sid,
-        "type": "gMSA" if account.group_managed else "sMSA",
-        "enabled": account.enabled,
-        "dns_host_name": account.dns_host_name,
-        "service_principal_names": list(account.spns),
-        "principals_allowed_to_retrieve_password": [
-            {"sid": sid, "name": names.get(sid, sid)} for sid in account.allowed_sids
-        ],
-        "supported_encryption_types": enctype_names(account.supported_enctypes),
-        "password_interval_days": account.interval_days,
+    return account_summary(session.directory, account) | {
         "kvno": account.kvno,
         "password_id": password_id,
         "password_last_set": account.password_last_set.isoformat() if account.password_last_set else None,
         "next_rotation": next_rotation,
         "previous_password_present": account.previous_password_id is not None,
-        "when_created": account.when_created.isoformat() if account.when_created else None,
     }
 
 
