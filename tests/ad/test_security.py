@@ -11,9 +11,13 @@ from hypothesis import strategies as st
 
 from credo.ad.security import (
     ACCESS_ALLOWED_ACE_TYPE,
+    ACCESS_DENIED_ACE_TYPE,
     Ace,
     MalformedSecurityDescriptor,
     SecurityDescriptor,
+    access_entries,
+    access_entry_sddl,
+    object_ace,
     sid_from_bytes,
     sid_to_bytes,
 )
@@ -66,3 +70,17 @@ def test_garbage_raises_only_the_malformed_error(data: bytes) -> None:
 def test_invalid_sid_strings(bad: str) -> None:
     with pytest.raises(Exception, match="invalid SID"):
         sid_to_bytes(bad)
+
+
+def test_access_entry_sddl_names_object_aces_exactly() -> None:
+    """The ACE the lab seeds on OU=Staff (samba-lab.md): read/write userAccountControl, inherited
+    by user objects; and a basic deny ACE with inheritance flags."""
+    sid = "S-1-5-21-1-2-3-1105"
+    uac, user = "bf967a68-0de6-11d0-a285-00aa003049e2", "bf967aba-0de6-11d0-a285-00aa003049e2"
+    descriptor = SecurityDescriptor(
+        owner=None,
+        group=None,
+        dacl=(object_ace(True, 0x02, 0x30, sid, uac, user), Ace(ACCESS_DENIED_ACE_TYPE, 0x12, 0x40000, sid)),
+    )
+    rendered = [access_entry_sddl(e) for e in access_entries(SecurityDescriptor.unpack(descriptor.pack()))]
+    assert rendered == [f"(OA;CI;RPWP;{uac};{user};{sid})", f"(D;CIID;WD;;;{sid})"]

@@ -15,6 +15,7 @@ What the seeded lab legitimately holds and why the checks stay silent on it:
 
 from __future__ import annotations
 
+import shlex
 from datetime import UTC, datetime, timedelta
 
 import ldap
@@ -173,6 +174,24 @@ def test_non_admin_writer_of_the_reader_list(
         ]
         assert writers[0].detail == "WriteDacl"
     assert outcome(admin_dir, "membership-writers").status is CheckStatus.PASSED
+
+
+def test_the_suggested_acl_fix_removes_exactly_the_risky_ace(
+    admin_dir: Directory, lab: Lab, lab_settings: LabSettings
+) -> None:
+    """The samba-tool fix names the ACE in SDDL exactly: run as given, the finding is gone."""
+    dn = gmsa_dn(lab_settings)
+    jdoe = object_sid(admin_dir, f"CN=jdoe,OU=Staff,{lab_settings.base_dn}")
+    with extra_ace(admin_dir, lab, dn, f"(OA;CI;WP;888eedd6-ce04-df40-b462-b8a50e41ba38;;{jdoe})"):
+        fix = outcome(admin_dir, "membership-writers").findings[0].fix_credo
+        commands = [c.strip() for c in fix.split("#")[0].split("; ") if c.strip().startswith("samba-tool")]
+        assert commands == [
+            f"samba-tool dsacl delete --objectdn='{dn}' "
+            f"--sddl='(OA;CI;WP;888eedd6-ce04-df40-b462-b8a50e41ba38;;{jdoe})'"
+        ]
+        argv = shlex.split(commands[0])[1:]
+        samba_tool(lab, *argv)
+        assert outcome(admin_dir, "membership-writers").status is CheckStatus.PASSED
 
 
 def test_kds_root_key_readable_by_a_user(admin_dir: Directory, lab: Lab, lab_settings: LabSettings) -> None:

@@ -22,6 +22,7 @@ __all__ = [
     "MalformedSecurityDescriptor",
     "SecurityDescriptor",
     "access_entries",
+    "access_entry_sddl",
     "ace_to_sddl",
     "object_ace",
     "sddl_rights",
@@ -393,6 +394,18 @@ def ace_to_sddl(ace: Ace) -> str:
         raise MalformedSecurityDescriptor(f"ACE type {ace.ace_type} has no SDDL rendering here")
     flags = "".join(token for token, bit in _SDDL_ACE_FLAGS if ace.flags & bit)
     return f"({kind};{flags};{sddl_rights(ace.mask)};;;{sddl_sid(ace.sid)})"
+
+
+def access_entry_sddl(entry: AccessEntry) -> str:
+    """One allow/deny ACE in SDDL, object ACEs included (MS-DTYP 2.5.1.1):
+    ``(OA;CI;RPWP;<object type>;<inherited object type>;S-1-...)``."""
+    is_object = entry.object_type is not None or entry.inherited_object_type is not None
+    kind = ("O" if is_object else "") + ("A" if entry.allow else "D")
+    flags = "".join(token for token, bit in _SDDL_ACE_FLAGS if entry.flags & bit)
+    return (
+        f"({kind};{flags};{sddl_rights(entry.mask)};{entry.object_type or ''};"
+        f"{entry.inherited_object_type or ''};{sddl_sid(entry.sid)})"
+    )
 
 
 def to_sddl(descriptor: SecurityDescriptor) -> str:

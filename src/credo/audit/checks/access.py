@@ -19,7 +19,15 @@ from credo.ad.security import (
     WRITE_OWNER,
 )
 from credo.audit.acl import GMSA_MEMBERSHIP_GUID, KDS_ROOT_KEY_DATA_GUID, describe_rights, rights_by_sid
-from credo.audit.checks.base import AuditOptions, Check, account_object, admin_sids, outcome, short_name
+from credo.audit.checks.base import (
+    AuditOptions,
+    Check,
+    account_object,
+    acl_removal,
+    admin_sids,
+    outcome,
+    short_name,
+)
 from credo.audit.findings import AffectedObject, CheckInfo, CheckOutcome, CheckStatus, Finding, Severity
 from credo.audit.snapshot import RID_DOMAIN_COMPUTERS, RID_DOMAIN_USERS, AccountRecord, Snapshot
 
@@ -211,8 +219,8 @@ def membership_writers(snapshot: Snapshot, options: AuditOptions) -> CheckOutcom
             Finding(TAKEOVER, record.dn, record.name, f"{who} can change who reads {record.name}'s password",
                     tuple(objects),
                     "; ".join(f"dsacls '{record.dn}' /R '{snapshot.name_of(s)}'" for s in sorted(hits)),
-                    "; ".join(f"samba-tool dsacl delete --objectdn='{record.dn}' --sddl='<the ACE of {s}>'"
-                              for s in sorted(hits)) + "  # no credo command edits ACLs")
+                    "; ".join(acl_removal(record.dn, record.sd, s) for s in sorted(hits))
+                    + "  # no credo command edits ACLs")
         )  # fmt: skip
     return outcome(TAKEOVER, findings, unreadable)
 
@@ -250,7 +258,7 @@ def kds_readers(snapshot: Snapshot, options: AuditOptions) -> CheckOutcome:
                     tuple(objects),
                     "; ".join(f"dsacls '{key.dn}' /R '{snapshot.name_of(s)}'" for s in hits)
                     + "  # then consider the key compromised: Add-KdsRootKey and recreate the gMSAs",
-                    "; ".join(f"samba-tool dsacl delete --objectdn='{key.dn}' --sddl='<the ACE of {s}>'" for s in hits)
+                    "; ".join(acl_removal(key.dn, key.sd, s) for s in hits)
                     + "; credo kds add --effective-immediately")
         )  # fmt: skip
     return outcome(KDS_READERS, findings, unreadable)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from credo.ad.security import INHERITED_ACE, SecurityDescriptor, access_entries, access_entry_sddl
 from credo.audit.findings import AffectedObject, CheckInfo, CheckOutcome, CheckStatus, Finding
 from credo.audit.snapshot import (
     RID_DOMAIN_ADMINS,
@@ -18,7 +19,7 @@ from credo.audit.snapshot import (
     Snapshot,
 )
 
-__all__ = ["AuditOptions", "Check", "account_object", "admin_sids", "outcome", "short_name"]
+__all__ = ["AuditOptions", "Check", "account_object", "acl_removal", "admin_sids", "outcome", "short_name"]
 
 # Well-known SIDs that hold rights by design and are not reported as "non-admin" (MS-DTYP 2.4.2.4):
 # SYSTEM, ENTERPRISE DOMAIN CONTROLLERS, CREATOR OWNER (inherit-only placeholders), SELF
@@ -41,6 +42,19 @@ def admin_sids(snapshot: Snapshot) -> set[str]:
         f"{d}-{rid}"
         for rid in (RID_DOMAIN_ADMINS, RID_ENTERPRISE_ADMINS, RID_SCHEMA_ADMINS, RID_DOMAIN_CONTROLLERS)
     }
+
+
+def acl_removal(dn: str, sd: SecurityDescriptor | None, sid: str) -> str:
+    """The samba-tool command that removes ``sid``'s explicit ACEs from ``dn``'s DACL, each named
+    exactly in SDDL; inherited ones can only be removed where they are set (the parent)."""
+    entries = access_entries(sd) if sd is not None else []
+    explicit = [e for e in entries if e.sid == sid and not e.flags & INHERITED_ACE]
+    commands = [
+        f"samba-tool dsacl delete --objectdn='{dn}' --sddl='{access_entry_sddl(e)}'" for e in explicit
+    ]
+    if any(e.sid == sid and e.flags & INHERITED_ACE for e in entries):
+        commands.append(f"# {sid} also holds rights inherited from a parent of {dn}: remove them there")
+    return "; ".join(commands) or f"# no explicit ACE of {sid} on {dn}"
 
 
 def short_name(record: AccountRecord) -> str:

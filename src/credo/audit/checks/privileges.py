@@ -8,7 +8,7 @@ and away from write access to tier-0 objects.
 from __future__ import annotations
 
 from credo.audit.acl import any_property_write_by_sid, describe_rights
-from credo.audit.checks.base import AuditOptions, Check, account_object, outcome, short_name
+from credo.audit.checks.base import AuditOptions, Check, account_object, acl_removal, outcome, short_name
 from credo.audit.findings import AffectedObject, CheckInfo, CheckOutcome, Finding, Severity
 from credo.audit.snapshot import Snapshot, privileged_group_sids
 
@@ -89,9 +89,7 @@ def sensitive_write(snapshot: Snapshot, options: AuditOptions) -> CheckOutcome:
                 owner = " (owner)" if obj.sd is not None and obj.sd.owner == sid else ""
                 objects.append(AffectedObject(obj.dn, obj.name, obj.kind, detail + owner))
                 fixes_ps.append(f"dsacls '{obj.dn}' /R '{snapshot.name_of(sid)}'")
-                fixes_samba.append(
-                    f"samba-tool dsacl delete --objectdn='{obj.dn}' --sddl='<the ACE of {sid}>'"
-                )
+                fixes_samba.append(acl_removal(obj.dn, obj.sd, sid))
         if len(objects) == 1:
             continue
         findings.append(
