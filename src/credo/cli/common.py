@@ -53,14 +53,21 @@ def admin_session_options(func: F) -> F:
     return _identity_options(identity, "--server")(func)
 
 
+def _directory_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The options every directory command shares (--server, --ca-file, --starttls, --ldap-timeout)."""
+    return {
+        "server": params.pop("server"),
+        "ca_file": params.pop("ca_file"),
+        "starttls": params.pop("starttls"),
+        "timeout": params.pop("ldap_timeout"),
+    }
+
+
 def admin_settings(params: dict[str, Any]) -> AdminSettings:
     return AdminSettings(
         keytab=params.pop("admin_keytab"),
         principal=params.pop("admin_principal"),
-        server=params.pop("server"),
-        ca_file=params.pop("ca_file"),
-        starttls=params.pop("starttls"),
-        timeout=params.pop("ldap_timeout"),
+        **_directory_params(params),
     )
 
 
@@ -122,8 +129,5 @@ def session_settings(params: dict[str, Any]) -> SessionSettings:
     return SessionSettings(
         host_keytab=params.pop("host_keytab"),
         host_principal=params.pop("host_principal"),
-        server=params.pop("server"),
-        ca_file=params.pop("ca_file"),
-        starttls=params.pop("starttls"),
-        timeout=params.pop("ldap_timeout"),
+        **_directory_params(params),
     )
