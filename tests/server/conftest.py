@@ -83,11 +83,13 @@ class Server:
     log: Path
     process: subprocess.Popen[bytes] | None = None
     token: str = ""
+    # Short, so that failover tests are quick; LeasePolicy derives the worker's fence from it.
+    lease_seconds: float = 4.0
     http: httpx.Client = field(init=False)
 
     def start(self) -> None:
         argv = [*CREDO, "server", "--data-dir", str(self.data_dir), "--keytab", str(self.keytab),
-                "--listen", f"127.0.0.1:{self.port}", "--lease-seconds", "3"]  # fmt: skip
+                "--listen", f"127.0.0.1:{self.port}", "--lease-seconds", str(self.lease_seconds)]  # fmt: skip
         if self.database:
             argv += ["--database", self.database]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CREDO_", "KRB5CCNAME"))}
@@ -191,26 +193,25 @@ def start_worker(lab: Lab, tmp_path: Path) -> Iterator[Callable[..., subprocess.
     """start_worker(server, "worker1", "tier1", slots=4) -> a running `credo worker` process."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(server: Server, host: str, group: str, slots: int = 4) -> subprocess.Popen[bytes]:
-        env = identity_env(lab, host)
+    def start(
+        server: Server, host: str, group: str, slots: int = 4, extra: tuple[str, ...] = (), **env_extra: str
+    ) -> subprocess.Popen[bytes]:
+        env = identity_env(lab, host) | env_extra
         log = tmp_path / f"worker-{host}-{group}-{len(started)}.log"
         with open(log, "ab") as handle:
             proc = subprocess.Popen(
-                [*CREDO, "--debug", "worker", "--server", server.kerberos_url, "--group", group, "--slots", str(slots)],
+                [*CREDO, "--debug", "worker", "--server", server.kerberos_url, "--group", group, "--slots", str(slots),
+                 *extra],
                 env=env, stdout=handle, stderr=subprocess.STDOUT,
             )  # fmt: skip
         proc.log = log  # type: ignore[attr-defined]
         started.append(proc)
-        # Registered once it shows up as online.
+        # Registered once it says so (a restarted worker's row exists already).
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            workers = server.api("GET", "/workers").json()
-            if (
-                any(w["group"] == group and w["principal"].startswith(host.upper()) for w in workers)
-                or proc.poll() is not None
-            ):
+            if "registered as" in log.read_text() or proc.poll() is not None:
                 break
-            time.sleep(0.1)
+            time.sleep(0.05)
         return proc
 
     yield start

@@ -240,6 +240,11 @@ def test_worker_killed_mid_job_restarts_elsewhere_never_twice(
 def test_server_restart_mid_job(
     sqlite_server: Server, start_worker: Callable[..., Any], lab_settings: LabSettings
 ) -> None:
+    # The worker keeps its job through the restart only while it can still renew the lease in time
+    # (LeasePolicy.kill_after); a longer outage kills the job, which then runs again.
+    sqlite_server.stop()
+    sqlite_server.lease_seconds = 20
+    sqlite_server.start()
     runbook = "import time\nprint('begin', flush=True)\ntime.sleep(5)\nprint('end', flush=True)\n"
     create_runbook(sqlite_server, "slow", runbook)
     create_group(sqlite_server, "tier1", ["worker1"], lab_settings.realm)

@@ -7,12 +7,11 @@ account names), nor control characters; escaping is applied on top, always.
 
 from __future__ import annotations
 
-import re
-
 from ldap.dn import escape_dn_chars
 from ldap.filter import escape_filter_chars
 
-from credo.errors import InputError
+# The name rules live with credo's other name rules; re-exported for the directory code.
+from credo.names import MAX_MSA_NAME, managed_account_sam, validate_account_name
 
 __all__ = [
     "MAX_MSA_NAME",
@@ -21,11 +20,6 @@ __all__ = [
     "managed_account_sam",
     "validate_account_name",
 ]
-
-# A managed service account's name is at most 15 characters without the trailing "$" (the
-# sAMAccountName of a computer-like account is limited to 16 characters with it).
-MAX_MSA_NAME = 15
-_ILLEGAL = re.compile(r'["/\\\[\]:;|=,+*?<>@\x00-\x1f\x7f]')
 
 
 def escape_filter_value(value: str) -> str:
@@ -36,29 +30,3 @@ def escape_filter_value(value: str) -> str:
 def escape_dn_value(value: str) -> str:
     """RFC 4514 section 2.4 escaping of an attribute value in a DN."""
     return str(escape_dn_chars(value))
-
-
-def validate_account_name(name: str, *, max_length: int = 20, what: str = "account name") -> str:
-    """Return ``name`` if it is a legal sAMAccountName, else raise InputError saying why."""
-    if not name:
-        raise InputError(f"empty {what}")
-    bad = _ILLEGAL.search(name)
-    if bad:
-        char = bad.group(0)
-        shown = repr(char) if char.isprintable() else f"U+{ord(char):04X}"
-        raise InputError(
-            f"invalid {what} {name!r}: it contains {shown}",
-            hint='names may not contain " / \\ [ ] : ; | = , + * ? < > @ or control characters',
-        )
-    if name.strip() != name or name.endswith("."):
-        raise InputError(f"invalid {what} {name!r}: no leading/trailing spaces or trailing dot")
-    if len(name) > max_length:
-        raise InputError(f"invalid {what} {name!r}: longer than {max_length} characters")
-    return name
-
-
-def managed_account_sam(name: str) -> str:
-    """``svcauto`` or ``svcauto$`` -> ``svcauto$``, validated (at most 15 characters before ``$``)."""
-    bare = name[:-1] if name.endswith("$") else name
-    validate_account_name(bare, max_length=MAX_MSA_NAME, what="managed service account name")
-    return f"{bare}$"

@@ -25,7 +25,8 @@ TERMINAL = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.STOPPED, Job
 
 _ALLOWED = {
     JobState.NEW: {JobState.QUEUED, JobState.STOPPED},
-    JobState.QUEUED: {JobState.RUNNING, JobState.STOPPED},
+    # Failed from Queued: no worker took the job within its timeout.
+    JobState.QUEUED: {JobState.RUNNING, JobState.STOPPED, JobState.FAILED},
     JobState.RUNNING: {
         JobState.COMPLETED,
         JobState.FAILED,
@@ -35,6 +36,8 @@ _ALLOWED = {
         JobState.SUSPENDED,
     },
     JobState.STOPPING: {JobState.STOPPED, JobState.COMPLETED, JobState.FAILED},
+    # `credo job resume`: a suspended job runs again from the start (Azure's Resume-AzAutomationJob).
+    JobState.SUSPENDED: {JobState.QUEUED},
 }
 
 

@@ -299,6 +299,11 @@ def group() -> None:
     multiple=True,
     help="Computer principal allowed to serve it (repeatable): NAME$@REALM.",
 )
+@click.option(
+    "--allow-system-user",
+    is_flag=True,
+    help="Let jobs run as root or a system account (refused otherwise).",
+)
 @with_api
 @json_option
 def group_create(
@@ -307,6 +312,7 @@ def group_create(
     local_user: str | None,
     max_concurrent: int,
     workers: tuple[str, ...],
+    allow_system_user: bool,
     as_json: bool,
     **params: Any,
 ) -> None:
@@ -322,6 +328,7 @@ def group_create(
         "local_user": local_user,
         "max_concurrent": max_concurrent,
         "workers": list(workers),
+        "allow_system_user": allow_system_user,
     }
     result = _api(params).call("POST", "/groups", json=body)
     emit_json(result) if as_json else click.echo(f"created worker group {name}")
@@ -589,6 +596,23 @@ def job_stop(job_id: str, as_json: bool, **params: Any) -> None:
       credo job stop 6f0c...
     """
     result = _api(params).call("POST", f"/jobs/{job_id}/stop")
+    emit_json(result) if as_json else click.echo(f"job {job_id}: {result['state']}")
+
+
+@job.command("resume")
+@click.argument("job_id")
+@with_api
+@json_option
+def job_resume(job_id: str, as_json: bool, **params: Any) -> None:
+    """Run a Suspended job again, from the start, with three more attempts.
+
+    A job is Suspended when its worker was lost three times (Azure's rule).
+
+    \b
+    Example:
+      credo job resume 6f0c...
+    """
+    result = _api(params).call("POST", f"/jobs/{job_id}/resume")
     emit_json(result) if as_json else click.echo(f"job {job_id}: {result['state']}")
 
 

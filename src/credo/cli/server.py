@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from credo.automation.leases import DEFAULT_DRAIN_GRACE, DEFAULT_LEASE_SECONDS
 from credo.cli.common import session_settings, worker_session_options
 from credo.errors import InputError
 from credo.server.paths import default_server_dir
@@ -30,7 +31,7 @@ __all__ = ["server", "worker"]
 @click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="...and this key.")
 @click.option("--keytab", type=click.Path(dir_okay=False, path_type=Path), envvar="CREDO_SERVER_KEYTAB",
               help="Keytab with the server's HTTP/ keys, to accept workers' Kerberos (Negotiate).")  # fmt: skip
-@click.option("--lease-seconds", type=click.FloatRange(min=1), default=15.0, show_default=True,
+@click.option("--lease-seconds", type=click.FloatRange(min=1), default=DEFAULT_LEASE_SECONDS, show_default=True,
               help="A job's lease: a worker silent this long loses it and the job restarts elsewhere.")  # fmt: skip
 @click.option("--lost-after", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds without heartbeat before a worker is shown as lost.")  # fmt: skip
@@ -91,6 +92,8 @@ def server(
 @click.option(
     "--server-ca", type=click.Path(dir_okay=False, exists=True), help="CA of the server's HTTPS certificate."
 )
+@click.option("--drain-grace", type=click.FloatRange(min=0), default=DEFAULT_DRAIN_GRACE, show_default=True,
+              help="On SIGTERM, seconds running jobs get to finish before they are handed back.")  # fmt: skip
 @worker_session_options
 @click.pass_context
 def worker(
@@ -100,13 +103,15 @@ def worker(
     group: str | None,
     slots: int,
     server_ca: str | None,
+    drain_grace: float,
     **params: Any,
 ) -> None:
     """Pull jobs of GROUP from the server and run each as the group's gMSA.
 
     Outbound connections only. Authenticates as this host's computer account (Kerberos); gets
     the group's gMSA ticket through the host's right to retrieve its password: no stored secret.
-    SIGTERM drains (running jobs finish); a second SIGTERM stops them.
+    SIGTERM drains: no new jobs; running jobs get --drain-grace seconds to finish, then are handed
+    back to run elsewhere; an idle worker exits at once. A second SIGTERM stops the running jobs.
 
     \b
     Example:
@@ -129,7 +134,7 @@ def worker(
     settings = session_settings(params)
     host = HostIdentity.resolve(settings.host_keytab, settings.host_principal)
     client = ServerClient(server_url, host, group, slots, ca_file=server_ca)
-    loop = Worker(client, settings, slots)
+    loop = Worker(client, settings, slots, drain_grace)
     loop.install_signal_handlers()
     try:
         loop.run()

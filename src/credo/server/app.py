@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from credo.automation.jobs import TERMINAL, JobState, Stream
+from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
 from credo.automation.parameters import ParameterError
 from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
 from credo.server import service
@@ -44,9 +45,13 @@ class ServerConfig:
     data_dir: Path
     database_url: str
     keytab: Path | None = None
-    lease_seconds: float = 15.0
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     lost_after_seconds: float = 60.0
     sweep_interval: float = 1.0
+
+    @property
+    def leases(self) -> LeasePolicy:
+        return LeasePolicy(self.lease_seconds)
 
 
 class Notifier:
@@ -112,7 +117,10 @@ class GroupIn(BaseModel):
     local_user: str | None = None
     max_concurrent: int = Field(default=4, ge=1, le=64)
     workers: list[str] = Field(
-        default=[], description="Computer principals allowed to serve it (NAME$@REALM)"
+        default=[], description="Computer principals allowed to serve it (NAME$@REALM)", max_length=1000
+    )
+    allow_system_user: bool = Field(
+        default=False, description="Let jobs run as root or a system account (refused otherwise)"
     )
 
 
@@ -128,6 +136,9 @@ class RegisterIn(BaseModel):
     group: str
     hostname: str | None = None
     slots: int = Field(default=1, ge=1, le=64)
+    instance: str | None = Field(
+        default=None, max_length=64, description="Random per worker process: another one means a restart"
+    )
 
 
 class Lease(BaseModel):
@@ -137,6 +148,11 @@ class Lease(BaseModel):
 
 class HeartbeatIn(BaseModel):
     leases: list[Lease] = []
+
+
+class DrainIn(BaseModel):
+    leases: list[Lease] = Field(default=[], description="The jobs the worker still runs")
+    final: bool = Field(default=False, description="The worker has stopped")
 
 
 class ChunkIn(BaseModel):
@@ -155,6 +171,9 @@ class FinishIn(BaseModel):
     exit_code: int | None = None
     reason: str | None = None
     stopped: bool = False
+    handback: bool = Field(
+        default=False, description="The worker gave the job up before its end: run it again elsewhere"
+    )
 
 
 # -- app ---------------------------------------------------------------------------------------------
@@ -361,6 +380,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             "local_user": group.local_user,
             "max_concurrent": group.max_concurrent,
             "allowed_workers": group.allowed_workers,
+            "allow_system_user": group.allow_system_user,
             "workers": [worker_view(w, group) for w in workers],
         }
 
@@ -368,6 +388,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         last = service._aware(worker.last_heartbeat)
         assert last is not None
         lost = (service.now() - last).total_seconds() > config.lost_after_seconds
+        status = worker.status if worker.status != "online" else ("lost" if lost else "online")
         return {
             "id": worker.id,
             "principal": worker.principal,
@@ -375,15 +396,16 @@ def create_app(config: ServerConfig) -> FastAPI:
             "hostname": worker.hostname,
             "slots": worker.slots,
             "last_heartbeat": last,
-            "status": "lost" if lost else "online",
+            "status": status,
         }
 
     @app.post(f"{API}/groups", status_code=201, dependencies=[Admin], tags=["groups"])
     async def create_group(body: GroupIn) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
             group = service.create_group(
-                session, body.name, body.run_as, body.local_user, body.max_concurrent, body.workers
-            )
+                session, body.name, body.run_as, body.local_user, body.max_concurrent, body.workers,
+                body.allow_system_user,
+            )  # fmt: skip
             return group_view(session, group)
 
         result: dict[str, Any] = await run(op)
@@ -466,6 +488,19 @@ def create_app(config: ServerConfig) -> FastAPI:
         result: dict[str, Any] = await run(lambda s: service.job_view(s, service.stop_job(s, job_id)))
         return result
 
+    @app.post(f"{API}/jobs/{{job_id}}/resume", dependencies=[Admin], tags=["jobs"])
+    async def resume_job(job_id: str) -> dict[str, Any]:
+        """Queue a Suspended job again (from the start), with three more attempts."""
+
+        def op(session: Any) -> tuple[dict[str, Any], int]:
+            job = service.resume_job(session, job_id)
+            return service.job_view(session, job), job.group_id
+
+        view, group_id = await run(op)
+        state.notifier.notify(group_id)
+        result: dict[str, Any] = view
+        return result
+
     def read_output(
         session: Any, job_id: str, stream: Stream | None, after: int, limit: int
     ) -> dict[str, Any]:
@@ -540,16 +575,23 @@ def create_app(config: ServerConfig) -> FastAPI:
         if reply:
             response.headers["WWW-Authenticate"] = f"Negotiate {reply}"
 
-        def op(session: Any) -> dict[str, Any]:
-            worker = service.register_worker(session, principal, body.group, body.hostname, body.slots)
+        def op(session: Any) -> tuple[dict[str, Any], list[str], int]:
+            worker, requeued = service.register_worker(
+                session, principal, body.group, body.hostname, body.slots, body.instance
+            )
             group = session.get(WorkerGroup, worker.group_id)
             return {"worker_id": worker.id, "principal": principal, "group": group.name, "run_as": group.run_as,
-                    "local_user": group.local_user, "max_concurrent": group.max_concurrent}  # fmt: skip
+                    "local_user": group.local_user, "max_concurrent": group.max_concurrent,
+                    "allow_system_user": group.allow_system_user}, requeued, group.id  # fmt: skip
 
-        view: dict[str, Any] = await run(op)
+        view, requeued, group_id = await run(op)
+        if requeued:
+            state.notifier.notify(group_id)
+            log.info("worker %s restarted: %d job(s) requeued", principal, len(requeued))
         view["session_token"] = state.sessions.issue(principal)
         view["lease_seconds"] = config.lease_seconds
-        return view
+        answer: dict[str, Any] = view
+        return answer
 
     @app.post(f"{API}/workers/{{worker_id}}/heartbeat", tags=["worker protocol"])
     async def worker_heartbeat(
@@ -567,6 +609,22 @@ def create_app(config: ServerConfig) -> FastAPI:
 
         result: dict[str, Any] = await run(op)
         return result
+
+    @app.post(f"{API}/workers/{{worker_id}}/drain", tags=["worker protocol"])
+    async def worker_drain(
+        worker_id: int, body: DrainIn, principal: Annotated[str, Depends(worker_principal)]
+    ) -> dict[str, Any]:
+        """The worker is stopping (``final``: has stopped): no new jobs; jobs it does not hold go back."""
+
+        def op(session: Any) -> tuple[int, list[str]]:
+            worker = known_worker(session, worker_id, principal)
+            leases = [(lease.job_id, lease.lease_token) for lease in body.leases]
+            return worker.group_id, service.drain_worker(session, worker, leases, body.final)
+
+        group_id, requeued = await run(op)
+        if requeued:
+            state.notifier.notify(group_id)
+        return {"requeued": requeued}
 
     @app.post(f"{API}/workers/{{worker_id}}/claim", tags=["worker protocol"])
     async def claim(
@@ -642,8 +700,9 @@ def create_app(config: ServerConfig) -> FastAPI:
                 chunks = [(c.stream.value, c.text) for c in body.chunks]
                 service.append_output(session, worker, job_id, body.lease_token, chunks)
             finished, ended_now = service.finish_job(
-                session, worker, job_id, body.lease_token, body.exit_code, body.reason, body.stopped
-            )
+                session, worker, job_id, body.lease_token, body.exit_code, body.reason, body.stopped,
+                body.handback,
+            )  # fmt: skip
             answer: dict[str, Any] = {"state": finished}
             if claim:
                 # The slot this job leaves goes to the next queued job in the same round trip.
@@ -676,7 +735,8 @@ async def _sweep(state: State) -> None:
 
             def op() -> list[int]:
                 with state.db.session() as session:
-                    requeued = service.expire_leases(session)
+                    requeued = service.expire_leases(session, state.config.leases.takeover_grace)
+                    service.expire_queued(session)
                     return [job.group_id for j in requeued if (job := session.get(Job, j)) is not None]
 
             for group_id in await run_in_threadpool(op):

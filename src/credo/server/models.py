@@ -76,6 +76,8 @@ class WorkerGroup(Base):
     local_user: Mapped[str | None] = mapped_column(String(64))
     max_concurrent: Mapped[int] = mapped_column(Integer, default=4)
     allowed_workers: Mapped[list[Any]] = mapped_column(JSON)
+    # Jobs may run as root or a system account (uid < 100, nobody) only when this says so.
+    allow_system_user: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
 
 
@@ -89,6 +91,11 @@ class Worker(Base):
     slots: Mapped[int] = mapped_column(Integer, default=1)
     registered_at: Mapped[datetime]
     last_heartbeat: Mapped[datetime]
+    # A random id per worker process: a registration with another one is a restart, and the
+    # previous process's leases end at once.
+    instance: Mapped[str | None] = mapped_column(String(64))
+    # online, draining (stopping: it takes no new job) or offline (it said it stopped).
+    status: Mapped[str] = mapped_column(String(16), default="online")
 
 
 class Job(Base):
@@ -102,6 +109,8 @@ class Job(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The job is Suspended when a lost worker leaves it at this many attempts; resume adds three.
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
     lease_token: Mapped[int] = mapped_column(Integer, default=0)
     lease_expires_at: Mapped[datetime | None]
     worker_id: Mapped[int | None] = mapped_column(ForeignKey("workers.id", ondelete="SET NULL"))
@@ -109,6 +118,8 @@ class Job(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # While Queued: when it fails for want of a worker (queued at + its timeout).
+    queue_deadline: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
 

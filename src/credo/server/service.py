@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from credo.automation.jobs import (
@@ -41,6 +41,7 @@ from credo.automation.runbooks import (
     validate_runbook_name,
 )
 from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
+from credo.names import managed_account_sam, validate_computer_principal, validate_local_user_name
 from credo.server.models import (
     Job,
     JobOutput,
@@ -62,13 +63,16 @@ __all__ = [
     "claim_payloads",
     "create_group",
     "create_runbook",
+    "drain_worker",
     "expire_leases",
+    "expire_queued",
     "finish_job",
     "heartbeat",
     "job_view",
     "job_views",
     "publish_runbook",
     "register_worker",
+    "resume_job",
     "start_job",
     "stop_job",
     "worker_ref",
@@ -225,15 +229,29 @@ def create_group(
     local_user: str | None,
     max_concurrent: int,
     allowed_workers: list[str],
+    allow_system_user: bool = False,
 ) -> WorkerGroup:
+    """A worker group; every name is checked here, so a job never waits on a group no worker can serve."""
     validate_runbook_name(name)
+    if run_as is not None:
+        run_as = managed_account_sam(run_as)[:-1]
+    if local_user is not None:
+        validate_local_user_name(local_user, allow_system=allow_system_user)
+    if not allowed_workers:
+        raise InputError(
+            f"worker group {name!r} names no worker",
+            hint="add --worker NAME$@REALM for each computer that serves it",
+        )
+    for principal in allowed_workers:
+        validate_computer_principal(principal)
     if max_concurrent < 1 or max_concurrent > 64:
         raise InputError("max concurrent jobs per worker must be 1..64")
     if session.scalar(select(WorkerGroup.id).where(WorkerGroup.name == name)) is not None:
         raise Conflict(f"worker group {name!r} exists already")
     group = WorkerGroup(
         name=name, run_as=run_as, local_user=local_user, max_concurrent=max_concurrent,
-        allowed_workers=[w.lower() for w in allowed_workers], created_at=now(),
+        allowed_workers=[w.lower() for w in allowed_workers], allow_system_user=allow_system_user,
+        created_at=now(),
     )  # fmt: skip
     session.add(group)
     session.flush()
@@ -300,8 +318,8 @@ def start_job(
     job = Job(
         id=str(uuid.uuid4()), runbook_id=target.runbook_id, version_id=target.version_id, group_id=group_id,
         is_test=test, parameters=values, state=JobState.QUEUED.value, idempotency_key=idempotency_key,
-        attempts=0, lease_token=0, timeout_seconds=timeout, stop_requested=False, created_at=stamp,
-        updated_at=stamp,
+        attempts=0, max_attempts=MAX_ATTEMPTS, lease_token=0, timeout_seconds=timeout, stop_requested=False,
+        queue_deadline=stamp + timedelta(seconds=timeout), created_at=stamp, updated_at=stamp,
     )  # fmt: skip
     session.add(job)
     session.flush()
@@ -366,12 +384,62 @@ def stop_job(session: Session, job_id: str) -> Job:
     return job
 
 
+def resume_job(session: Session, job_id: str) -> Job:
+    """Queue a Suspended job again, from the start, with three more attempts (Azure's Resume)."""
+    job = get_job(session, job_id)
+    if JobState(job.state) != JobState.SUSPENDED:
+        raise Conflict(
+            f"job {job_id} is {job.state}: only a Suspended job can be resumed",
+            hint="start it again instead: credo job start RUNBOOK --group G",
+        )
+    job.max_attempts = job.attempts + MAX_ATTEMPTS
+    _requeue(session, job, f"resumed: {MAX_ATTEMPTS} more attempts")
+    return job
+
+
+def _requeue(session: Session, job: Job, detail: str) -> None:
+    job.worker_id = None
+    job.lease_expires_at = None
+    job.queue_deadline = now() + timedelta(seconds=job.timeout_seconds)
+    _transition(session, job, JobState.QUEUED, detail=detail)
+
+
+def _release(session: Session, job: Job, why: str) -> bool:
+    """A running job lost its worker (``why``): requeue it, or end it. True if it was requeued.
+
+    A job being stopped is Stopped; one that has used its attempts is Suspended (Azure's rule:
+    restarted up to three times in all, then Suspended); any other goes back to the queue.
+    """
+    job.worker_id = None
+    job.lease_expires_at = None
+    if JobState(job.state) == JobState.STOPPING:
+        _transition(session, job, JobState.STOPPED, detail=f"{why} while stopping")
+        return False
+    if job.attempts >= job.max_attempts:
+        _transition(session, job, JobState.SUSPENDED, detail=f"{why}; {job.attempts} attempts made")
+        return False
+    _requeue(session, job, f"{why}: restarting")
+    return True
+
+
 # -- workers and the queue ---------------------------------------------------------------------------
 
 
 def register_worker(
-    session: Session, principal: str, group_name: str, hostname: str | None, slots: int
-) -> Worker:
+    session: Session,
+    principal: str,
+    group_name: str,
+    hostname: str | None,
+    slots: int,
+    instance: str | None = None,
+) -> tuple[Worker, list[str]]:
+    """Register (or re-register) a worker process; return it and the jobs requeued.
+
+    A registration from another process (``instance``) of the same worker is a restart: the
+    previous process is gone and its jobs died with it (they die with their worker, and a stalled
+    one kills them itself), so their leases end now and the jobs are requeued, instead of holding
+    the worker's slots until the leases expire.
+    """
     group = get_group(session, group_name)
     if principal.lower() not in group.allowed_workers:
         raise NotPermittedError(
@@ -380,20 +448,41 @@ def register_worker(
         )
     worker = session.scalar(select(Worker).where(Worker.principal == principal, Worker.group_id == group.id))
     stamp = now()
+    requeued: list[str] = []
     if worker is None:
         worker = Worker(
-            principal=principal,
-            group_id=group.id,
-            hostname=hostname,
-            slots=slots,
-            registered_at=stamp,
-            last_heartbeat=stamp,
-        )
+            principal=principal, group_id=group.id, hostname=hostname, slots=slots, registered_at=stamp,
+            last_heartbeat=stamp, instance=instance, status="online",
+        )  # fmt: skip
         session.add(worker)
         session.flush()
-    else:
-        worker.hostname, worker.slots, worker.last_heartbeat = hostname, slots, stamp
-    return worker
+        return worker, requeued
+    restarted = instance is not None and worker.instance != instance
+    worker.hostname, worker.slots, worker.last_heartbeat = hostname, slots, stamp
+    worker.status = "online"
+    if restarted:
+        worker.instance = instance
+        jobs = session.scalars(select(Job).where(Job.worker_id == worker.id, Job.state.in_(_ACTIVE))).all()
+        requeued = [job.id for job in jobs if _release(session, job, "its worker restarted")]
+    return worker, requeued
+
+
+def drain_worker(
+    session: Session, worker: Worker | WorkerRef, leases: list[tuple[str, int]], final: bool
+) -> list[str]:
+    """The worker is stopping: it takes no new job; jobs claimed for it that it does not hold
+    (a claim answered on a connection it had closed) are requeued. ``final``: it has stopped.
+    Returns the requeued job ids."""
+    row = session.get(Worker, worker.id)
+    assert row is not None
+    row.status = "offline" if final else "draining"
+    held = {job_id for job_id, _ in leases}
+    jobs = session.scalars(select(Job).where(Job.worker_id == worker.id, Job.state.in_(_ACTIVE))).all()
+    return [
+        job.id
+        for job in jobs
+        if (final or job.id not in held) and _release(session, job, "its worker stopped without running it")
+    ]
 
 
 def get_worker(session: Session, worker_id: int, principal: str) -> Worker:
@@ -472,9 +561,11 @@ def _claim_statement(dialect: str) -> Any:
     )
     if dialect == "postgresql":
         pick = pick.with_for_update(skip_locked=True)  # concurrent claimers skip each other's rows
+    # A draining worker takes nothing, also on a claim that started before it said so.
+    online = exists().where(Worker.id == bindparam("b_worker"), Worker.status == "online")
     return (
         update(Job)
-        .where(and_(Job.id == pick.scalar_subquery(), Job.state == JobState.QUEUED.value))
+        .where(and_(Job.id == pick.scalar_subquery(), Job.state == JobState.QUEUED.value, online))
         .values(
             state=JobState.RUNNING.value,
             worker_id=bindparam("b_worker"),
@@ -653,13 +744,22 @@ def finish_job(
     exit_code: int | None,
     reason: str | None,
     stopped: bool,
+    handback: bool = False,
 ) -> tuple[str, bool]:
     """Record how the job ended (fenced by its lease); return its state, and whether this call
     ended it (False: it had ended already, e.g. a retried report).
 
     One UPDATE ... RETURNING on the hot path; only when it matches nothing is the job read, to
     say why (gone, taken over, or finished already: then its state is returned as it is).
+    ``handback``: the worker gave the job up (it is stopping, or could not renew the lease and
+    killed it): it is requeued like a job whose worker was lost.
     """
+    if handback:
+        job = _fenced(session, job_id, worker, token)
+        if JobState(job.state) not in (JobState.RUNNING, JobState.STOPPING):
+            return job.state, False
+        _release(session, job, f"handed back by its worker ({reason or 'no reason given'})")
+        return job.state, True
     stamp = now()
     connection = session.connection()
     row = connection.execute(
@@ -679,28 +779,41 @@ def finish_job(
     return str(state), True
 
 
-def expire_leases(session: Session) -> list[str]:
-    """Requeue (or suspend after MAX_ATTEMPTS) jobs whose worker stopped renewing its lease."""
-    stamp = now()
+def expire_leases(session: Session, grace: float) -> list[str]:
+    """Requeue (or suspend, or stop) jobs whose worker stopped renewing its lease ``grace``
+    seconds ago (LeasePolicy.takeover_grace: by then a stalled worker has killed the job)."""
+    cutoff = now() - timedelta(seconds=grace)
     expired = session.scalars(
         select(Job).where(
-            Job.state.in_([JobState.RUNNING.value, JobState.STOPPING.value]),
-            Job.lease_expires_at.is_not(None),
-            Job.lease_expires_at < stamp,
+            Job.state.in_(_ACTIVE), Job.lease_expires_at.is_not(None), Job.lease_expires_at < cutoff
         )
     ).all()
-    requeued: list[str] = []
-    for job in expired:
-        job.worker_id = None
-        job.lease_expires_at = None
-        if JobState(job.state) == JobState.STOPPING:
-            _transition(session, job, JobState.STOPPED, detail="the worker was lost while stopping")
-        elif job.attempts >= MAX_ATTEMPTS:
-            _transition(session, job, JobState.SUSPENDED, detail=f"the worker was lost {job.attempts} times")
-        else:
-            _transition(session, job, JobState.QUEUED, detail="the worker was lost: restarting")
-            requeued.append(job.id)
-    return requeued
+    return [job.id for job in expired if _release(session, job, "the worker was lost")]
+
+
+def expire_queued(session: Session) -> list[str]:
+    """Fail the queued jobs that no worker took within their timeout, saying why."""
+    stamp = now()
+    overdue = session.scalars(
+        select(Job).where(
+            Job.state == JobState.QUEUED.value, Job.queue_deadline.is_not(None), Job.queue_deadline < stamp
+        )
+    ).all()
+    for job in overdue:
+        group = session.get(WorkerGroup, job.group_id)
+        online = session.scalar(
+            select(func.count())
+            .select_from(Worker)
+            .where(Worker.group_id == job.group_id, Worker.status == "online")
+        )
+        why = "none of its workers is online" if not online else "its workers were busy or could not run it"
+        job.reason = (
+            f"no worker took the job within its timeout of {job.timeout_seconds} s: "
+            f"worker group {group.name if group else '?'}: {why}"
+        )
+        job.queue_deadline = None
+        _transition(session, job, JobState.FAILED, detail=job.reason)
+    return [job.id for job in overdue]
 
 
 def grace_leases(session: Session, lease_seconds: float) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import secrets
 import ssl
 import time
 from typing import Any
@@ -58,6 +59,9 @@ class ServerClient:
         )  # fmt: skip
         self.session_token: str | None = None
         self.registration: dict[str, Any] = {}
+        # This process's identity for the server: a new one after a restart tells it that the
+        # previous process's jobs are gone; the same one on re-registration (401) keeps them.
+        self.instance = secrets.token_hex(8)
 
     @property
     def worker_id(self) -> int:
@@ -86,7 +90,8 @@ class ServerClient:
         return base64.b64encode(token or b"").decode()
 
     def register(self) -> dict[str, Any]:
-        body = {"group": self.group, "hostname": self.host.sam_account_name, "slots": self.slots}
+        body = {"group": self.group, "hostname": self.host.sam_account_name, "slots": self.slots,
+                "instance": self.instance}  # fmt: skip
         response = self._send("POST", f"{API}/workers/register", json=body,
                               headers={"Authorization": f"Negotiate {self._negotiate_token()}"})  # fmt: skip
         if response.status_code != 200:
@@ -97,7 +102,9 @@ class ServerClient:
         return data
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        deadline = time.monotonic() + self.retry_for
+        """Send, retrying connection failures with backoff for ``retry_for`` seconds (a keyword
+        argument, default the client's: a stopping worker's last words are not worth a long wait)."""
+        deadline = time.monotonic() + kwargs.pop("retry_for", self.retry_for)
         attempt = 0
         while True:
             attempt += 1

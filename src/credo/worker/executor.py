@@ -21,7 +21,9 @@ import hashlib
 import json
 import logging
 import os
+import pwd
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -34,7 +36,7 @@ from typing import IO, Any
 
 from credo.automation.jobs import Stream
 from credo.automation.runbooks import RunbookType
-from credo.errors import CredoError, EnvironmentProblem
+from credo.errors import CredoError, EnvironmentProblem, NotPermittedError, UnreachableError
 from credo.gmsa.credentials import acquire_gmsa_tgt
 from credo.gmsa.operations import usable_password
 from credo.gmsa.runas import (
@@ -47,12 +49,17 @@ from credo.gmsa.runas import (
 )
 from credo.gmsa.session import HostSession, SessionSettings
 from credo.krb.tgt import copy_ccache, destroy_ccache, new_memory_ccache_name
-from credo.worker.client import ServerClient
+from credo.names import SYSTEM_USERS
+from credo.worker.client import ServerClient, backoff
+from credo.worker.fence import LeaseFence
 
-__all__ = ["JobExecutor", "JobSpec"]
+__all__ = ["JobExecutor", "JobSpec", "Outcome"]
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.05
+# How long a job may wait for its gMSA credentials while no DC answers (a DC restarting, a
+# network blip), at most its own timeout: retried with backoff, each failure in its warning stream.
+START_BUDGET_SECONDS = 120.0
 RUNBOOK_HELPER = Path(__file__).resolve().parents[1] / "runbook.py"
 
 
@@ -118,6 +125,16 @@ class OutputSink:
                 return
             if answer.get("stop"):
                 self.on_stop()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as the finish report says it."""
+
+    exit_code: int | None = None
+    reason: str | None = None
+    stopped: bool = False
+    handback: bool = False  # not finished: the worker gave it up, to be run again elsewhere
 
 
 class GmsaTickets:
@@ -198,22 +215,39 @@ def launch_command(command: list[str], account: LocalAccount | None) -> list[str
 class JobExecutor:
     """Runs claimed jobs for one worker registration."""
 
-    def __init__(self, client: ServerClient, settings: SessionSettings) -> None:
+    def __init__(self, client: ServerClient, settings: SessionSettings, fence: LeaseFence) -> None:
         self.client = client
         self.settings = settings
+        self.fence = fence
         self.tickets = GmsaTickets(settings)
         self.library = RunbookLibrary()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._stop: set[str] = set()
+        # The lease token of each running job: a stop meant for an earlier attempt of the same job
+        # (a heartbeat answer that arrives late) must not stop the current one.
+        self._tokens: dict[str, int] = {}
+        self._handback: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def close(self) -> None:
         self.tickets.close()
         self.library.close()
 
-    def request_stop(self, job_id: str) -> None:
+    def request_stop(self, job_id: str, lease_token: int | None = None) -> None:
+        """Stop the job (``lease_token``: only if that is the attempt running now)."""
         with self._lock:
+            current = self._tokens.get(job_id)
+            if lease_token is not None and current is not None and lease_token != current:
+                return
             self._stop.add(job_id)
+            child = self._children.get(job_id)
+        if child is not None:
+            terminate_async(child)
+
+    def hand_back(self, job_id: str, reason: str) -> None:
+        """Give the job up: kill it and report it for another attempt (a stopping worker)."""
+        with self._lock:
+            self._handback[job_id] = reason
             child = self._children.get(job_id)
         if child is not None:
             terminate_async(child)
@@ -224,33 +258,40 @@ class JobExecutor:
         With ``claim``, the report also claims up to that many queued jobs, returned for the
         caller to run: a busy worker takes its next job in the round trip that ends the last one.
         """
-        sink = OutputSink(self.client, job, lambda: self.request_stop(job.job_id))
-        exit_code: int | None = None
-        reason: str | None = None
-        stopped = False
+        sink = OutputSink(self.client, job, lambda: self.request_stop(job.job_id, job.lease_token))
+        with self._lock:
+            self._tokens[job.job_id] = job.lease_token
+            self._stop.discard(job.job_id)
+        outcome = Outcome()
         try:
-            exit_code, reason, stopped = self._run(job, sink)
+            outcome = self._run(job, sink)
         except CredoError as exc:
-            reason = exc.message
+            outcome = Outcome(reason=exc.message)
             sink.write(
                 Stream.ERROR, f"credo: {exc.message}\n" + (f"credo: hint: {exc.hint}\n" if exc.hint else "")
             )
         except Exception as exc:  # a bug must not kill the worker loop
             log.exception("job %s failed in the worker", job.job_id)
-            reason = f"worker error: {type(exc).__name__}: {exc}"
-            sink.write(Stream.ERROR, f"credo: {reason}\n")
+            outcome = Outcome(reason=f"worker error: {type(exc).__name__}: {exc}")
+            sink.write(Stream.ERROR, f"credo: {outcome.reason}\n")
         finally:
+            self.fence.end(job.job_id)
             with self._lock:
                 self._children.pop(job.job_id, None)
-                stopped = stopped or job.job_id in self._stop
+                stopped = outcome.stopped or job.job_id in self._stop
                 self._stop.discard(job.job_id)
+                self._tokens.pop(job.job_id, None)
+                handback = self._handback.pop(job.job_id, None)
+        if handback is not None and not outcome.handback and not stopped:
+            outcome = Outcome(outcome.exit_code, handback, handback=True)
         with sink._send_lock:
             chunks = [{"stream": stream, "text": text} for stream, text in sink.take()]
         body = {
             "lease_token": job.lease_token,
-            "exit_code": exit_code,
-            "reason": reason,
+            "exit_code": outcome.exit_code,
+            "reason": outcome.reason,
             "stopped": stopped,
+            "handback": outcome.handback,
             "chunks": chunks,
         }
         try:
@@ -286,11 +327,34 @@ class JobExecutor:
             )
         return content
 
-    def _run(self, job: JobSpec, sink: OutputSink) -> tuple[int | None, str | None, bool]:
+    def _credentials(self, job: JobSpec, sink: OutputSink, fetch: Callable[[], None]) -> None:
+        """Run ``fetch`` (get the gMSA's ticket), retrying while no DC answers, within the job's
+        start budget; the DC's error goes to the job's warning stream, and ends the job if the
+        budget runs out. Other refusals (not permitted, disabled) are final at once."""
+        deadline = time.monotonic() + min(START_BUDGET_SECONDS, job.timeout_seconds)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                fetch()
+                return
+            except UnreachableError as exc:
+                wait = backoff(attempt, base=0.5, cap=10.0)
+                if time.monotonic() + wait > deadline:
+                    raise UnreachableError(
+                        f"no domain controller gave the gMSA's credentials within the job's start budget "
+                        f"({attempt} attempts): {exc.message}",
+                        hint=exc.hint,
+                    ) from exc
+                sink.write(Stream.WARNING, f"credo: {exc.message}; retrying in {wait:.1f} s\n")
+                time.sleep(wait)
+
+    def _run(self, job: JobSpec, sink: OutputSink) -> Outcome:
         content = self._content(job)
         registration = self.client.registration
         run_as: str | None = registration.get("run_as")
         local_user: str | None = registration.get("local_user")
+        check_job_user(local_user, allow_system=bool(registration.get("allow_system_user")))
         kind = RunbookType(job.type)
         with private_run_directory(local_user) as (directory, account):
             script = directory / f"runbook{kind.suffix}"
@@ -304,7 +368,7 @@ class JobExecutor:
                 ccache = directory / "krb5cc"
                 old = os.umask(0o077)
                 try:
-                    self.tickets.copy_to(run_as, ccache)
+                    self._credentials(job, sink, lambda: self.tickets.copy_to(run_as, ccache))
                 finally:
                     os.umask(old)
                 os.chown(ccache, account.uid, account.gid)
@@ -314,6 +378,7 @@ class JobExecutor:
             env = child_environment(options, account, directory, ccache) | {
                 "CREDO_PARAMETERS": str(params_file),
                 "CREDO_JOB_ID": job.job_id,
+                "CREDO_JOB_ATTEMPT": str(job.attempt),
                 "PYTHONPATH": str(self.library.path),
                 "PYTHONUNBUFFERED": "1",
             }
@@ -321,7 +386,7 @@ class JobExecutor:
 
     def _supervise(
         self, job: JobSpec, options: RunOptions, account: Any, env: dict[str, str], cwd: str, sink: OutputSink
-    ) -> tuple[int | None, str | None, bool]:
+    ) -> Outcome:
         read_fd, write_fd = os.pipe()
         # The pipe for the structured streams keeps its number in the child (pass_fds).
         env = env | {"CREDO_STREAM_FD": str(write_fd)}
@@ -333,9 +398,10 @@ class JobExecutor:
             )  # fmt: skip
         finally:
             os.close(write_fd)
+        self.fence.attach(job.job_id, child.pid)
         with self._lock:
             self._children[job.job_id] = child
-            if job.job_id in self._stop:
+            if job.job_id in self._stop or job.job_id in self._handback:
                 terminate_async(child)
         assert child.stdout is not None and child.stderr is not None
         pumps = [
@@ -346,31 +412,66 @@ class JobExecutor:
         for pump in pumps:
             pump.start()
         deadline = time.monotonic() + job.timeout_seconds
-        timed_out = False
+        timed_out = fenced = False
         while True:
             try:
                 child.wait(timeout=FLUSH_SECONDS)  # returns at once when the job ends
                 break
             except subprocess.TimeoutExpired:
                 pass
+            if not fenced and self.fence.expired(job.job_id):
+                # The fence process does this too; this check holds even if it is gone.
+                fenced = True
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                continue
             sink.flush()
             if time.monotonic() > deadline and not timed_out:
                 timed_out = True
                 terminate_async(child)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(child.pid, 9)  # nothing of the job survives it
+        fenced = fenced or self.fence.expired(job.job_id)
+        self.fence.end(job.job_id)
         for pump in pumps:
             pump.join(timeout=5)
         code = child.returncode
+        if fenced and not timed_out:
+            return Outcome(code, f"killed by its worker: the lease was not renewed for "
+                           f"{self.fence.policy.kill_after:.1f} s, so another worker may take the job", handback=True)  # fmt: skip
         if timed_out:
-            return code, f"timed out after {job.timeout_seconds} s", False
+            return Outcome(code, f"timed out after {job.timeout_seconds} s")
         with self._lock:
             stopped = job.job_id in self._stop
+            handback = self._handback.get(job.job_id)
         if stopped:
-            return code, "stopped on request", True
+            return Outcome(code, "stopped on request", stopped=True)
+        if handback is not None:
+            return Outcome(code, handback, handback=True)
         if code < 0:
-            return code, f"killed by signal {-code}", False
-        return code, None if code == 0 else f"exit code {code}", False
+            return Outcome(code, f"killed by signal {-code}")
+        return Outcome(code, None if code == 0 else f"exit code {code}")
+
+
+def check_job_user(local_user: str | None, *, allow_system: bool) -> None:
+    """Refuse to run a job as root or a system account unless its group allows it explicitly.
+
+    System accounts: uid or gid 0, Debian's static base-passwd range (uid < 100), nobody, and the
+    privileged names of ``credo.names.SYSTEM_USERS``. With no local user, jobs run as the worker's
+    own user, which is usually root: that also needs the group's permission.
+    """
+    if allow_system:
+        return
+    try:
+        entry = pwd.getpwnam(local_user) if local_user else pwd.getpwuid(os.geteuid())
+    except KeyError:
+        return  # reported where the account is resolved, with its own hint
+    if entry.pw_uid < 100 or entry.pw_gid == 0 or entry.pw_uid == 65534 or entry.pw_name in SYSTEM_USERS:
+        raise NotPermittedError(
+            f"this worker group would run jobs as {entry.pw_name} (uid {entry.pw_uid}), a system account",
+            hint="give the group an unprivileged --local-user (e.g. credo-runner), or allow it explicitly "
+            "with --allow-system-user",
+        )
 
 
 def terminate_async(child: subprocess.Popen[bytes]) -> None:

@@ -1,8 +1,15 @@
 """The worker loop: register, long-poll for jobs, run them in threads, heartbeat their leases.
 
 Small on purpose (dramatiq's lesson): one claim loop, one heartbeat thread, one thread per
-running job. The first SIGTERM/SIGINT drains (no new claims; running jobs finish); a second one
-stops the running jobs too.
+running job, and the fence (``credo.worker.fence``) that kills a job whose lease could not be
+renewed in time.
+
+Stopping (SIGTERM, SIGINT): the first signal drains. The pending long-poll is cancelled at once,
+the server is told (it takes the worker out of the claim rotation and requeues any job it claimed
+for the worker on a connection the worker had already closed), running jobs get ``drain_grace``
+seconds to finish, then they are handed back (killed, and requeued to run elsewhere), and the
+process exits. An idle worker exits within a second. A second signal stops the running jobs at
+once (they end Stopped).
 """
 
 from __future__ import annotations
@@ -13,41 +20,63 @@ import threading
 import time
 from types import FrameType
 
+from credo.automation.leases import DEFAULT_DRAIN_GRACE, LeasePolicy
 from credo.errors import CredoError
 from credo.gmsa.session import SessionSettings
 from credo.worker.client import ServerClient, backoff
 from credo.worker.executor import JobExecutor, JobSpec
+from credo.worker.fence import LeaseFence, boottime
 
 __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
-HEARTBEAT_SECONDS = 1.0
 CLAIM_WAIT_SECONDS = 25.0
+# After a hand-back, how long the job threads get to report before the worker exits anyway.
+HANDBACK_REPORT_SECONDS = 15.0
+
+
+class _ClaimCancelled(Exception):
+    """Raised by the signal handler into a pending long-poll: a draining worker claims nothing."""
 
 
 class Worker:
-    def __init__(self, client: ServerClient, settings: SessionSettings, slots: int) -> None:
+    def __init__(
+        self,
+        client: ServerClient,
+        settings: SessionSettings,
+        slots: int,
+        drain_grace: float = DEFAULT_DRAIN_GRACE,
+    ) -> None:
         self.client = client
-        self.executor = JobExecutor(client, settings)
+        self.fence = LeaseFence(LeasePolicy())
+        self.executor = JobExecutor(client, settings, self.fence)
         self.slots = slots
+        self.drain_grace = drain_grace
         self.running: dict[str, JobSpec] = {}
         self._lock = threading.Lock()
         self._slot_freed = threading.Condition(self._lock)
         self.draining = threading.Event()
         self.stopped = threading.Event()
         self._signals = 0
+        self._in_claim = False
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
             log.warning(
-                "draining: no new jobs; %d running job(s) will finish (again to stop them)", len(self.running)
-            )
+                "draining: no new jobs; %d running job(s) get %.0f s to finish (signal again to stop them)",
+                len(self.running), self.drain_grace,
+            )  # fmt: skip
             self.draining.set()
-        else:
-            log.warning("stopping the running jobs")
-            for job_id in list(self.running):
-                self.executor.request_stop(job_id)
+            with self._lock:
+                self._slot_freed.notify_all()
+            if self._in_claim:
+                self._in_claim = False
+                raise _ClaimCancelled()
+            return
+        log.warning("stopping the running jobs")
+        for job in list(self.running.values()):
+            self.executor.request_stop(job.job_id, job.lease_token)
         with self._lock:
             self._slot_freed.notify_all()
 
@@ -55,20 +84,41 @@ class Worker:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
 
+    def _leases(self) -> list[dict[str, object]]:
+        with self._lock:
+            return [{"job_id": j.job_id, "lease_token": j.lease_token} for j in self.running.values()]
+
     def heartbeat_loop(self) -> None:
         failures = 0
         while not self.stopped.is_set():
-            with self._lock:
-                leases = [{"job_id": j.job_id, "lease_token": j.lease_token} for j in self.running.values()]
+            leases = self._leases()
+            sent_at = boottime()
             try:
                 answer = self.client.json("POST", "/heartbeat", json={"leases": leases})
                 failures = 0
-                for job_id in answer.get("stop", []):
-                    self.executor.request_stop(job_id)
+                stop = set(answer.get("stop", []))
+                self.fence.renewed(
+                    [str(lease["job_id"]) for lease in leases if lease["job_id"] not in stop], sent_at
+                )
+                tokens = {lease["job_id"]: lease["lease_token"] for lease in leases}
+                for job_id in stop:
+                    token = tokens.get(job_id)
+                    self.executor.request_stop(job_id, token if isinstance(token, int) else None)
             except CredoError as exc:
                 failures += 1
                 log.warning("heartbeat failed (%s)", exc)
-            self.stopped.wait(HEARTBEAT_SECONDS if not failures else backoff(failures))
+            interval = self.fence.policy.heartbeat_seconds
+            self.stopped.wait(interval if not failures else min(interval, backoff(failures)))
+
+    def _adopt(self, jobs: list[dict[str, object]], received_at: float) -> list[JobSpec]:
+        """Jobs the server just gave us: their leases start now. Call with the lock held."""
+        specs = []
+        for data in jobs:
+            spec = JobSpec.from_claim(data)
+            self.fence.begin(spec.job_id, received_at)
+            self.running[spec.job_id] = spec
+            specs.append(spec)
+        return specs
 
     def _run_job(self, job: JobSpec) -> None:
         """Run ``job``; while jobs are queued, the slot it frees takes the next one at once."""
@@ -78,23 +128,55 @@ class Worker:
             try:
                 next_jobs = self.executor.run(current, claim=0 if self.draining.is_set() else 1)
             finally:
+                received = boottime()
                 with self._lock:
                     self.running.pop(current.job_id, None)
-                    current = None
-                    for data in next_jobs:
-                        spec = JobSpec.from_claim(data)
-                        self.running[spec.job_id] = spec
-                        if current is None:
-                            current = spec
-                        else:
-                            self._start(spec)
+                    specs = self._adopt(next_jobs, received)
+                    current = specs[0] if specs else None
+                    for spec in specs[1:]:
+                        self._start(spec)
                     self._slot_freed.notify_all()
 
     def _start(self, job: JobSpec) -> None:
         threading.Thread(target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True).start()
 
+    def _claim(self, free: int) -> list[dict[str, object]]:
+        """One long-poll for up to ``free`` jobs; [] when cancelled by a drain signal."""
+        self._in_claim = True
+        try:
+            if self.draining.is_set():
+                return []
+            answer = self.client.json("POST", "/claim", params={"slots": free, "wait": CLAIM_WAIT_SECONDS})
+        except _ClaimCancelled:
+            return []
+        finally:
+            self._in_claim = False
+        jobs: list[dict[str, object]] = answer.get("jobs", [])
+        return jobs
+
+    def _tell_server(self, final: bool) -> None:
+        """Drain (or, ``final``, offline): best effort, the server's lease rules cover a failure."""
+        try:
+            self.client.json("POST", "/drain", json={"leases": self._leases(), "final": final}, retry_for=2.0)
+        except CredoError as exc:
+            log.warning("could not tell the server that this worker is stopping: %s", exc)
+
+    def _wait_running(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the running jobs to end; True if none is left."""
+        deadline = time.monotonic() + seconds
+        with self._lock:
+            while self.running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._slot_freed.wait(left)
+        return True
+
     def run(self) -> None:
         registration = self.client.register()
+        self.fence.policy = LeasePolicy(
+            float(registration.get("lease_seconds", self.fence.policy.lease_seconds))
+        )
         log.info(
             "registered as %s in group %s (run as %s); %d slot(s)",
             registration["principal"], registration["group"], registration.get("run_as") or "the local user", self.slots,
@@ -111,25 +193,31 @@ class Worker:
                 if self.draining.is_set():
                     break
                 try:
-                    answer = self.client.json(
-                        "POST", "/claim", params={"slots": free, "wait": CLAIM_WAIT_SECONDS}
-                    )
+                    jobs = self._claim(free)
                     failures = 0
                 except CredoError as exc:
                     failures += 1
                     wait = backoff(failures)
                     log.warning("claim failed (%s); retrying in %.1f s", exc, wait)
-                    time.sleep(wait)
+                    self.draining.wait(wait)
                     continue
-                for data in answer.get("jobs", []):
-                    job = JobSpec.from_claim(data)
-                    with self._lock:
-                        self.running[job.job_id] = job
-                    self._start(job)
-            with self._lock:
-                while self.running:
-                    self._slot_freed.wait()
+                received = boottime()
+                with self._lock:
+                    for spec in self._adopt(jobs, received):
+                        self._start(spec)
+            self._tell_server(final=False)
+            if not self._wait_running(self.drain_grace):
+                log.warning(
+                    "drain grace of %.0f s over: handing %d job(s) back", self.drain_grace, len(self.running)
+                )
+                for job_id in list(self.running):
+                    self.executor.hand_back(
+                        job_id, f"the worker stopped; its drain grace of {self.drain_grace:.0f} s ran out"
+                    )
+                self._wait_running(HANDBACK_REPORT_SECONDS)
         finally:
             self.stopped.set()
             heartbeat.join(timeout=5)
+            self._tell_server(final=True)
             self.executor.close()
+            self.fence.close()
