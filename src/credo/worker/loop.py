@@ -31,6 +31,8 @@ __all__ = ["Worker"]
 
 log = logging.getLogger(__name__)
 CLAIM_WAIT_SECONDS = 25.0
+# How often the main loop looks at the flags the signal handler sets.
+POLL_SECONDS = 0.2
 # After a hand-back, how long the job threads get to report before the worker exits anyway.
 HANDBACK_REPORT_SECONDS = 15.0
 
@@ -55,30 +57,23 @@ class Worker:
         self.running: dict[str, JobSpec] = {}
         self._lock = threading.Lock()
         self._slot_freed = threading.Condition(self._lock)
-        self.draining = threading.Event()
         self.stopped = threading.Event()
+        # Set by the signal handler, which takes no lock (it runs in the main thread, which may hold
+        # any of them at that moment): plain flags, polled by the loops below.
+        self.draining = False
+        self._stop_now = False
         self._signals = 0
         self._in_claim = False
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
-            log.warning(
-                "draining: no new jobs; %d running job(s) get %.0f s to finish (signal again to stop them)",
-                len(self.running), self.drain_grace,
-            )  # fmt: skip
-            self.draining.set()
-            with self._lock:
-                self._slot_freed.notify_all()
+            self.draining = True
             if self._in_claim:
                 self._in_claim = False
                 raise _ClaimCancelled()
-            return
-        log.warning("stopping the running jobs")
-        for job in list(self.running.values()):
-            self.executor.request_stop(job.job_id, job.lease_token)
-        with self._lock:
-            self._slot_freed.notify_all()
+        else:
+            self._stop_now = True
 
     def install_signal_handlers(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -126,7 +121,7 @@ class Worker:
         while current is not None:
             next_jobs: list[dict[str, object]] = []
             try:
-                next_jobs = self.executor.run(current, claim=0 if self.draining.is_set() else 1)
+                next_jobs = self.executor.run(current, claim=0 if self.draining else 1)
             finally:
                 received = boottime()
                 with self._lock:
@@ -144,7 +139,7 @@ class Worker:
         """One long-poll for up to ``free`` jobs; [] when cancelled by a drain signal."""
         self._in_claim = True
         try:
-            if self.draining.is_set():
+            if self.draining:
                 return []
             answer = self.client.json("POST", "/claim", params={"slots": free, "wait": CLAIM_WAIT_SECONDS})
         except _ClaimCancelled:
@@ -162,15 +157,22 @@ class Worker:
             log.warning("could not tell the server that this worker is stopping: %s", exc)
 
     def _wait_running(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for the running jobs to end; True if none is left."""
+        """Wait up to ``seconds`` for the running jobs to end; True if none is left. A second
+        signal meanwhile stops them."""
         deadline = time.monotonic() + seconds
-        with self._lock:
-            while self.running:
+        stopping = False
+        while True:
+            with self._lock:
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._slot_freed.wait(left)
-        return True
+                if not self.running or left <= 0:
+                    return not self.running
+                self._slot_freed.wait(min(left, POLL_SECONDS))
+                jobs = list(self.running.values())
+            if self._stop_now and not stopping:
+                stopping = True
+                log.warning("stopping the %d running job(s)", len(jobs))
+                for job in jobs:
+                    self.executor.request_stop(job.job_id, job.lease_token)
 
     def run(self) -> None:
         registration = self.client.register()
@@ -185,12 +187,12 @@ class Worker:
         heartbeat.start()
         failures = 0
         try:
-            while not self.draining.is_set():
+            while not self.draining:
                 with self._lock:
-                    while len(self.running) >= self.slots and not self.draining.is_set():
-                        self._slot_freed.wait()
+                    while len(self.running) >= self.slots and not self.draining:
+                        self._slot_freed.wait(POLL_SECONDS)
                     free = self.slots - len(self.running)
-                if self.draining.is_set():
+                if self.draining:
                     break
                 try:
                     jobs = self._claim(free)
@@ -199,12 +201,18 @@ class Worker:
                     failures += 1
                     wait = backoff(failures)
                     log.warning("claim failed (%s); retrying in %.1f s", exc, wait)
-                    self.draining.wait(wait)
+                    end = time.monotonic() + wait
+                    while not self.draining and time.monotonic() < end:
+                        time.sleep(POLL_SECONDS)
                     continue
                 received = boottime()
                 with self._lock:
                     for spec in self._adopt(jobs, received):
                         self._start(spec)
+            log.warning(
+                "draining: no new jobs; %d running job(s) get %.0f s to finish (signal again to stop them)",
+                len(self.running), self.drain_grace,
+            )  # fmt: skip
             self._tell_server(final=False)
             if not self._wait_running(self.drain_grace):
                 log.warning(
