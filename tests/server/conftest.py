@@ -188,11 +188,13 @@ def sqlite_server(
 
 @pytest.fixture
 def start_worker(lab: Lab, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """start_worker(server, "worker1", "tier1", slots=4) -> a running `credo worker` process."""
+    """start_worker(server, "worker1", "tier1", slots=4, env=extra) -> a running `credo worker` process."""
     started: list[subprocess.Popen[bytes]] = []
 
-    def start(server: Server, host: str, group: str, slots: int = 4) -> subprocess.Popen[bytes]:
-        env = identity_env(lab, host)
+    def start(
+        server: Server, host: str, group: str, slots: int = 4, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        env = identity_env(lab, host) | (env or {})
         log = tmp_path / f"worker-{host}-{group}-{len(started)}.log"
         with open(log, "ab") as handle:
             proc = subprocess.Popen(
