@@ -48,7 +48,14 @@ from credo.gmsa.runas import (
     terminate_group,
 )
 from credo.gmsa.session import HostSession, SessionSettings
-from credo.krb.tgt import MemoryKeytab, Ticket, acquire_tgt
+from credo.krb.tgt import (
+    MemoryKeytab,
+    Ticket,
+    acquire_tgt,
+    copy_ccache,
+    destroy_ccache,
+    new_memory_ccache_name,
+)
 from credo.worker.client import ServerClient
 from credo.worker.jobfiles import RuntimeDirectory, write_private_file
 
@@ -124,37 +131,55 @@ class OutputSink:
 
 
 class GmsaTickets:
-    """The group gMSA's keys (never its password) in a process-private in-memory keytab, and a
-    fresh TGT per job whose end is the job's timeout plus ``MARGIN``, not renewable.
+    """The group gMSA's keys (never its password) in a process-private in-memory keytab, and TGTs
+    that end with the job's timeout (plus a margin), not renewable.
 
     A job's ticket thus dies with the job's time: a ccache a killed worker leaves behind is of
     no use for long. The keys are fetched again (host TGT, LDAP, ETYPE-INFO2) only when the
-    password is due to change (``refresh_after``) or the KDC rejects them; each job costs one AS
-    exchange (RFC 4120 3.1), about 13 ms against the lab DC.
+    password is due to change (``refresh_after``) or the KDC rejects them.
 
-    MARGIN: the KDC must still issue service tickets at the job's last second, and Samba's KDC
-    refuses a TGS request with a TGT that has less than about two minutes left (measured: a
-    120 s TGT cannot get ``ldap/``, a 125 s one can); five minutes is also the usual clock skew
-    allowance (MIT ``clockskew`` default).
+    An AS exchange (RFC 4120 3.1) costs about 13 ms against the lab DC, and its KDC serves them
+    one at a time (4 processes asking at once: 41 ms each): one per job would cap a worker at
+    well under 100 jobs a second. So a TGT asked for a timeout serves the jobs with that timeout
+    that start in the next ``MARGIN - MIN_SLACK`` (2.5 min): each gets a copy whose end is
+    between ``now + timeout + MIN_SLACK`` and ``now + timeout + MARGIN``.
+
+    MIN_SLACK: the KDC must still issue service tickets at the job's last second, and Samba's
+    KDC refuses a TGS request with a TGT that has less than about two minutes left (measured: a
+    TGT of 120 s cannot get ``ldap/``, one of 125 s can).
     """
 
     MARGIN = timedelta(minutes=5)
+    MIN_SLACK = timedelta(seconds=150)
 
     def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
+        # Held for a whole write: copies are quick, and a burst of jobs waits for one AS exchange
+        # instead of making one each.
         self._lock = threading.Lock()
-        self._cached: dict[str, tuple[MemoryKeytab, str, datetime]] = {}
-        # Replaced keytabs stay until the next refresh: a job may be in an AS exchange with one.
-        self._retired: list[MemoryKeytab] = []
+        self._keys: dict[str, tuple[MemoryKeytab, str, datetime]] = {}
+        self._tickets: dict[tuple[str, int], tuple[str, datetime]] = {}
 
-    def write(self, run_as: str, path: Path, timeout_seconds: int) -> Ticket:
+    def write(self, run_as: str, path: Path, timeout_seconds: int) -> None:
         """A TGT for ``run_as`` into a new FILE ccache at ``path``, ending about the job's timeout."""
-        lifetime = int(timeout_seconds + self.MARGIN.total_seconds())
+        with self._lock:
+            now = datetime.now(UTC)
+            for key, (ccache, end) in list(self._tickets.items()):
+                if end - now < timedelta(seconds=key[1]) + self.MIN_SLACK:
+                    destroy_ccache(ccache)
+                    del self._tickets[key]
+            cached = self._tickets.get((run_as, timeout_seconds))
+            if cached is None:
+                ccache = new_memory_ccache_name("gmsa")
+                ticket = self._acquire(run_as, ccache, int(timeout_seconds + self.MARGIN.total_seconds()))
+                cached = self._tickets[(run_as, timeout_seconds)] = (ccache, ticket.end)
+            copy_ccache(cached[0], f"FILE:{path}")
+
+    def _acquire(self, run_as: str, ccache: str, lifetime: int) -> Ticket:
         for attempt in (1, 2):
-            with self._lock:
-                keytab, principal = self._current(run_as, refresh=attempt == 2)
+            keytab, principal = self._current_keys(run_as, refresh=attempt == 2)
             try:
-                return acquire_tgt(keytab.name, principal, f"FILE:{path}", lifetime=lifetime, renewable=False)
+                return acquire_tgt(keytab.name, principal, ccache, lifetime=lifetime, renewable=False)
             except NotPermittedError:
                 if attempt == 2:
                     raise
@@ -162,27 +187,28 @@ class GmsaTickets:
                 log.info("the KDC rejected the cached keys of %s: fetching them again", run_as)
         raise AssertionError("unreachable")
 
-    def _current(self, run_as: str, refresh: bool) -> tuple[MemoryKeytab, str]:
-        cached = self._cached.get(run_as)
+    def _current_keys(self, run_as: str, refresh: bool) -> tuple[MemoryKeytab, str]:
+        cached = self._keys.get(run_as)
         if cached is not None and cached[2] > datetime.now(UTC) and not refresh:
             return cached[0], cached[1]
         with HostSession(self.settings) as session:
             password = usable_password(session, run_as)
             realm, dns_domain = session.realm, session.dns_domain
         keytab = gmsa_keytab(password, realm, dns_domain)
+        if cached is not None:
+            cached[0].close()
         principal = f"{password.account.sam_account_name}@{realm}"
-        for old in self._retired:
-            old.close()
-        self._retired = [cached[0]] if cached is not None else []
-        self._cached[run_as] = (keytab, principal, password.refresh_after)
+        self._keys[run_as] = (keytab, principal, password.refresh_after)
         return keytab, principal
 
     def close(self) -> None:
         with self._lock:
-            for keytab in [*self._retired, *(c[0] for c in self._cached.values())]:
+            for keytab, _, _ in self._keys.values():
                 keytab.close()
-            self._cached.clear()
-            self._retired.clear()
+            for ccache, _ in self._tickets.values():
+                destroy_ccache(ccache)
+            self._keys.clear()
+            self._tickets.clear()
 
 
 class RunbookLibrary:
