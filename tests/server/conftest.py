@@ -190,13 +190,18 @@ def sqlite_server(
 
 @pytest.fixture
 def start_worker(lab: Lab, tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    """start_worker(server, "worker1", "tier1", slots=4) -> a running `credo worker` process."""
+    """start_worker(server, "worker1", "tier1", slots=4, env=extra) -> a running `credo worker` process."""
     started: list[subprocess.Popen[bytes]] = []
 
     def start(
-        server: Server, host: str, group: str, slots: int = 4, extra: tuple[str, ...] = (), **env_extra: str
+        server: Server,
+        host: str,
+        group: str,
+        slots: int = 4,
+        extra: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        env = identity_env(lab, host) | env_extra
+        env = identity_env(lab, host) | (env or {})
         log = tmp_path / f"worker-{host}-{group}-{len(started)}.log"
         with open(log, "ab") as handle:
             proc = subprocess.Popen(

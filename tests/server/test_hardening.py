@@ -236,8 +236,8 @@ def test_a_dc_outage_at_job_start_is_ridden_out(
     try:
         create_group(sqlite_server, "g", ["worker1"], lab_settings.realm)
         create_runbook(sqlite_server, "hello", "print('hello as the gMSA')\n")
-        start_worker(sqlite_server, "worker1", "g", KRB5_CONFIG=str(krb5_conf),
-                     CREDO_LDAP_URL=f"ldap://{lab_settings.dc_fqdn}:{ldap.port}")  # fmt: skip
+        start_worker(sqlite_server, "worker1", "g", env={"KRB5_CONFIG": str(krb5_conf),
+                     "CREDO_LDAP_URL": f"ldap://{lab_settings.dc_fqdn}:{ldap.port}"})  # fmt: skip
         kdc.cut()
         ldap.cut()
         # An outage longer than the job's start budget (here its 3 s timeout) fails it, saying why.

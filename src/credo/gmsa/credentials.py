@@ -18,13 +18,14 @@ from credo.errors import InputError
 from credo.gmsa.retrieval import ManagedPassword
 from credo.krb.keys import SupportedEncryptionTypes, derive_keys, salt_for_computer_account
 from credo.krb.keytab import KeytabEntry
-from credo.krb.tgt import Ticket, acquire_tgt, kerberos_error
+from credo.krb.tgt import MemoryKeytab, Ticket, acquire_tgt
 
 __all__ = [
     "AES_ENCTYPES",
     "ENCTYPE_NAMES",
     "GmsaKeyMaterial",
     "acquire_gmsa_tgt",
+    "gmsa_keytab",
     "kdc_salt",
     "key_material",
     "parse_enctypes",
@@ -139,28 +140,24 @@ def key_material(
     return GmsaKeyMaterial(principal=principal, salt=salt, entries=tuple(entries))
 
 
-def acquire_gmsa_tgt(password: ManagedPassword, realm: str, dns_domain: str, ccache: str) -> Ticket:
-    """A TGT for ``NAME$@REALM`` into ``ccache``, from the password the KDC accepts now."""
+def gmsa_keytab(password: ManagedPassword, realm: str, dns_domain: str) -> MemoryKeytab:
+    """The keys the KDC accepts now for ``NAME$@REALM``, in a process-private in-memory keytab.
+
+    Keys, not the password: what a caller keeps to ask for TGTs until ``refresh_after``.
+    """
     sam = password.account.sam_account_name
     principal = f"{sam}@{realm}"
     usable = allowed_enctypes(AES_ENCTYPES, password.account.supported_enctypes) or AES_ENCTYPES
     salt = kdc_salt(principal) or salt_for_computer_account(dns_domain, sam)
     keys = derive_keys(password.authentication_password(), salt, usable)
-    ctx = krb5.init_context()
-    name = f"MEMORY:credo-gmsa-{id(password):x}"
-    keytab = krb5.kt_resolve(ctx, name.encode())
-    client = krb5.parse_name_flags(ctx, principal.encode())
+    return MemoryKeytab.create(principal, password.kvno, ((key.enctype, key.key) for key in keys))
+
+
+def acquire_gmsa_tgt(password: ManagedPassword, realm: str, dns_domain: str, ccache: str) -> Ticket:
+    """A TGT for ``NAME$@REALM`` into ``ccache``, from the password the KDC accepts now."""
+    principal = f"{password.account.sam_account_name}@{realm}"
+    keytab = gmsa_keytab(password, realm, dns_domain)
     try:
-        for key in keys:
-            krb5.kt_add_entry(
-                ctx, keytab, client, password.kvno, 0, krb5.init_keyblock(ctx, key.enctype, key.key)
-            )
-        return acquire_tgt(name, principal, ccache)
-    except krb5.Krb5Error as exc:
-        raise kerberos_error(exc, principal) from exc
+        return acquire_tgt(keytab.name, principal, ccache)
     finally:
-        for entry in list(keytab):
-            try:
-                krb5.kt_remove_entry(ctx, keytab, entry)
-            except krb5.Krb5Error:
-                break
+        keytab.close()

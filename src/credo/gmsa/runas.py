@@ -31,6 +31,7 @@ __all__ = [
     "LocalAccount",
     "RunOptions",
     "child_environment",
+    "local_account",
     "private_run_directory",
     "run_child",
     "terminate_group",
@@ -66,13 +67,18 @@ class ChildResult:
 
 @dataclass(frozen=True)
 class LocalAccount:
+    """Who a child runs as. ``extra_groups``: supplementary gids beyond the user's own groups
+    (a worker's private per-job group)."""
+
     uid: int
     gid: int
     name: str
     home: str
+    extra_groups: tuple[int, ...] = ()
 
 
-def _account(local_user: str | None) -> LocalAccount:
+def local_account(local_user: str | None) -> LocalAccount:
+    """``local_user``'s account (root only), or the current user's for None."""
     if local_user is None:
         entry = pwd.getpwuid(os.geteuid())
         return LocalAccount(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir)
@@ -90,11 +96,11 @@ def _account(local_user: str | None) -> LocalAccount:
 @contextlib.contextmanager
 def private_run_directory(local_user: str | None) -> Iterator[tuple[Path, LocalAccount]]:
     """A 0700 directory owned by the child's user, removed on exit whatever happens."""
-    account = _account(local_user)
-    directory = Path(tempfile.mkdtemp(prefix="credo-run-"))
+    account = local_account(local_user)
+    directory = Path(tempfile.mkdtemp(prefix="credo-run-"))  # created 0700 whatever the umask
     try:
-        os.chmod(directory, 0o700)
         os.chown(directory, account.uid, account.gid)
+        os.chmod(directory, 0o700)
         yield directory, account
     finally:
         shutil.rmtree(directory, ignore_errors=True)
@@ -129,13 +135,16 @@ def run_child(options: RunOptions, write_ccache: Callable[[Path], None]) -> Chil
         raise InputError("no command to run", hint="put it after --, e.g. credo run --as svcauto -- id")
     with private_run_directory(options.local_user) as (directory, account):
         ccache = directory / "krb5cc"
-        old_umask = os.umask(0o077)
+        # Nobody but root and the child's user can enter the directory, so there is no window
+        # between krb5 creating the file and its mode being set here; the umask, shared by the
+        # whole process, is left alone.
+        write_ccache(ccache)
+        fd = os.open(ccache, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
-            write_ccache(ccache)
+            os.fchown(fd, account.uid, account.gid)
+            os.fchmod(fd, 0o600)
         finally:
-            os.umask(old_umask)
-        os.chown(ccache, account.uid, account.gid)
-        os.chmod(ccache, 0o600)
+            os.close(fd)
         env = child_environment(options, account, directory, ccache)
         cwd = os.getcwd() if options.local_user is None else env["HOME"]
         try:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import krb5
@@ -18,6 +19,7 @@ import krb5
 from credo.errors import CredoError, EnvironmentProblem, NotFoundError, NotPermittedError, UnreachableError
 
 __all__ = [
+    "MemoryKeytab",
     "Ticket",
     "acquire_tgt",
     "copy_ccache",
@@ -48,6 +50,7 @@ class Ticket:
     ccache: str
     start: datetime
     end: datetime
+    renew_till: datetime | None = None
 
 
 def new_memory_ccache_name(purpose: str) -> str:
@@ -79,17 +82,26 @@ def kerberos_error(exc: krb5.Krb5Error, principal: str) -> CredoError:
     return CredoError(f"Kerberos error for {principal}: {text}")
 
 
-def acquire_tgt(keytab: str, principal: str, ccache: str) -> Ticket:
+def acquire_tgt(
+    keytab: str, principal: str, ccache: str, *, lifetime: int | None = None, renewable: bool = True
+) -> Ticket:
     """Obtain a TGT for ``principal`` with the keys in ``keytab`` and store it in ``ccache``.
 
     ``keytab`` and ``ccache`` are krb5 names (``FILE:/path``, ``MEMORY:name``). The cache is
-    (re)initialised for the client name the KDC returns.
+    (re)initialised for the client name the KDC returns. ``lifetime`` (seconds) asks for an end
+    time that soon (RFC 4120 3.1.1: the KDC grants the smaller of it and its policy);
+    ``renewable=False`` asks for no renew-till at all, whatever krb5.conf's ``renew_lifetime``
+    says (MIT only sets KDC_OPT_RENEWABLE for a renew life above 0).
     """
     ctx = krb5.init_context()
     try:
         client = krb5.parse_name_flags(ctx, principal.encode())
         kt = krb5.kt_resolve(ctx, keytab.encode())
         opt = krb5.get_init_creds_opt_alloc(ctx)
+        if lifetime is not None:
+            krb5.get_init_creds_opt_set_tkt_life(opt, lifetime)
+        if not renewable:
+            krb5.get_init_creds_opt_set_renew_life(opt, 0)
         creds = krb5.get_init_creds_keytab(ctx, client, opt, kt)
         cache = krb5.cc_resolve(ctx, ccache.encode())
         krb5.cc_initialize(ctx, cache, creds.client)
@@ -103,7 +115,43 @@ def acquire_tgt(keytab: str, principal: str, ccache: str) -> Ticket:
         ccache=ccache,
         start=datetime.fromtimestamp(times.starttime or times.authtime, UTC),
         end=datetime.fromtimestamp(times.endtime, UTC),
+        renew_till=datetime.fromtimestamp(times.renew_till, UTC) if times.renew_till else None,
     )
+
+
+@dataclass(eq=False)
+class MemoryKeytab:
+    """Keys in a process-private ``MEMORY:`` keytab, for AS exchanges without a file on disk.
+
+    MIT keeps a MEMORY keytab while a handle to it is open: this object holds one until
+    ``close``, which removes the entries. The keys never appear in the repr.
+    """
+
+    name: str
+    _keytab: krb5.KeyTab = field(repr=False)
+    _context: krb5.Context = field(repr=False)
+
+    @classmethod
+    def create(cls, principal: str, kvno: int, keys: Iterable[tuple[int, bytes]]) -> MemoryKeytab:
+        """A fresh keytab with ``(enctype, key)`` pairs for ``principal`` at ``kvno``."""
+        ctx = krb5.init_context()
+        name = f"MEMORY:credo-keys-{secrets.token_hex(8)}"
+        keytab = cls(name, krb5.kt_resolve(ctx, name.encode()), ctx)
+        try:
+            client = krb5.parse_name_flags(ctx, principal.encode())
+            for enctype, key in keys:
+                krb5.kt_add_entry(ctx, keytab._keytab, client, kvno, 0, krb5.init_keyblock(ctx, enctype, key))
+        except krb5.Krb5Error as exc:
+            keytab.close()
+            raise kerberos_error(exc, principal) from exc
+        return keytab
+
+    def close(self) -> None:
+        for entry in list(self._keytab):
+            try:
+                krb5.kt_remove_entry(self._context, self._keytab, entry)
+            except krb5.Krb5Error:
+                break
 
 
 def copy_ccache(source: str, destination: str) -> None:

@@ -1,8 +1,10 @@
 """Run one job: check the runbook's hash, get the group's gMSA ticket, run, stream, report.
 
-The runbook runs as the group's local user in a private directory (0700) holding the script, the
-parameters as JSON (CREDO_PARAMETERS: data, never code) and the ccache of the group's gMSA
-(KRB5CCNAME); all removed when the job ends. The helper module ``credo.runbook`` is on PYTHONPATH
+The runbook runs as the group's local user in a directory only that job can reach
+(``credo.worker.jobfiles``: a private supplementary group per job) holding the script, the
+parameters as JSON (CREDO_PARAMETERS: data, never code) and a ccache with a TGT of the group's gMSA
+that ends with the job's timeout (KRB5CCNAME); all 0600, all removed when the job ends, and by the
+next worker to start if this one is killed. The helper module ``credo.runbook`` is on PYTHONPATH
 from one read-only directory per worker. stdout is the output stream, stderr the error stream;
 ``credo.runbook`` writes the others as JSON lines on the file descriptor named by CREDO_STREAM_FD.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,7 +28,6 @@ import pwd
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -37,21 +39,29 @@ from typing import IO, Any
 from credo.automation.jobs import Stream
 from credo.automation.runbooks import RunbookType
 from credo.errors import CredoError, EnvironmentProblem, NotPermittedError, UnreachableError
-from credo.gmsa.credentials import acquire_gmsa_tgt
+from credo.gmsa.credentials import gmsa_keytab
 from credo.gmsa.operations import usable_password
 from credo.gmsa.runas import (
     SAFE_PATH,
     LocalAccount,
     RunOptions,
     child_environment,
-    private_run_directory,
+    local_account,
     terminate_group,
 )
 from credo.gmsa.session import HostSession, SessionSettings
-from credo.krb.tgt import copy_ccache, destroy_ccache, new_memory_ccache_name
+from credo.krb.tgt import (
+    MemoryKeytab,
+    Ticket,
+    acquire_tgt,
+    copy_ccache,
+    destroy_ccache,
+    new_memory_ccache_name,
+)
 from credo.names import SYSTEM_USERS
 from credo.worker.client import ServerClient, backoff
 from credo.worker.fence import LeaseFence
+from credo.worker.jobfiles import RuntimeDirectory, write_private_file
 
 __all__ = ["JobExecutor", "JobSpec", "Outcome"]
 
@@ -138,67 +148,109 @@ class Outcome:
 
 
 class GmsaTickets:
-    """The group gMSA's TGT, kept in a private in-memory ccache and copied into each job's ccache.
+    """The group gMSA's keys (never its password) in a process-private in-memory keytab, and TGTs
+    that end with the job's timeout (plus a margin), not renewable.
 
-    Retrieving the password and asking the KDC for every job would cost a host TGT, an LDAP bind
-    and an AS exchange each time; the ticket is renewed instead when it has less than
-    ``MIN_LIFETIME`` left or when the password is due to change (``refresh_after``).
+    A job's ticket thus dies with the job's time: a ccache a killed worker leaves behind is of
+    no use for long. The keys are fetched again (host TGT, LDAP, ETYPE-INFO2) only when the
+    password is due to change (``refresh_after``) or the KDC rejects them.
+
+    An AS exchange (RFC 4120 3.1) costs about 13 ms against the lab DC, and its KDC serves them
+    one at a time (4 processes asking at once: 41 ms each): one per job would cap a worker at
+    well under 100 jobs a second. So a TGT asked for a timeout serves the jobs with that timeout
+    that start in the next ``MARGIN - MIN_SLACK`` (2.5 min): each gets a copy whose end is
+    between ``now + timeout + MIN_SLACK`` and ``now + timeout + MARGIN``.
+
+    MIN_SLACK: the KDC must still issue service tickets at the job's last second, and Samba's
+    KDC refuses a TGS request with a TGT that has less than about two minutes left (measured: a
+    TGT of 120 s cannot get ``ldap/``, one of 125 s can).
     """
 
-    MIN_LIFETIME = timedelta(hours=1)
+    MARGIN = timedelta(minutes=5)
+    MIN_SLACK = timedelta(seconds=150)
 
     def __init__(self, settings: SessionSettings) -> None:
         self.settings = settings
+        # Held for a whole write: copies are quick, and a burst of jobs waits for one AS exchange
+        # instead of making one each.
         self._lock = threading.Lock()
-        self._cached: dict[str, tuple[str, datetime]] = {}
+        self._keys: dict[str, tuple[MemoryKeytab, str, datetime]] = {}
+        self._tickets: dict[tuple[str, int], tuple[str, datetime]] = {}
 
-    def copy_to(self, run_as: str, path: Path) -> None:
+    def write(self, run_as: str, path: Path, timeout_seconds: int) -> None:
+        """A TGT for ``run_as`` into a new FILE ccache at ``path``, ending about the job's timeout."""
         with self._lock:
-            ccache = self._current(run_as)
-        copy_ccache(ccache, f"FILE:{path}")
+            now = datetime.now(UTC)
+            for key, (ccache, end) in list(self._tickets.items()):
+                if end - now < timedelta(seconds=key[1]) + self.MIN_SLACK:
+                    destroy_ccache(ccache)
+                    del self._tickets[key]
+            cached = self._tickets.get((run_as, timeout_seconds))
+            if cached is None:
+                ccache = new_memory_ccache_name("gmsa")
+                ticket = self._acquire(run_as, ccache, int(timeout_seconds + self.MARGIN.total_seconds()))
+                cached = self._tickets[(run_as, timeout_seconds)] = (ccache, ticket.end)
+            copy_ccache(cached[0], f"FILE:{path}")
 
-    def _current(self, run_as: str) -> str:
-        cached = self._cached.get(run_as)
-        now = datetime.now(UTC)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+    def _acquire(self, run_as: str, ccache: str, lifetime: int) -> Ticket:
+        for attempt in (1, 2):
+            keytab, principal = self._current_keys(run_as, refresh=attempt == 2)
+            try:
+                return acquire_tgt(keytab.name, principal, ccache, lifetime=lifetime, renewable=False)
+            except NotPermittedError:
+                if attempt == 2:
+                    raise
+                # The keys may be stale (the password changed early): fetch them again, once.
+                log.info("the KDC rejected the cached keys of %s: fetching them again", run_as)
+        raise AssertionError("unreachable")
+
+    def _current_keys(self, run_as: str, refresh: bool) -> tuple[MemoryKeytab, str]:
+        cached = self._keys.get(run_as)
+        if cached is not None and cached[2] > datetime.now(UTC) and not refresh:
+            return cached[0], cached[1]
         with HostSession(self.settings) as session:
             password = usable_password(session, run_as)
             realm, dns_domain = session.realm, session.dns_domain
-        ccache = new_memory_ccache_name("gmsa")
-        ticket = acquire_gmsa_tgt(password, realm, dns_domain, ccache)
-        good_until = min(ticket.end - self.MIN_LIFETIME, password.refresh_after)
+        keytab = gmsa_keytab(password, realm, dns_domain)
         if cached is not None:
-            destroy_ccache(cached[0])
-        self._cached[run_as] = (ccache, good_until)
-        return ccache
+            cached[0].close()
+        principal = f"{password.account.sam_account_name}@{realm}"
+        self._keys[run_as] = (keytab, principal, password.refresh_after)
+        return keytab, principal
 
     def close(self) -> None:
         with self._lock:
-            for ccache, _ in self._cached.values():
+            for keytab, _, _ in self._keys.values():
+                keytab.close()
+            for ccache, _ in self._tickets.values():
                 destroy_ccache(ccache)
-            self._cached.clear()
+            self._keys.clear()
+            self._tickets.clear()
 
 
 class RunbookLibrary:
     """A directory (0755, files 0644, owned by the worker's user) with ``credo/runbook.py``.
 
     One per worker, not one per job: jobs import the helper module from it and cannot change it.
+    It lives in the runtime directory, locked like a job's, so a dead worker's is swept too.
     """
 
-    def __init__(self) -> None:
-        self.path = Path(tempfile.mkdtemp(prefix="credo-worker-lib-"))
-        package = self.path / "credo"
-        package.mkdir()
-        (package / "__init__.py").write_text("")
-        shutil.copyfile(RUNBOOK_HELPER, package / "runbook.py")
-        for path in (self.path, package):
-            path.chmod(0o755)
-        for path in (package / "__init__.py", package / "runbook.py"):
-            path.chmod(0o644)
+    def __init__(self, runtime: RuntimeDirectory) -> None:
+        self._stack = contextlib.ExitStack()
+        self.path = self._stack.enter_context(runtime.library_directory())
+        try:
+            package = self.path / "credo"
+            package.mkdir(mode=0o755)
+            package.chmod(0o755)  # mkdir's mode is filtered by the umask
+            uid, gid = os.geteuid(), os.getegid()
+            write_private_file(package / "__init__.py", b"", uid, gid, 0o644)
+            write_private_file(package / "runbook.py", RUNBOOK_HELPER.read_bytes(), uid, gid, 0o644)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
+        self._stack.close()
 
 
 def launch_command(command: list[str], account: LocalAccount | None) -> list[str]:
@@ -208,7 +260,13 @@ def launch_command(command: list[str], account: LocalAccount | None) -> list[str
         raise EnvironmentProblem("setpriv is missing", hint="install util-linux")
     argv = [setpriv, "--pdeathsig", "KILL"]
     if account is not None:
-        argv += ["--reuid", str(account.uid), "--regid", str(account.gid), "--init-groups"]
+        argv += ["--reuid", str(account.uid), "--regid", str(account.gid)]
+        if account.extra_groups:
+            # The user's own groups plus the job's private one (setpriv takes numeric gids).
+            groups = dict.fromkeys([*os.getgrouplist(account.name, account.gid), *account.extra_groups])
+            argv += ["--groups", ",".join(str(g) for g in groups)]
+        else:
+            argv += ["--init-groups"]
     return [*argv, "--", *command]
 
 
@@ -220,7 +278,9 @@ class JobExecutor:
         self.settings = settings
         self.fence = fence
         self.tickets = GmsaTickets(settings)
-        self.library = RunbookLibrary()
+        # Opening the runtime directory sweeps what dead workers left (job files, ccaches).
+        self.runtime = RuntimeDirectory()
+        self.library = RunbookLibrary(self.runtime)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._stop: set[str] = set()
         # The lease token of each running job: a stop meant for an earlier attempt of the same job
@@ -356,22 +416,20 @@ class JobExecutor:
         local_user: str | None = registration.get("local_user")
         check_job_user(local_user, allow_system=bool(registration.get("allow_system_user")))
         kind = RunbookType(job.type)
-        with private_run_directory(local_user) as (directory, account):
-            script = directory / f"runbook{kind.suffix}"
-            params_file = directory / "parameters.json"
-            script.write_bytes(content)
-            params_file.write_text(json.dumps(job.parameters, ensure_ascii=False))
-            for path in (script, params_file):
-                os.chown(path, account.uid, account.gid)
+        account = local_account(local_user)
+        with self.runtime.job_directory(account, private_group=local_user is not None) as files:
+            if files.private_gid is not None:
+                account = dataclasses.replace(account, extra_groups=(files.private_gid,))
+            directory = files.path
+            script = files.write(f"runbook{kind.suffix}", content)
+            params_file = files.write(
+                "parameters.json", json.dumps(job.parameters, ensure_ascii=False).encode()
+            )
             ccache: Path | None = None
             if run_as:
                 ccache = directory / "krb5cc"
-                old = os.umask(0o077)
-                try:
-                    self._credentials(job, sink, lambda: self.tickets.copy_to(run_as, ccache))
-                finally:
-                    os.umask(old)
-                os.chown(ccache, account.uid, account.gid)
+                self._credentials(job, sink, lambda: self.tickets.write(run_as, ccache, job.timeout_seconds))
+                files.adopt(ccache.name)  # krb5 created it: owner and 0600 set here, explicitly
             options = RunOptions(
                 command=[*kind.interpreter, str(script)], local_user=local_user, timeout=job.timeout_seconds
             )
