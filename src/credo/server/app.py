@@ -26,8 +26,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from credo.automation.jobs import TERMINAL, JobState, Stream
-from credo.automation.parameters import ParameterError
-from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
+from credo.errors import CredoError, InputError, NotPermittedError
 from credo.server import service
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
@@ -170,20 +169,6 @@ def _problem(status: int, exc: CredoError | str, field_name: str | None = None) 
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
-def _status(exc: CredoError) -> int:
-    if isinstance(exc, ParameterError):
-        return 422
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, NotPermittedError):
-        return 403
-    if isinstance(exc, service.Conflict):
-        return 409
-    if isinstance(exc, InputError):
-        return 422
-    return 500
-
-
 def create_app(config: ServerConfig) -> FastAPI:
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = Database(config.database_url)
@@ -213,7 +198,7 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(CredoError)
     async def credo_error(_request: Request, exc: CredoError) -> JSONResponse:
-        return _problem(_status(exc), exc, getattr(exc, "field", None))
+        return _problem(exc.http_status, exc, getattr(exc, "field", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from credo.errors import CredoError, NotPermittedError, UnreachableError
+from credo.errors import NotPermittedError, UnreachableError, error_for_status
 from credo.krb.host import HostIdentity
 from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
 
@@ -125,7 +125,9 @@ class ServerClient:
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise CredoError(f"{method} {path}: {response.status_code} {_title(response)}")
+            raise error_for_status(
+                response.status_code, f"{method} {path}: {response.status_code} {_title(response)}"
+            )
         data: dict[str, Any] = response.json()
         return data
 
