@@ -55,6 +55,7 @@ __all__ = [
     "Policy",
     "Unauthenticated",
     "check_routes",
+    "declared_policy",
     "guard",
 ]
 
@@ -95,11 +96,16 @@ def guard(access: Access, max_body: int = limits.DEFAULT_BODY) -> Callable[[F], 
     return mark
 
 
+def declared_policy(route: BaseRoute) -> Policy | None:
+    """The policy the route's endpoint declared with ``guard``, if any."""
+    policy = getattr(getattr(route, "endpoint", None), _POLICY, None)
+    return policy if isinstance(policy, Policy) else None
+
+
 def check_routes(routes: Iterable[BaseRoute], prefix: str) -> None:
     """Every route under ``prefix`` must declare its policy: one left out would be refused to all."""
     for route in routes:
-        declared = isinstance(getattr(getattr(route, "endpoint", None), _POLICY, None), Policy)
-        if isinstance(route, Route) and route.path.startswith(prefix) and not declared:
+        if isinstance(route, Route) and route.path.startswith(prefix) and declared_policy(route) is None:
             raise RuntimeError(
                 f"route {route.path} declares no access: add @guard(...) below its @app.<verb>"
             )
@@ -182,8 +188,7 @@ class Gate:
         for route in self.routes:
             match, _ = route.matches(scope)
             if match is Match.FULL:
-                policy = getattr(getattr(route, "endpoint", None), _POLICY, None)
-                return policy if isinstance(policy, Policy) else _FRAMEWORK
+                return declared_policy(route) or _FRAMEWORK
         return _UNMATCHED if scope["path"].startswith(self.prefix) else _FRAMEWORK
 
     async def _authenticate(self, scope: Scope, headers: Headers, policy: Policy) -> None:
