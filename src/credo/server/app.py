@@ -42,6 +42,7 @@ from credo.server.gate import (
     guard,
 )
 from credo.server.models import Job, JobOutput, Runbook, RunbookVersion, Worker, WorkerGroup
+from credo.server.paths import prepare_data_dir
 
 __all__ = ["ServerConfig", "create_app"]
 
@@ -184,7 +185,7 @@ def _problem(
 
 
 def create_app(config: ServerConfig) -> FastAPI:
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prepare_data_dir(config.data_dir)
     db = Database(config.database_url)
     db.upgrade()
     state = State(
