@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from credo.cli.common import session_settings, worker_session_options
+from credo.cli.common import WORKER_FLAGS, session_settings, worker_session_options
 from credo.errors import EnvironmentProblem, InputError
 from credo.server.paths import default_server_dir
 
@@ -158,7 +158,7 @@ def worker(
     from credo.worker.loop import Worker
 
     logging.getLogger("credo").setLevel(min(logging.getLogger().level, logging.INFO))
-    settings = session_settings(params)
+    settings = session_settings(params, WORKER_FLAGS)
     host = HostIdentity.resolve(settings.host_keytab, settings.host_principal)
     client = ServerClient(server_url, host, group, slots, ca_file=server_ca)
     loop = Worker(client, settings, slots)
