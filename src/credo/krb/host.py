@@ -44,6 +44,8 @@ class HostIdentity:
         name = principal or os.environ.get("CREDO_HOST_PRINCIPAL") or None
         _check_readable(path)
         held = keytab_principals(f"FILE:{path}")
+        if not held:
+            raise EnvironmentProblem(f"host keytab {path} holds no keys", hint=KEYTAB_HINT)
         if name is None:
             name = _first_computer_principal(path, held)
         elif "@" not in name:
