@@ -2,6 +2,8 @@
 
 Admin endpoints take ``Authorization: Bearer <admin token>``; worker endpoints take a worker
 session token obtained with Kerberos (``POST /api/v1/workers/register`` with Negotiate).
+Each route declares that access and its body cap with ``@guard``; the gate (credo.server.gate)
+enforces both before the body is read.
 Claims long-poll: an idle worker's request waits until a job of its group is queued (or
 ``wait`` seconds pass), so a job starts as soon as it is submitted.
 """
