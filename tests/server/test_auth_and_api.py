@@ -19,8 +19,8 @@ from tests.support.identity import CREDO, identity_env
 
 def test_requests_without_credentials_are_refused(sqlite_server: Server) -> None:
     bare = httpx.Client(base_url=sqlite_server.url)
-    assert bare.get("/api/v1/jobs").status_code == 403
-    assert bare.get("/api/v1/jobs", headers={"Authorization": "Bearer not-the-token"}).status_code == 403
+    assert bare.get("/api/v1/jobs").status_code == 401
+    assert bare.get("/api/v1/jobs", headers={"Authorization": "Bearer not-the-token"}).status_code == 401
     # Worker endpoints want a worker session, obtained only with Kerberos.
     assert bare.post("/api/v1/workers/1/claim").status_code == 401
     assert (

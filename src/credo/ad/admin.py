@@ -20,7 +20,7 @@ from pathlib import Path
 import krb5
 
 from credo.ad.connection import DEFAULT_TIMEOUT, Directory, DirectoryOptions, connect
-from credo.ad.discovery import resolve_dc_urls
+from credo.ad.discovery import DEFAULT_FLAGS, DirectoryFlags, resolve_dc_urls
 from credo.errors import EnvironmentProblem, InputError
 from credo.krb.tgt import acquire_tgt, destroy_ccache, new_memory_ccache_name
 
@@ -39,6 +39,7 @@ class AdminSettings:
     ca_file: str | None = None
     starttls: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    flags: DirectoryFlags = DEFAULT_FLAGS
 
 
 class AdminSession:
@@ -67,9 +68,15 @@ class AdminSession:
             self.principal = _ccache_principal()
         try:
             realm = self.principal.rsplit("@", 1)[1]
-            urls = resolve_dc_urls(settings.server, realm.lower(), timeout=settings.timeout)
+            urls = resolve_dc_urls(
+                settings.server, realm.lower(), timeout=settings.timeout, flags=settings.flags
+            )
             options = DirectoryOptions(
-                urls=urls, ca_file=settings.ca_file, starttls=settings.starttls, timeout=settings.timeout
+                urls=urls,
+                ca_file=settings.ca_file,
+                starttls=settings.starttls,
+                timeout=settings.timeout,
+                flags=settings.flags,
             )
             self.directory: Directory = connect(options, self._own_ccache)
         except BaseException:

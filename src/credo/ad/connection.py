@@ -30,6 +30,7 @@ import ldap.controls
 import ldap.sasl
 from ldap.controls import SimplePagedResultsControl
 
+from credo.ad.discovery import DEFAULT_FLAGS, DirectoryFlags
 from credo.ad.names import escape_filter_value
 from credo.errors import (
     ConfidentialityRequired,
@@ -79,6 +80,7 @@ class DirectoryOptions:
     ca_file: str | None = None
     starttls: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    flags: DirectoryFlags = DEFAULT_FLAGS
     # Only for tests that prove the DC refuses secrets over an integrity-only connection.
     require_sealing: bool = field(default=True, repr=False)
 
@@ -340,7 +342,7 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
     """
     if not options.urls:
         raise UnreachableError(
-            "no domain controller to connect to", hint="give --server or set CREDO_LDAP_URL"
+            "no domain controller to connect to", hint=f"give {options.flags.server} or set CREDO_LDAP_URL"
         )
     failures: list[str] = []
     for url in options.urls:
@@ -365,5 +367,6 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
         return Directory(conn, url, options)
     raise UnreachableError(
         "no domain controller answered: " + "; ".join(failures),
-        hint="check --server / CREDO_LDAP_URL, DNS and the network (--timeout sets the wait)",
+        hint=f"check {options.flags.server} / CREDO_LDAP_URL, DNS and the network"
+        f" ({options.flags.timeout} sets the wait)",
     )

@@ -10,11 +10,23 @@ from __future__ import annotations
 import os
 import random
 import re
+from dataclasses import dataclass
 
 from credo.errors import InputError, UnreachableError
 
-__all__ = ["discover_dc_urls", "parse_urls", "resolve_dc_urls"]
+__all__ = ["DEFAULT_FLAGS", "DirectoryFlags", "discover_dc_urls", "parse_urls", "resolve_dc_urls"]
 
+
+@dataclass(frozen=True)
+class DirectoryFlags:
+    """What the command at hand calls the directory options, for hints: ``credo worker`` names
+    the DC ``--dc``, since its ``--server`` is the credo server."""
+
+    server: str = "--server"
+    timeout: str = "--ldap-timeout"
+
+
+DEFAULT_FLAGS = DirectoryFlags()
 _URL_RE = re.compile(r"^ldaps?://[A-Za-z0-9.\-\[\]:]+(:\d+)?/?$")
 
 
@@ -29,7 +41,9 @@ def parse_urls(value: str) -> tuple[str, ...]:
     return urls
 
 
-def discover_dc_urls(domain: str, *, timeout: float = 10.0, scheme: str = "ldap") -> tuple[str, ...]:
+def discover_dc_urls(
+    domain: str, *, timeout: float = 10.0, scheme: str = "ldap", flags: DirectoryFlags = DEFAULT_FLAGS
+) -> tuple[str, ...]:
     """URLs of the DCs of ``domain`` from its SRV records, best first (RFC 2782 order)."""
     # Imported here: dnspython costs ~0.1 s to import, and most runs name their DC.
     import dns.exception
@@ -46,7 +60,7 @@ def discover_dc_urls(domain: str, *, timeout: float = 10.0, scheme: str = "ldap"
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer) as exc:
         raise UnreachableError(
             f"no domain controller found: DNS has no SRV record {name}",
-            hint="give --server ldap://DC-FQDN or set CREDO_LDAP_URL",
+            hint=f"give {flags.server} ldap://DC-FQDN or set CREDO_LDAP_URL",
         ) from exc
     except (dns.exception.Timeout, dns.resolver.NoNameservers) as exc:
         raise UnreachableError(
@@ -62,9 +76,11 @@ def discover_dc_urls(domain: str, *, timeout: float = 10.0, scheme: str = "ldap"
     return tuple(urls)
 
 
-def resolve_dc_urls(server: str | None, domain: str, *, timeout: float = 10.0) -> tuple[str, ...]:
+def resolve_dc_urls(
+    server: str | None, domain: str, *, timeout: float = 10.0, flags: DirectoryFlags = DEFAULT_FLAGS
+) -> tuple[str, ...]:
     """``--server`` > CREDO_LDAP_URL > DNS SRV discovery for ``domain``."""
     value = server or os.environ.get("CREDO_LDAP_URL")
     if value:
         return parse_urls(value)
-    return discover_dc_urls(domain, timeout=timeout)
+    return discover_dc_urls(domain, timeout=timeout, flags=flags)

@@ -14,7 +14,7 @@ import click
 import httpx
 
 from credo.cli.output import emit_json, emit_mapping, json_option
-from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError, UnreachableError
+from credo.errors import InputError, NotPermittedError, UnreachableError, error_for_status
 from credo.server.paths import default_server_dir
 
 __all__ = ["group", "job", "runbook", "workers_list"]
@@ -55,12 +55,12 @@ class Api:
                 problem = response.json()
             except ValueError:
                 problem = {"title": response.text[:200]}
-            message = str(problem.get("title", response.reason_phrase))
             hint = problem.get("hint")
-            error = {404: NotFoundError, 403: NotPermittedError, 401: NotPermittedError, 422: InputError}.get(
-                response.status_code, CredoError
+            raise error_for_status(
+                response.status_code,
+                str(problem.get("title", response.reason_phrase)),
+                hint=str(hint) if hint else None,
             )
-            raise error(message, hint=hint)
         return response.json()
 
 

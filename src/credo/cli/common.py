@@ -10,9 +10,11 @@ import click
 
 from credo.ad.admin import AdminSettings
 from credo.ad.connection import DEFAULT_TIMEOUT
+from credo.ad.discovery import DEFAULT_FLAGS, DirectoryFlags
 from credo.gmsa.session import SessionSettings
 
 __all__ = [
+    "WORKER_FLAGS",
     "admin_session_options",
     "admin_settings",
     "host_session_options",
@@ -21,6 +23,8 @@ __all__ = [
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
+# `credo worker --server` is the credo server: the worker's DC option is --dc.
+WORKER_FLAGS = DirectoryFlags(server="--dc")
 
 
 def host_session_options(func: F) -> F:
@@ -30,7 +34,7 @@ def host_session_options(func: F) -> F:
 
 def worker_session_options(func: F) -> F:
     """The same, with the DC as --dc: `credo worker --server` names the credo server."""
-    return _host_session_options("--dc")(func)
+    return _host_session_options(WORKER_FLAGS.server)(func)
 
 
 def admin_session_options(func: F) -> F:
@@ -125,9 +129,11 @@ def _identity_options(identity: list[Callable[[Any], Any]], dc_flag: str) -> Cal
     return decorate
 
 
-def session_settings(params: dict[str, Any]) -> SessionSettings:
+def session_settings(params: dict[str, Any], flags: DirectoryFlags = DEFAULT_FLAGS) -> SessionSettings:
+    """``flags``: the names the command gave the directory options (``WORKER_FLAGS`` for the worker)."""
     return SessionSettings(
         host_keytab=params.pop("host_keytab"),
         host_principal=params.pop("host_principal"),
+        flags=flags,
         **_directory_params(params),
     )

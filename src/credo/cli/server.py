@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from pathlib import Path
 from typing import Any
 
 import click
 
 from credo.automation.leases import DEFAULT_DRAIN_GRACE, DEFAULT_LEASE_SECONDS
-from credo.cli.common import session_settings, worker_session_options
-from credo.errors import InputError
+from credo.cli.common import WORKER_FLAGS, session_settings, worker_session_options
+from credo.errors import EnvironmentProblem, InputError
 from credo.server.paths import default_server_dir
 
 __all__ = ["server", "worker"]
@@ -74,14 +76,44 @@ def server(
         lease_seconds=lease_seconds,
         lost_after_seconds=lost_after,
     )
+    # Bound before anything else starts, and handed to uvicorn: a port in use is one error line.
+    sock = _listen_socket(host.strip("[]"), int(port), listen)
     app = create_app(config)
     click.echo(f"credo server on {'https' if tls_cert else 'http'}://{listen} (data {directory})", err=True)
-    uvicorn.run(
-        app, host=host.strip("[]"), port=int(port), ssl_certfile=tls_cert, ssl_keyfile=tls_key,
-        log_level="warning", access_log=False,
-        # Long-polling workers reconnect on their own: do not wait for their claims to time out.
-        timeout_graceful_shutdown=2,
-    )  # fmt: skip
+    uvicorn.Server(
+        uvicorn.Config(
+            app, ssl_certfile=tls_cert, ssl_keyfile=tls_key, log_level="warning", access_log=False,
+            # Long-polling workers reconnect on their own: do not wait for their claims to time out.
+            timeout_graceful_shutdown=2,
+        )
+    ).run(sockets=[sock])  # fmt: skip
+
+
+def _listen_socket(host: str, port: int, listen: str) -> socket.socket:
+    """A socket bound to HOST:PORT, as uvicorn binds it (SO_REUSEADDR), or an error that says why not."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise InputError(
+            f"invalid --listen {listen!r}: {exc.strerror}", hint="write HOST:PORT, e.g. 127.0.0.1:8400"
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        hints = {
+            errno.EADDRINUSE: f"another process listens there (see `ss -ltnp 'sport = :{port}'`), or choose another --listen",
+            errno.EACCES: "ports below 1024 need root (or CAP_NET_BIND_SERVICE): choose another --listen",
+            errno.EADDRNOTAVAIL: f"{host} is no address of this machine: choose another --listen",
+        }
+        raise EnvironmentProblem(
+            f"cannot listen on {listen}: {exc.strerror}",
+            hint=hints.get(exc.errno or 0, "choose another --listen"),
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 @click.group(invoke_without_command=True)
@@ -131,7 +163,7 @@ def worker(
     from credo.worker.loop import Worker
 
     logging.getLogger("credo").setLevel(min(logging.getLogger().level, logging.INFO))
-    settings = session_settings(params)
+    settings = session_settings(params, WORKER_FLAGS)
     host = HostIdentity.resolve(settings.host_keytab, settings.host_principal)
     client = ServerClient(server_url, host, group, slots, ca_file=server_ca)
     loop = Worker(client, settings, slots, drain_grace)

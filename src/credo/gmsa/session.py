@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from credo.ad.connection import DEFAULT_TIMEOUT, Directory, DirectoryOptions, connect
-from credo.ad.discovery import resolve_dc_urls
+from credo.ad.discovery import DEFAULT_FLAGS, DirectoryFlags, resolve_dc_urls
 from credo.krb.host import HostIdentity
 from credo.krb.tgt import Ticket, destroy_ccache, new_memory_ccache_name
 
@@ -26,6 +26,7 @@ class SessionSettings:
     ca_file: str | None = None
     starttls: bool = False
     timeout: float = DEFAULT_TIMEOUT
+    flags: DirectoryFlags = DEFAULT_FLAGS
 
 
 class HostSession:
@@ -37,9 +38,15 @@ class HostSession:
         self.ccache = new_memory_ccache_name("host")
         self.ticket: Ticket = self.host.acquire(self.ccache)
         try:
-            urls = resolve_dc_urls(settings.server, self.host.realm.lower(), timeout=settings.timeout)
+            urls = resolve_dc_urls(
+                settings.server, self.host.realm.lower(), timeout=settings.timeout, flags=settings.flags
+            )
             options = DirectoryOptions(
-                urls=urls, ca_file=settings.ca_file, starttls=settings.starttls, timeout=settings.timeout
+                urls=urls,
+                ca_file=settings.ca_file,
+                starttls=settings.starttls,
+                timeout=settings.timeout,
+                flags=settings.flags,
             )
             self.directory: Directory = connect(options, self.ccache)
         except BaseException:

@@ -11,10 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import krb5
-
 from credo.errors import EnvironmentProblem, InputError
-from credo.krb.tgt import Ticket, acquire_tgt, new_memory_ccache_name
+from credo.krb.tgt import Ticket, acquire_tgt, keytab_principals, new_memory_ccache_name
 
 __all__ = ["DEFAULT_HOST_KEYTAB", "HostIdentity"]
 
@@ -45,10 +43,20 @@ class HostIdentity:
         path = Path(keytab or os.environ.get("CREDO_HOST_KEYTAB") or DEFAULT_HOST_KEYTAB)
         name = principal or os.environ.get("CREDO_HOST_PRINCIPAL") or None
         _check_readable(path)
+        held = keytab_principals(f"FILE:{path}")
+        if not held:
+            raise EnvironmentProblem(f"host keytab {path} holds no keys", hint=KEYTAB_HINT)
         if name is None:
-            name = _first_computer_principal(path)
+            name = _first_computer_principal(path, held)
         elif "@" not in name:
             raise InputError(f"host principal {name!r} has no realm", hint="write it as NAME$@REALM")
+        elif name not in held:
+            computers = [p for p in held if _is_computer(p)] or held
+            raise InputError(
+                f"host principal {name} has no keys in host keytab {path}",
+                hint=f"it holds {', '.join(computers[:4]) or 'no keys'}: give that with --host-principal /"
+                " CREDO_HOST_PRINCIPAL, or unset both to use the keytab's computer principal",
+            )
         return cls(keytab=path, principal=name)
 
     def acquire(self, ccache: str | None = None) -> Ticket:
@@ -71,16 +79,15 @@ def _check_readable(path: Path) -> None:
         raise EnvironmentProblem(f"host keytab {path} is a directory", hint=KEYTAB_HINT) from None
 
 
-def _first_computer_principal(path: Path) -> str:
-    ctx = krb5.init_context()
-    try:
-        for entry in krb5.kt_resolve(ctx, f"FILE:{path}".encode()):
-            name = krb5.unparse_name_flags(ctx, entry.principal).decode()
-            primary = name.rsplit("@", 1)[0]
-            if primary.endswith("$") and "/" not in primary:
-                return name
-    except krb5.Krb5Error as exc:
-        raise EnvironmentProblem(f"cannot read host keytab {path}: {exc}", hint=KEYTAB_HINT) from exc
+def _is_computer(principal: str) -> bool:
+    primary = principal.rsplit("@", 1)[0]
+    return primary.endswith("$") and "/" not in primary
+
+
+def _first_computer_principal(path: Path, held: list[str]) -> str:
+    for name in held:
+        if _is_computer(name):
+            return name
     raise EnvironmentProblem(
         f"host keytab {path} holds no computer principal (NAME$@REALM)",
         hint="name the principal with --host-principal / CREDO_HOST_PRINCIPAL",

@@ -25,6 +25,7 @@ __all__ = [
     "copy_ccache",
     "destroy_ccache",
     "kerberos_error",
+    "keytab_principals",
     "new_memory_ccache_name",
 ]
 
@@ -107,6 +108,14 @@ def acquire_tgt(
         krb5.cc_initialize(ctx, cache, creds.client)
         krb5.cc_store_cred(ctx, cache, creds)
     except krb5.Krb5Error as exc:
+        # MIT reports a damaged keytab as a failed pre-authentication, as if the KDC had refused
+        # the keys: read the keytab to put the fault where it is, on the local file.
+        held = keytab_principals(keytab)
+        if exc.err_code == KRB5_KT_NOTFOUND:
+            raise EnvironmentProblem(
+                f"keytab {_path(keytab)} holds no keys for {principal}",
+                hint=f"it holds {', '.join(held) or 'no keys'}: write the keys of {principal} into it",
+            ) from exc
         raise kerberos_error(exc, principal) from exc
     times = creds.times
     name = krb5.unparse_name_flags(ctx, creds.client).decode()
@@ -152,6 +161,29 @@ class MemoryKeytab:
                 krb5.kt_remove_entry(self._context, self._keytab, entry)
             except krb5.Krb5Error:
                 break
+
+
+def keytab_principals(keytab: str) -> list[str]:
+    """The principals ``keytab`` (a krb5 name, ``FILE:/path``) holds keys for, in file order.
+
+    A file that is not a keytab, or a damaged one, is an EnvironmentProblem that names it.
+    """
+    ctx = krb5.init_context()
+    try:
+        entries = [
+            krb5.unparse_name_flags(ctx, e.principal).decode() for e in krb5.kt_resolve(ctx, keytab.encode())
+        ]
+    except krb5.Krb5Error as exc:
+        reason = str(exc).removesuffix(f" {exc.err_code}")
+        raise EnvironmentProblem(
+            f"keytab {_path(keytab)} is unusable: {reason}",
+            hint="it is not a Kerberos keytab, or is damaged: write it again (adcli, net ads, credo gmsa keytab)",
+        ) from None
+    return list(dict.fromkeys(entries))
+
+
+def _path(keytab: str) -> str:
+    return keytab.removeprefix("FILE:")
 
 
 def copy_ccache(source: str, destination: str) -> None:

@@ -2,6 +2,8 @@
 
 Admin endpoints take ``Authorization: Bearer <admin token>``; worker endpoints take a worker
 session token obtained with Kerberos (``POST /api/v1/workers/register`` with Negotiate).
+Each route declares that access and its body cap with ``@guard``; the gate (credo.server.gate)
+enforces both before the body is read.
 Claims long-poll: an idle worker's request waits until a job of its group is queued (or
 ``wait`` seconds pass), so a job starts as soon as it is submitted.
 """
@@ -24,15 +26,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import select
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from credo.automation.jobs import TERMINAL, JobState, Stream
 from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
-from credo.automation.parameters import ParameterError
-from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
-from credo.server import service
+from credo.errors import CredoError, InputError
+from credo.server import limits, service
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
+from credo.server.gate import (
+    NEGOTIATE_REPLY,
+    PRINCIPAL,
+    Access,
+    Credentials,
+    Gate,
+    Unauthenticated,
+    check_routes,
+    guard,
+)
 from credo.server.models import Job, JobOutput, Runbook, RunbookVersion, Worker, WorkerGroup
+from credo.server.paths import prepare_data_dir
 
 __all__ = ["ServerConfig", "create_app"]
 
@@ -179,9 +192,12 @@ class FinishIn(BaseModel):
 # -- app ---------------------------------------------------------------------------------------------
 
 
-def _problem(status: int, exc: CredoError | str, field_name: str | None = None) -> JSONResponse:
+def _problem(
+    status: int, exc: CredoError | str, field_name: str | None = None, **members: Any
+) -> JSONResponse:
+    """A problem document (RFC 9457); ``members`` are its extension members (§3.2)."""
     message = exc.message if isinstance(exc, CredoError) else exc
-    body: dict[str, Any] = {"title": message, "status": status}
+    body: dict[str, Any] = {"title": message, "status": status, **members}
     if isinstance(exc, CredoError) and exc.hint:
         body["hint"] = exc.hint
     if field_name:
@@ -189,22 +205,8 @@ def _problem(status: int, exc: CredoError | str, field_name: str | None = None) 
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
-def _status(exc: CredoError) -> int:
-    if isinstance(exc, ParameterError):
-        return 422
-    if isinstance(exc, NotFoundError):
-        return 404
-    if isinstance(exc, NotPermittedError):
-        return 403
-    if isinstance(exc, service.Conflict):
-        return 409
-    if isinstance(exc, InputError):
-        return 422
-    return 500
-
-
 def create_app(config: ServerConfig) -> FastAPI:
-    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prepare_data_dir(config.data_dir)
     db = Database(config.database_url)
     db.upgrade()
     state = State(
@@ -232,37 +234,48 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.exception_handler(CredoError)
     async def credo_error(_request: Request, exc: CredoError) -> JSONResponse:
-        return _problem(_status(exc), exc, getattr(exc, "field", None))
+        response = _problem(exc.http_status, exc, getattr(exc, "field", None))
+        if isinstance(exc, Unauthenticated):
+            response.headers["WWW-Authenticate"] = exc.challenge
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {}
+        if first.get("type") == "json_invalid":
+            # FastAPI puts the decoder's position (a character index) where a field name goes.
+            position = int(first["loc"][-1])
+            document = exc.body if isinstance(exc.body, str) else ""
+            offset = len(document[:position].encode())
+            reason = first.get("ctx", {}).get("error", "malformed")
+            return _problem(422, f"body: invalid JSON at byte offset {offset}: {reason}", offset=offset)
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         return _problem(422, f"{where}: {first.get('msg', 'invalid request')}", where or None)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own refusals (no such path, wrong method, a body it cannot decode) are
+        # problem documents too, not {"detail": ...}.
+        title = str(exc.detail)
+        cause = exc.__cause__
+        if isinstance(cause, UnicodeDecodeError):
+            title = f"body: not valid UTF-8 at byte offset {cause.start}"
+        response = _problem(exc.status_code, title)
+        response.headers.update(exc.headers or {})
+        return response
+
+    # The gate (credo.server.gate) has checked the credentials before the body was read; these
+    # dependencies repeat the check, cheaply, so that a route never runs without it.
     async def admin(authorization: Annotated[str | None, Header()] = None) -> None:
         scheme, _, value = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not state.admin.check(value.strip()):
-            raise NotPermittedError(
-                "admin token required", hint=f"send Authorization: Bearer <{config.data_dir}/admin.token>"
-            )
+            raise Unauthenticated(Access.ADMIN)
 
-    async def worker_principal(authorization: Annotated[str | None, Header()] = None) -> str:
-        scheme, _, value = (authorization or "").partition(" ")
-        principal = state.sessions.principal(value.strip()) if scheme.lower() == "bearer" else None
-        if principal is None:
-            raise _Unauthorized()
+    async def worker_principal(request: Request) -> str:
+        principal = request.scope.get(PRINCIPAL)
+        if not isinstance(principal, str):
+            raise Unauthenticated(Access.WORKER)
         return principal
-
-    class _Unauthorized(NotPermittedError):
-        def __init__(self) -> None:
-            super().__init__("worker session missing or expired: authenticate with Negotiate")
-
-    @app.exception_handler(_Unauthorized)
-    async def unauthorized(_request: Request, exc: _Unauthorized) -> JSONResponse:
-        response = _problem(401, exc)
-        response.headers["WWW-Authenticate"] = "Negotiate"
-        return response
 
     Admin = Depends(admin)
 
@@ -311,6 +324,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise InputError("content: not valid base64") from None
 
     @app.post(f"{API}/runbooks", status_code=201, dependencies=[Admin], tags=["runbooks"])
+    @guard(Access.ADMIN, limits.RUNBOOK_BODY)
     async def create_runbook(body: RunbookIn) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
             runbook = service.create_runbook(
@@ -327,6 +341,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.get(f"{API}/runbooks", dependencies=[Admin], tags=["runbooks"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def list_runbooks() -> list[dict[str, Any]]:
         def op(session: Any) -> list[dict[str, Any]]:
             return [
@@ -338,6 +353,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.get(f"{API}/runbooks/{{name}}", dependencies=[Admin], tags=["runbooks"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def show_runbook(name: str) -> dict[str, Any]:
         result: dict[str, Any] = await run(
             lambda s: runbook_view(s, service.get_runbook(s, name), content=True)
@@ -345,6 +361,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.patch(f"{API}/runbooks/{{name}}", dependencies=[Admin], tags=["runbooks"])
+    @guard(Access.ADMIN, limits.RUNBOOK_BODY)
     async def update_runbook(name: str, body: RunbookUpdate) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
             params = [p.model_dump() for p in body.parameters] if body.parameters is not None else None
@@ -357,6 +374,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.post(f"{API}/runbooks/{{name}}/publish", dependencies=[Admin], tags=["runbooks"])
+    @guard(Access.ADMIN)
     async def publish_runbook(name: str) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
             version = service.publish_runbook(session, name)
@@ -366,6 +384,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.delete(f"{API}/runbooks/{{name}}", status_code=204, dependencies=[Admin], tags=["runbooks"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def delete_runbook(name: str) -> Response:
         await run(service.delete_runbook, name)
         return Response(status_code=204)
@@ -400,6 +419,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         }
 
     @app.post(f"{API}/groups", status_code=201, dependencies=[Admin], tags=["groups"])
+    @guard(Access.ADMIN)
     async def create_group(body: GroupIn) -> dict[str, Any]:
         def op(session: Any) -> dict[str, Any]:
             group = service.create_group(
@@ -412,6 +432,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.get(f"{API}/groups", dependencies=[Admin], tags=["groups"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def list_groups() -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await run(
             lambda s: [
@@ -421,17 +442,20 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.get(f"{API}/groups/{{name}}", dependencies=[Admin], tags=["groups"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def show_group(name: str) -> dict[str, Any]:
         result: dict[str, Any] = await run(lambda s: group_view(s, service.get_group(s, name)))
         return result
 
     @app.delete(f"{API}/groups/{{name}}", status_code=204, dependencies=[Admin], tags=["groups"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def delete_group(name: str) -> Response:
         await run(service.delete_group, name)
         state.workers.clear()
         return Response(status_code=204)
 
     @app.get(f"{API}/workers", dependencies=[Admin], tags=["workers"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def list_workers() -> list[dict[str, Any]]:
         def op(session: Any) -> list[dict[str, Any]]:
             rows = session.execute(
@@ -445,6 +469,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     # -- jobs --
 
     @app.post(f"{API}/jobs", status_code=201, dependencies=[Admin], tags=["jobs"])
+    @guard(Access.ADMIN, limits.JOB_BODY)
     async def start_job(body: JobIn, response: Response, test: bool = False) -> dict[str, Any]:
         def op(session: Any) -> tuple[dict[str, Any], bool, int]:
             job, created, view = service.start_job(
@@ -462,6 +487,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.get(f"{API}/jobs", dependencies=[Admin], tags=["jobs"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def list_jobs(
         state_filter: Annotated[str | None, Query(alias="state")] = None,
         group: str | None = None,
@@ -479,16 +505,19 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.get(f"{API}/jobs/{{job_id}}", dependencies=[Admin], tags=["jobs"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def show_job(job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await run(lambda s: service.job_view(s, service.get_job(s, job_id)))
         return result
 
     @app.post(f"{API}/jobs/{{job_id}}/stop", dependencies=[Admin], tags=["jobs"])
+    @guard(Access.ADMIN)
     async def stop_job(job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = await run(lambda s: service.job_view(s, service.stop_job(s, job_id)))
         return result
 
     @app.post(f"{API}/jobs/{{job_id}}/resume", dependencies=[Admin], tags=["jobs"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def resume_job(job_id: str) -> dict[str, Any]:
         """Queue a Suspended job again (from the start), with three more attempts."""
 
@@ -529,6 +558,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         }
 
     @app.get(f"{API}/jobs/{{job_id}}/output", dependencies=[Admin], tags=["jobs"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def job_output(
         job_id: str,
         stream: Stream | None = None,
@@ -541,6 +571,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.get(f"{API}/jobs/{{job_id}}/output/events", dependencies=[Admin], tags=["jobs"])
+    @guard(Access.ADMIN, limits.NO_BODY)
     async def job_output_events(
         job_id: str, stream: Stream | None = None, after: int = 0
     ) -> StreamingResponse:
@@ -565,13 +596,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     # -- workers --
 
     @app.post(f"{API}/workers/register", tags=["worker protocol"])
-    async def register(
-        body: RegisterIn, response: Response, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
-        scheme, _, value = (authorization or "").partition(" ")
-        if scheme.lower() != "negotiate":
-            raise _Unauthorized()
-        principal, reply = await run_in_threadpool(state.acceptor.accept, value.strip())
+    @guard(Access.NEGOTIATE)
+    async def register(body: RegisterIn, request: Request, response: Response) -> dict[str, Any]:
+        # The gate accepted the Negotiate token before reading the body.
+        principal = await worker_principal(request)
+        reply = request.scope.get(NEGOTIATE_REPLY)
         if reply:
             response.headers["WWW-Authenticate"] = f"Negotiate {reply}"
 
@@ -594,6 +623,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return answer
 
     @app.post(f"{API}/workers/{{worker_id}}/heartbeat", tags=["worker protocol"])
+    @guard(Access.WORKER)
     async def worker_heartbeat(
         worker_id: int, body: HeartbeatIn, principal: Annotated[str, Depends(worker_principal)]
     ) -> dict[str, Any]:
@@ -611,6 +641,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.post(f"{API}/workers/{{worker_id}}/drain", tags=["worker protocol"])
+    @guard(Access.WORKER)
     async def worker_drain(
         worker_id: int, body: DrainIn, principal: Annotated[str, Depends(worker_principal)]
     ) -> dict[str, Any]:
@@ -627,6 +658,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return {"requeued": requeued}
 
     @app.post(f"{API}/workers/{{worker_id}}/claim", tags=["worker protocol"])
+    @guard(Access.WORKER)
     async def claim(
         request: Request,
         worker_id: int,
@@ -658,6 +690,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 await asyncio.wait_for(event.wait(), timeout=min(remaining, 5.0))
 
     @app.get(f"{API}/workers/{{worker_id}}/jobs/{{job_id}}/content", tags=["worker protocol"])
+    @guard(Access.WORKER, limits.NO_BODY)
     async def job_content(
         worker_id: int, job_id: str, lease_token: int, principal: Annotated[str, Depends(worker_principal)]
     ) -> Response:
@@ -671,6 +704,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return Response(content, media_type="application/octet-stream")
 
     @app.post(f"{API}/workers/{{worker_id}}/jobs/{{job_id}}/output", tags=["worker protocol"])
+    @guard(Access.WORKER, limits.WORKER_REPORT_BODY)
     async def job_append(
         worker_id: int, job_id: str, body: OutputIn, principal: Annotated[str, Depends(worker_principal)]
     ) -> dict[str, Any]:
@@ -685,6 +719,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.post(f"{API}/workers/{{worker_id}}/jobs/{{job_id}}/finish", tags=["worker protocol"])
+    @guard(Access.WORKER, limits.WORKER_REPORT_BODY)
     async def job_finish(
         worker_id: int,
         job_id: str,
@@ -721,9 +756,15 @@ def create_app(config: ServerConfig) -> FastAPI:
         return result
 
     @app.get(f"{API}/health", tags=["server"])
+    @guard(Access.PUBLIC, limits.NO_BODY)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    check_routes(app.router.routes, API)
+    credentials = Credentials(
+        admin=state.admin.check, session=state.sessions.principal, negotiate=state.acceptor.accept
+    )
+    app.add_middleware(Gate, routes=app.router.routes, prefix=API, credentials=credentials)
     return app
 
 

@@ -40,7 +40,7 @@ from credo.automation.runbooks import (
     parameters_schema,
     validate_runbook_name,
 )
-from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
+from credo.errors import Conflict, InputError, NotFoundError, NotPermittedError
 from credo.names import managed_account_sam, validate_computer_principal, validate_local_user_name
 from credo.server.models import (
     Job,
@@ -55,7 +55,7 @@ from credo.server.models import (
 
 __all__ = [
     "DEFAULT_TIMEOUT",
-    "Conflict",
+    "Conflict",  # moved to credo.errors; kept importable from here
     "VersionCache",
     "WorkerRef",
     "append_output",
@@ -80,12 +80,6 @@ __all__ = [
 
 DEFAULT_TIMEOUT = 3 * 3600  # Azure's sandbox limit, the default job timeout
 _ACTIVE = (JobState.RUNNING.value, JobState.STOPPING.value)
-
-
-class Conflict(CredoError):
-    """The request contradicts the current state (HTTP 409): a stale lease, a finished job."""
-
-    exit_code = 1
 
 
 def now() -> datetime:

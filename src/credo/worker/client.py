@@ -7,16 +7,20 @@ connection failure is retried with backoff, so a worker rides out a server resta
 from __future__ import annotations
 
 import base64
+import contextlib
+import ipaddress
 import logging
 import secrets
+import socket
 import ssl
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from credo.errors import CredoError, NotPermittedError, UnreachableError
+from credo.errors import InputError, NotPermittedError, UnreachableError, error_for_status
 from credo.krb.host import HostIdentity
 from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
 
@@ -74,20 +78,53 @@ class ServerClient:
         import gssapi
         from gssapi.raw import GSSError
 
+        def first_token(creds: gssapi.Credentials, host: str) -> bytes:
+            name = gssapi.Name(f"HTTP@{host}", gssapi.NameType.hostbased_service)
+            return gssapi.SecurityContext(name=name, creds=creds, usage="initiate").step() or b""
+
         ccache = new_memory_ccache_name("worker")
         try:
             self.host.acquire(ccache)
             creds = gssapi.Credentials(usage="initiate", store={"ccache": ccache})
-            name = gssapi.Name(f"HTTP@{self.service_host}", gssapi.NameType.hostbased_service)
-            ctx = gssapi.SecurityContext(name=name, creds=creds, usage="initiate")
-            token = ctx.step()
-        except GSSError as exc:
-            raise NotPermittedError(
-                f"cannot get a Kerberos ticket for HTTP/{self.service_host}: {exc}"
-            ) from exc
+            try:
+                token = first_token(creds, self.service_host)
+            except GSSError as exc:
+                if not _is_address(self.service_host):
+                    raise NotPermittedError(
+                        f"cannot get a Kerberos ticket for HTTP/{self.service_host}: {exc}",
+                        hint="--server must name the server as its HTTP/ service principal does",
+                    ) from exc
+                # The KDC knows services by name (RFC 4120 §6.2.1 host-based names), never by address:
+                # find which of the address's names has an HTTP/ principal, and say so.
+                with_spn: list[str] = []
+                for candidate in _names_of(self.service_host):
+                    with contextlib.suppress(GSSError):
+                        if self._accepts(first_token(creds, candidate)):
+                            with_spn = [candidate]
+                            break
+                        with_spn.append(candidate)
+                split = urlsplit(self.url)
+                port = f":{split.port}" if split.port else ""
+                urls = [
+                    f"{split.scheme}://{name}{port}" for name in with_spn or ["<the name in its HTTP/ SPN>"]
+                ]
+                raise InputError(
+                    f"Kerberos needs the server's DNS name, not the address {self.service_host}:"
+                    " the worker asks for a ticket to the server's HTTP/<name> principal",
+                    hint=f"use --server {' or '.join(urls)}",
+                ) from None
         finally:
             destroy_ccache(ccache)
-        return base64.b64encode(token or b"").decode()
+        return base64.b64encode(token).decode()
+
+    def _accepts(self, token: bytes) -> bool:
+        """Whether the server accepts a ticket: it checks Negotiate before the body, so an empty
+        body is refused as invalid (422) only once the ticket was accepted; nothing registers."""
+        headers = {"Authorization": f"Negotiate {base64.b64encode(token).decode()}"}
+        try:
+            return self.http.post(f"{API}/workers/register", json={}, headers=headers).status_code == 422
+        except httpx.TransportError:
+            return False
 
     def register(self) -> dict[str, Any]:
         body = {"group": self.group, "hostname": self.host.sam_account_name, "slots": self.slots,
@@ -132,9 +169,35 @@ class ServerClient:
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise CredoError(f"{method} {path}: {response.status_code} {_title(response)}")
+            raise error_for_status(
+                response.status_code, f"{method} {path}: {response.status_code} {_title(response)}"
+            )
         data: dict[str, Any] = response.json()
         return data
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _names_of(address: str) -> list[str]:
+    """The DNS names an address goes by: its reverse lookup, and every /etc/hosts line for it
+    (the resolver returns only the first, which for 127.0.0.1 is ``localhost``)."""
+    names: list[str] = []
+    with contextlib.suppress(OSError):
+        primary, aliases, _ = socket.gethostbyaddr(address)
+        names += [primary, *aliases]
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/hosts").read_text().splitlines():
+            fields = line.split("#", 1)[0].split()
+            if fields and fields[0] == address:
+                names += fields[1:]
+    # Service principals carry fully qualified names.
+    return [name for name in dict.fromkeys(names) if "." in name]
 
 
 def _title(response: httpx.Response) -> str:

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from credo.automation.jobs import Stream
+from credo.automation.jobs import MAX_STREAM_BYTES, Stream
 from credo.automation.runbooks import RunbookType
 from credo.errors import CredoError, EnvironmentProblem, NotPermittedError, UnreachableError
 from credo.gmsa.credentials import gmsa_keytab
@@ -67,6 +67,8 @@ __all__ = ["JobExecutor", "JobSpec", "Outcome"]
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.05
+# Text per output report; a chunk is at most 128 KiB (OutputSink.write merges up to 64 KiB).
+BATCH_CHARACTERS = MAX_STREAM_BYTES
 # How long a job may wait for its gMSA credentials while no DC answers (a DC restarting, a
 # network blip), at most its own timeout: retried with backoff, each failure in its warning stream.
 START_BUDGET_SECONDS = 120.0
@@ -112,29 +114,49 @@ class OutputSink:
                 self._pending.append((stream.value, text))
 
     def take(self) -> list[tuple[str, str]]:
-        """The chunks not sent yet (for the finish request, which stores them first)."""
+        """The last batch of chunks not sent yet, for the finish request (which stores them
+        first); earlier batches are sent here. Call with ``_send_lock`` held."""
         with self._lock:
             chunks, self._pending = self._pending, []
-        return chunks
+        batches = _batches(chunks)
+        for batch in batches[:-1]:
+            if not self._send(batch):
+                return []
+        return batches[-1] if batches else []
 
     def flush(self) -> None:
         with self._send_lock:
             with self._lock:
                 chunks, self._pending = self._pending, []
-            if not chunks:
-                return
-            body = {
-                "lease_token": self.job.lease_token,
-                "chunks": [{"stream": s, "text": t} for s, t in chunks],
-            }
-            try:
-                answer = self.client.json("POST", f"/jobs/{self.job.job_id}/output", json=body)
-            except CredoError as exc:
-                log.warning("job %s: output not accepted (%s): stopping it", self.job.job_id, exc)
-                self.on_stop()
-                return
-            if answer.get("stop"):
-                self.on_stop()
+            for batch in _batches(chunks):
+                if not self._send(batch):
+                    return
+
+    def _send(self, chunks: list[tuple[str, str]]) -> bool:
+        body = {"lease_token": self.job.lease_token, "chunks": [{"stream": s, "text": t} for s, t in chunks]}
+        try:
+            answer = self.client.json("POST", f"/jobs/{self.job.job_id}/output", json=body)
+        except CredoError as exc:
+            log.warning("job %s: output not accepted (%s): stopping it", self.job.job_id, exc)
+            self.on_stop()
+            return False
+        if answer.get("stop"):
+            self.on_stop()
+        return True
+
+
+def _batches(chunks: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """Chunks in requests of at most BATCH_CHARACTERS of text each, so that a job writing fast
+    never meets the server's cap on a report's body (8 MiB, JSON escaping included)."""
+    batches: list[list[tuple[str, str]]] = []
+    size = BATCH_CHARACTERS
+    for chunk in chunks:
+        if size + len(chunk[1]) > BATCH_CHARACTERS and (not batches or batches[-1]):
+            batches.append([])
+            size = 0
+        batches[-1].append(chunk)
+        size += len(chunk[1])
+    return batches
 
 
 @dataclass(frozen=True)
