@@ -89,5 +89,9 @@ def test_state_machine() -> None:
     assert can_transition(JobState.RUNNING, JobState.QUEUED)  # a lost worker's job restarts
     assert can_transition(JobState.RUNNING, JobState.STOPPING)
     assert not can_transition(JobState.COMPLETED, JobState.RUNNING)
+    # Ended states stay ended, except that `credo job resume` queues a Suspended job again.
+    assert can_transition(JobState.SUSPENDED, JobState.QUEUED)
     for state in TERMINAL:
-        assert not any(can_transition(state, target) for target in JobState)
+        targets = {target for target in JobState if can_transition(state, target)}
+        assert targets == ({JobState.QUEUED} if state == JobState.SUSPENDED else set())
+    assert can_transition(JobState.QUEUED, JobState.FAILED)  # no worker took it within its timeout
