@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from credo.cli.main import main
+from credo.launch import main
 
 if __name__ == "__main__":
     main()

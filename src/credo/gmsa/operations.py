@@ -33,6 +33,7 @@ __all__ = [
     "run_as",
     "usable_password",
     "write_account_keytab",
+    "write_password_keytab",
 ]
 
 
@@ -159,9 +160,27 @@ def write_account_keytab(
     """Write the keys of ``name`` (current, previous, and future inside the window) to ``out``."""
     uid, gid = _owner_ids(owner)
     password = retrieve_managed_password(session.directory, name)
-    material = key_material(password, session.realm, session.dns_domain, enctypes=enctypes, spns=spns)
+    return write_password_keytab(
+        password, session.realm, session.dns_domain, out, spns=spns, uid=uid, gid=gid, enctypes=enctypes
+    )
+
+
+def write_password_keytab(
+    password: ManagedPassword,
+    realm: str,
+    dns_domain: str,
+    out: Path,
+    *,
+    spns: list[str] | tuple[str, ...] = (),
+    uid: int | None = None,
+    gid: int | None = None,
+    mode: int = 0o600,
+    enctypes: tuple[int, ...],
+) -> KeytabReport:
+    """Write the keys of a retrieved password (current, previous, and future inside the window)."""
+    material = key_material(password, realm, dns_domain, enctypes=enctypes, spns=spns)
     entries = list(material.entries) + _carried_previous_keys(out, material.entries)
-    write_keytab_atomically(out, entries, owner_uid=uid, owner_gid=gid)
+    write_keytab_atomically(out, entries, owner_uid=uid, owner_gid=gid, mode=mode)
     return KeytabReport(
         path=str(out),
         principals=sorted({e.principal for e in material.entries}),

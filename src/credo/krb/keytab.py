@@ -80,6 +80,7 @@ def write_keytab_atomically(
     keep_other_principals: bool = True,
     owner_uid: int | None = None,
     owner_gid: int | None = None,
+    mode: int = 0o600,
 ) -> None:
     """Replace the entries of the principals in ``entries``; keep those of other principals.
 
@@ -111,6 +112,8 @@ def write_keytab_atomically(
         try:
             if owner_uid is not None or owner_gid is not None:
                 os.fchown(fd, -1 if owner_uid is None else owner_uid, -1 if owner_gid is None else owner_gid)
+            if mode != 0o600:
+                os.fchmod(fd, mode)  # after the chown: its group may read, never before
             os.fsync(fd)
         finally:
             os.close(fd)

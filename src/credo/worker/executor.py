@@ -36,9 +36,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+from credo.agent.client import AgentClient
 from credo.automation.jobs import MAX_STREAM_BYTES, Stream
 from credo.automation.runbooks import RunbookType
-from credo.errors import CredoError, EnvironmentProblem, NotPermittedError, UnreachableError
+from credo.errors import CredoError, EnvironmentProblem, NotFoundError, NotPermittedError, UnreachableError
 from credo.gmsa.credentials import gmsa_keytab
 from credo.gmsa.operations import usable_password
 from credo.gmsa.runas import (
@@ -200,7 +201,13 @@ class GmsaTickets:
         self._tickets: dict[tuple[str, int], tuple[str, datetime]] = {}
 
     def write(self, run_as: str, path: Path, timeout_seconds: int) -> None:
-        """A TGT for ``run_as`` into a new FILE ccache at ``path``, ending about the job's timeout."""
+        """A TGT for ``run_as`` into a new FILE ccache at ``path``, ending about the job's timeout.
+
+        When a credo agent on this host serves the account, it gives the ticket (one socket round
+        trip; the worker then holds no keys of that account); else the worker's own keys do.
+        """
+        if self._from_agent(run_as, path, timeout_seconds):
+            return
         with self._lock:
             now = datetime.now(UTC)
             for key, (ccache, end) in list(self._tickets.items()):
@@ -213,6 +220,20 @@ class GmsaTickets:
                 ticket = self._acquire(run_as, ccache, int(timeout_seconds + self.MARGIN.total_seconds()))
                 cached = self._tickets[(run_as, timeout_seconds)] = (ccache, ticket.end)
             copy_ccache(cached[0], f"FILE:{path}")
+
+    def _from_agent(self, run_as: str, path: Path, timeout_seconds: int) -> bool:
+        agent = AgentClient()
+        if not agent.available():
+            return False
+        try:
+            agent.write_ccache(run_as, path, lifetime=int(timeout_seconds + self.MARGIN.total_seconds()))
+        except NotFoundError:
+            path.unlink(missing_ok=True)
+            return False  # the agent does not serve this account
+        except CredoError:
+            path.unlink(missing_ok=True)
+            raise
+        return True
 
     def _acquire(self, run_as: str, ccache: str, lifetime: int) -> Ticket:
         for attempt in (1, 2):

@@ -1,0 +1,374 @@
+"""The agent's configuration: one TOML file (default /etc/credo/agent.toml), read with tomllib.
+
+Every key is checked at start and on reload (SIGHUP); an error names the file, the key and what
+is wrong, in one line, and a reload that fails keeps the running configuration. The layout:
+
+    socket = "/run/credo/agent.sock"       # the local API (CREDO_AGENT_SOCKET overrides)
+    state_dir = "/var/lib/credo/agent"     # status of each account, for `credo agent status`
+    metrics_listen = "127.0.0.1:9464"      # opt-in Prometheus metrics (loopback only)
+    log_format = "text"                    # or "json"
+    [directory]
+    servers = ["ldap://dc1.corp.example.test", "ldap://dc2.corp.example.test"]   # else DNS SRV
+    host_keytab = "/etc/krb5.keytab"; host_principal = "HOST$@REALM"
+    ca_file = "..."; starttls = false; ldap_timeout = 10; krb5_config = "/etc/krb5.conf"
+    [[account]]
+    name = "svcauto"                       # the gMSA (with or without $)
+    allow_users = ["root", "credo-runner"] # who may ask the socket for its tickets
+    allow_groups = []
+    refresh_lead = 300                     # seconds before refresh_after (with up to 10% jitter)
+    [[account.keytab]]
+    path = "/etc/credo/svcauto.keytab"; owner = "root"; group = "root"; mode = "0600"
+    spns = ["HTTP/web.corp.example.test"]; enctypes = ["aes256", "aes128"]
+    [[account.ccache]]
+    path = "/run/credo/svcauto.ccache"; user = "credo-runner"
+    [[account.hook]]
+    argv = ["/usr/bin/systemctl", "reload", "nginx"]; timeout = 30
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from credo.errors import InputError
+from credo.names import managed_account_sam
+
+__all__ = [
+    "DEFAULT_CONFIG",
+    "DEFAULT_SOCKET",
+    "AccountConfig",
+    "AgentConfig",
+    "CcacheOutput",
+    "ConfigError",
+    "DirectoryConfig",
+    "Hook",
+    "KeytabOutput",
+    "load_config",
+    "socket_path",
+]
+
+DEFAULT_CONFIG = Path("/etc/credo/agent.toml")
+DEFAULT_SOCKET = Path("/run/credo/agent.sock")
+DEFAULT_STATE_DIR = Path("/var/lib/credo/agent")
+ENCTYPES = {"aes256": 18, "aes128": 17, "rc4": 23}
+T = TypeVar("T")
+
+
+class ConfigError(InputError):
+    """The agent's configuration is invalid: the message names the file and the key."""
+
+
+def socket_path(configured: Path | None = None) -> Path:
+    """CREDO_AGENT_SOCKET, else the configured socket, else /run/credo/agent.sock."""
+    env = os.environ.get("CREDO_AGENT_SOCKET")
+    return Path(env) if env else (configured or DEFAULT_SOCKET)
+
+
+@dataclass(frozen=True)
+class KeytabOutput:
+    path: Path
+    uid: int
+    gid: int
+    mode: int
+    spns: tuple[str, ...] = ()
+    enctypes: tuple[int, ...] = (18, 17)
+
+
+@dataclass(frozen=True)
+class CcacheOutput:
+    path: Path
+    user: str
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True)
+class Hook:
+    argv: tuple[str, ...]
+    timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    name: str  # sAMAccountName without the $
+    allow_users: frozenset[str] = frozenset()
+    allow_groups: frozenset[str] = frozenset()
+    refresh_lead: float = 300.0
+    keytabs: tuple[KeytabOutput, ...] = ()
+    ccaches: tuple[CcacheOutput, ...] = ()
+    hooks: tuple[Hook, ...] = ()
+
+    def allows(self, uid: int, gids: set[int]) -> bool:
+        """May the local user ``uid`` (in groups ``gids``) have this account's tickets?"""
+        if uid == 0:
+            return True
+        try:
+            name = pwd.getpwuid(uid).pw_name
+        except KeyError:
+            return False
+        if name in self.allow_users:
+            return True
+        for group in self.allow_groups:
+            try:
+                if grp.getgrnam(group).gr_gid in gids:
+                    return True
+            except KeyError:
+                continue
+        return False
+
+
+@dataclass(frozen=True)
+class DirectoryConfig:
+    servers: tuple[str, ...] = ()
+    host_keytab: Path | None = None
+    host_principal: str | None = None
+    ca_file: str | None = None
+    starttls: bool = False
+    ldap_timeout: float = 10.0
+    krb5_config: Path | None = None  # KRB5_CONFIG for the agent's Kerberos calls (default /etc/krb5.conf)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    path: Path
+    socket: Path = DEFAULT_SOCKET
+    state_dir: Path = DEFAULT_STATE_DIR
+    metrics_listen: str | None = None
+    log_format: str = "text"
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    accounts: tuple[AccountConfig, ...] = ()
+
+    def account(self, name: str) -> AccountConfig | None:
+        bare = name.lower().rstrip("$")
+        return next((a for a in self.accounts if a.name.lower() == bare), None)
+
+
+class _Reader:
+    """Reads one table, naming every key it complains about as ``file: key.path: ...``."""
+
+    def __init__(self, path: Path, table: dict[str, Any], where: str) -> None:
+        self.path, self.table, self.where = path, table, where
+        self.used: set[str] = set()
+
+    def fail(self, key: str, what: str) -> ConfigError:
+        full = f"{self.where}.{key}" if self.where else key
+        return ConfigError(
+            f"{self.path}: {full}: {what}", hint="fix the key and reload (systemctl reload credo-agent)"
+        )
+
+    def get(self, key: str, kind: type[T], default: T | None = None, *, required: bool = False) -> T:
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                raise self.fail(key, "missing")
+            return default  # type: ignore[return-value]
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.fail(key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
+        return value
+
+    def strings(self, key: str) -> tuple[str, ...]:
+        values = self.get(key, list, [])
+        if not all(isinstance(v, str) and v for v in values):
+            raise self.fail(key, "expected a list of non-empty strings")
+        return tuple(values)
+
+    def tables(self, key: str) -> list[tuple[str, dict[str, Any]]]:
+        values = self.get(key, list, [])
+        if not all(isinstance(v, dict) for v in values):
+            raise self.fail(key, "expected tables ([[...]])")
+        prefix = f"{self.where}.{key}" if self.where else key
+        return [(f"{prefix}[{i}]", v) for i, v in enumerate(values)]
+
+    def sub(self, key: str) -> dict[str, Any]:
+        return self.get(key, dict, {})
+
+    def done(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.fail(unknown[0], "unknown key")
+
+    def check(self, key: str, ok: Callable[[], object]) -> None:
+        try:
+            ok()
+        except InputError as exc:
+            raise self.fail(key, exc.message) from None
+
+
+def _absolute(reader: _Reader, key: str) -> Path:
+    value = reader.get(key, str, required=True)
+    if not value.startswith("/"):
+        raise reader.fail(key, f"{value!r} is not an absolute path")
+    return Path(value)
+
+
+def _user(reader: _Reader, key: str, default: str | None = None) -> pwd.struct_passwd:
+    name = reader.get(key, str, default, required=default is None)
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise reader.fail(key, f"no local user {name!r}") from None
+
+
+def _group(reader: _Reader, key: str, default: int) -> int:
+    name = reader.get(key, str, None)
+    if name is None:
+        return default
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise reader.fail(key, f"no local group {name!r}") from None
+
+
+def _keytab(path: Path, where: str, table: dict[str, Any]) -> KeytabOutput:
+    r = _Reader(path, table, where)
+    out = _absolute(r, "path")
+    owner = _user(r, "owner", "root")
+    gid = _group(r, "group", owner.pw_gid)
+    mode_text = r.get("mode", str, "0600")
+    try:
+        mode = int(mode_text, 8)
+    except ValueError:
+        raise r.fail("mode", f'{mode_text!r} is not an octal mode such as "0600"') from None
+    if mode & ~0o777 or mode & 0o007:
+        raise r.fail("mode", f"{mode_text} would let every user read the keys: use 0600 or 0640")
+    spns = r.strings("spns")
+    enctypes = r.strings("enctypes") or ("aes256", "aes128")
+    for name in enctypes:
+        if name.lower() not in ENCTYPES:
+            raise r.fail(
+                "enctypes", f"unknown encryption type {name!r}: use aes256, aes128 (rc4 if you must)"
+            )
+    r.done()
+    return KeytabOutput(out, owner.pw_uid, gid, mode, spns, tuple(ENCTYPES[n.lower()] for n in enctypes))
+
+
+def _ccache(path: Path, where: str, table: dict[str, Any]) -> CcacheOutput:
+    r = _Reader(path, table, where)
+    out = _absolute(r, "path")
+    user = _user(r, "user")
+    r.done()
+    return CcacheOutput(out, user.pw_name, user.pw_uid, user.pw_gid)
+
+
+def _hook(path: Path, where: str, table: dict[str, Any]) -> Hook:
+    r = _Reader(path, table, where)
+    argv = r.strings("argv")
+    if not argv:
+        raise r.fail("argv", 'missing: a command as a list, e.g. ["/usr/bin/systemctl", "reload", "nginx"]')
+    if not argv[0].startswith("/"):
+        raise r.fail("argv", f"{argv[0]!r}: give the program's absolute path (no shell, no PATH lookup)")
+    timeout = r.get("timeout", float, 30.0)
+    if not 0 < timeout <= 3600:
+        raise r.fail("timeout", "must be between 0 and 3600 seconds")
+    r.done()
+    return Hook(argv, timeout)
+
+
+def _account(path: Path, where: str, table: dict[str, Any]) -> AccountConfig:
+    r = _Reader(path, table, where)
+    name = r.get("name", str, required=True)
+    r.check("name", lambda: managed_account_sam(name))
+    users = r.strings("allow_users")
+    for user in users:
+        if not _exists_user(user):
+            raise r.fail("allow_users", f"no local user {user!r}")
+    groups = r.strings("allow_groups")
+    for group in groups:
+        if not _exists_group(group):
+            raise r.fail("allow_groups", f"no local group {group!r}")
+    lead = r.get("refresh_lead", float, 300.0)
+    if not 0 <= lead <= 86400:
+        raise r.fail("refresh_lead", "must be between 0 and 86400 seconds")
+    account = AccountConfig(
+        name=managed_account_sam(name)[:-1],
+        allow_users=frozenset(users),
+        allow_groups=frozenset(groups),
+        refresh_lead=lead,
+        keytabs=tuple(_keytab(path, w, t) for w, t in r.tables("keytab")),
+        ccaches=tuple(_ccache(path, w, t) for w, t in r.tables("ccache")),
+        hooks=tuple(_hook(path, w, t) for w, t in r.tables("hook")),
+    )
+    r.done()
+    return account
+
+
+def _exists_user(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def _exists_group(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and check ``path``; raise ConfigError (one line: file, key, what) on any fault."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file", hint="write it (see examples/agent.toml) or give --config"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    r = _Reader(path, data, "")
+    socket = Path(r.get("socket", str, str(DEFAULT_SOCKET)))
+    state_dir = Path(r.get("state_dir", str, str(DEFAULT_STATE_DIR)))
+    metrics = r.get("metrics_listen", str, None)
+    if metrics is not None:
+        host, _, port = metrics.rpartition(":")
+        if host not in ("127.0.0.1", "[::1]", "localhost") or not port.isdigit():
+            raise r.fail("metrics_listen", f"{metrics!r}: give a loopback HOST:PORT such as 127.0.0.1:9464")
+    log_format = r.get("log_format", str, "text")
+    if log_format not in ("text", "json"):
+        raise r.fail("log_format", f"{log_format!r}: use text or json")
+    d = _Reader(path, r.sub("directory"), "directory")
+    servers = d.strings("servers")
+    for server in servers:
+        if not server.startswith(("ldap://", "ldaps://")):
+            raise d.fail("servers", f"{server!r} is not an ldap:// or ldaps:// URL")
+    keytab = d.get("host_keytab", str, None)
+    krb5_config = d.get("krb5_config", str, None)
+    if krb5_config is not None and not Path(krb5_config).is_file():
+        raise d.fail("krb5_config", f"{krb5_config}: no such file")
+    directory = DirectoryConfig(
+        servers=servers,
+        host_keytab=Path(keytab) if keytab else None,
+        host_principal=d.get("host_principal", str, None),
+        ca_file=d.get("ca_file", str, None),
+        starttls=d.get("starttls", bool, False),
+        ldap_timeout=d.get("ldap_timeout", float, 10.0),
+        krb5_config=Path(krb5_config) if krb5_config else None,
+    )
+    d.done()
+    accounts = tuple(_account(path, w, t) for w, t in r.tables("account"))
+    seen: set[str] = set()
+    outputs: set[Path] = set()
+    for i, account in enumerate(accounts):
+        if account.name.lower() in seen:
+            raise ConfigError(f"{path}: account[{i}].name: {account.name} is configured twice")
+        seen.add(account.name.lower())
+        for out_path in [*(k.path for k in account.keytabs), *(c.path for c in account.ccaches)]:
+            if out_path in outputs:
+                raise ConfigError(f"{path}: account[{i}]: output {out_path} is written by another output too")
+            outputs.add(out_path)
+    r.done()
+    return AgentConfig(path, socket, state_dir, metrics, log_format, directory, accounts)

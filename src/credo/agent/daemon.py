@@ -1,0 +1,289 @@
+"""``credo agent run``: the resident credential daemon.
+
+One process serves many accounts. A scheduler (the main thread) refreshes each account ahead of
+its ``refresh_after`` on a small thread pool; a failed refresh is retried with backoff while the
+last good outputs stay in place. The socket API (``credo.agent.server``) hands the accounts'
+tickets to allowed local users. Signals only set flags (a handler must not take a lock the main
+thread may hold): SIGHUP reloads the configuration (a bad one is refused and the old one kept),
+SIGTERM/SIGINT stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from credo.agent import schedule
+from credo.agent.config import AgentConfig, ConfigError, load_config, socket_path
+from credo.agent.metrics import Metrics
+from credo.agent.notify import notify, watchdog_interval
+from credo.agent.refresh import (
+    AccountKeys,
+    Cause,
+    cause_of,
+    private_work_dir,
+    refresh_account,
+    run_hook,
+    session_settings,
+)
+from credo.errors import CredoError
+
+__all__ = ["AccountState", "Agent"]
+
+log = logging.getLogger(__name__)
+TICK = 0.25
+REFRESH_THREADS = 4
+
+
+@dataclass
+class AccountState:
+    """What ``credo agent status`` shows of one account (no key, no ticket)."""
+
+    name: str
+    kvno: int | None = None
+    last_refresh: datetime | None = None
+    last_attempt: datetime | None = None
+    next_refresh: datetime = field(default_factory=lambda: datetime.now(UTC))
+    refresh_after: datetime | None = None
+    password_expires: datetime | None = None
+    dc: str | None = None
+    outputs: tuple[str, ...] = ()
+    error: Cause | None = None
+    failures: int = 0
+    refreshing: bool = False
+    done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def view(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.astimezone(UTC).isoformat() if value else None
+
+        return {
+            "account": self.name,
+            "kvno": self.kvno,
+            "last_refresh": iso(self.last_refresh),
+            "next_refresh": iso(self.next_refresh),
+            "refresh_after": iso(self.refresh_after),
+            "password_expires": iso(self.password_expires),
+            "dc": self.dc,
+            "outputs": list(self.outputs),
+            "failures": self.failures,
+            "error": None
+            if self.error is None
+            else {"cause": self.error.name, "message": self.error.message, "hint": self.error.hint},
+        }
+
+
+class Agent:
+    def __init__(self, config_path: Path) -> None:
+        self.config_path = config_path
+        self.config: AgentConfig = load_config(config_path)
+        self.socket = socket_path(self.config.socket)
+        self.lock = threading.Lock()
+        self.states: dict[str, AccountState] = {}
+        self.keys: dict[str, AccountKeys] = {}
+        self.rng = random.Random()  # noqa: S311 (scheduling jitter, not a secret)
+        self.pool = ThreadPoolExecutor(REFRESH_THREADS, thread_name_prefix="refresh")
+        self.metrics = Metrics(self.config.metrics_listen)
+        self.work_dir = private_work_dir(self.socket.parent / ".agent-work")
+        self._reload = False
+        self._stop = False
+        self._apply(self.config)
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    def _apply(self, config: AgentConfig) -> None:
+        """Take ``config``: new accounts are due now, removed ones forget their keys."""
+        if config.directory.krb5_config is not None:
+            # Read by libkrb5 when a context is made: every refresh makes new ones.
+            os.environ["KRB5_CONFIG"] = str(config.directory.krb5_config)
+        with self.lock:
+            names = {a.name.lower(): a.name for a in config.accounts}
+            for key in list(self.states):
+                if key not in names:
+                    del self.states[key]
+                    old = self.keys.pop(key, None)
+                    if old is not None:
+                        old.close()
+            for key, name in names.items():
+                if key not in self.states:
+                    self.states[key] = AccountState(name)
+                else:
+                    self.states[key].next_refresh = datetime.now(UTC)  # outputs may have changed
+            self.config = config
+
+    def reload(self) -> bool:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("reload refused, the running configuration stays: %s", exc.message)
+            return False
+        self._apply(config)
+        log.info("configuration reloaded: %d account(s)", len(config.accounts))
+        return True
+
+    # -- refreshing -------------------------------------------------------------------------------
+
+    def _refresh(self, key: str) -> None:
+        with self.lock:
+            state = self.states.get(key)
+            account = self.config.account(key)
+            settings = session_settings(self.config.directory)
+        if state is None or account is None:
+            return
+        started = datetime.now(UTC)
+        try:
+            result = refresh_account(account, settings, self.work_dir)
+        except CredoError as exc:
+            cause = cause_of(exc)
+            with self.lock:
+                state.failures += 1
+                state.error = cause
+                state.last_attempt = started
+                delay = schedule.retry_delay(state.failures, self.rng)
+                state.next_refresh = datetime.now(UTC) + timedelta(seconds=delay)
+                state.refreshing = False
+                state.done.set()
+            self.metrics.failed(account.name, cause.name)
+            log.warning(
+                "%s: refresh failed (%s): %s; retrying in %.0f s",
+                account.name,
+                cause.name,
+                cause.message,
+                delay,
+            )
+            return
+        except Exception:
+            log.exception("%s: refresh failed with an internal error", account.name)
+            with self.lock:
+                state.failures += 1
+                state.error = Cause("internal-error", "internal error (see the agent's log)", None)
+                state.next_refresh = datetime.now(UTC) + timedelta(
+                    seconds=schedule.retry_delay(state.failures, self.rng)
+                )
+                state.refreshing = False
+                state.done.set()
+            return
+        with self.lock:
+            previous_kvno = state.kvno
+            old = self.keys.get(key)
+            self.keys[key] = result.keys
+            state.kvno = result.kvno
+            state.last_refresh = state.last_attempt = started
+            state.refresh_after = result.refresh_after
+            state.password_expires = result.next_rotation
+            state.dc = result.dc
+            state.outputs = result.outputs
+            state.error = None
+            state.failures = 0
+            state.next_refresh = schedule.next_refresh(
+                datetime.now(UTC),
+                result.refresh_after,
+                account.refresh_lead,
+                result.keys.ticket_end,
+                self.rng,
+            )
+            state.refreshing = False
+            state.done.set()
+        if old is not None:
+            old.close()
+        servers = self.config.directory.servers
+        self.metrics.refreshed(
+            account.name, result.next_rotation, failover=bool(servers) and result.dc != servers[0]
+        )
+        log.info(
+            "%s: refreshed (kvno %d, from %s); next at %s",
+            account.name,
+            result.kvno,
+            result.dc,
+            state.next_refresh.isoformat(),
+        )
+        if previous_kvno is not None and previous_kvno != result.kvno:
+            for hook in account.hooks:
+                run_hook(hook, account.name, result.kvno, previous_kvno)
+
+    def refresh_now(self, name: str, wait: float = 60.0) -> AccountState | None:
+        key = name.lower().rstrip("$")
+        with self.lock:
+            state = self.states.get(key)
+            if state is None:
+                return None
+            state.next_refresh = datetime.now(UTC)
+            state.done.clear()
+        state.done.wait(wait)
+        return state
+
+    def _schedule_due(self) -> None:
+        now = datetime.now(UTC)
+        with self.lock:
+            due = [k for k, s in self.states.items() if not s.refreshing and s.next_refresh <= now]
+            for key in due:
+                self.states[key].refreshing = True
+        for key in due:
+            self.pool.submit(self._refresh, key)
+
+    # -- views for the socket ---------------------------------------------------------------------
+
+    def status(self, allowed: set[str] | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            return [s.view() for k, s in sorted(self.states.items()) if allowed is None or k in allowed]
+
+    # -- main loop --------------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._reload = True
+        else:
+            self._stop = True
+
+    def run(self) -> None:
+        from credo.agent.server import SocketServer
+
+        for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        server = SocketServer(self, self.socket)
+        server.start()
+        self.metrics.start()
+        watchdog = watchdog_interval()
+        last_ping = 0.0
+        notify("READY=1", f"STATUS=serving {len(self.states)} account(s) on {self.socket}")
+        log.info("agent ready: %d account(s), socket %s", len(self.states), self.socket)
+        try:
+            while not self._stop:
+                if self._reload:
+                    self._reload = False
+                    notify("RELOADING=1")
+                    self.reload()
+                    notify("READY=1", f"STATUS=serving {len(self.states)} account(s)")
+                self._schedule_due()
+                if watchdog is not None and time.monotonic() - last_ping >= watchdog:
+                    notify("WATCHDOG=1", f"STATUS={self._summary()}")
+                    last_ping = time.monotonic()
+                time.sleep(TICK)
+        finally:
+            notify("STOPPING=1")
+            server.stop()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            with self.lock:
+                for keys in self.keys.values():
+                    keys.close()
+                self.keys.clear()
+
+    def _summary(self) -> str:
+        with self.lock:
+            failing = sum(1 for s in self.states.values() if s.error is not None)
+        return f"{len(self.states)} account(s), {failing} failing"
+
+
+def status_json(agent: Agent) -> str:
+    return json.dumps(agent.status(), indent=2)

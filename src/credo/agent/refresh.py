@@ -1,0 +1,255 @@
+"""One refresh of one account: retrieve the password, write its outputs, keep its keys in memory.
+
+Order matters for "refresh without gaps": every output is written to a temp file and renamed into
+place (a crash leaves the old file, never a torn one), keytabs hold the current keys and the
+previous ones (kvno and kvno-1, kept from the old file when the DC no longer returns them), and
+the in-memory keys that serve the socket are swapped only after the outputs are in place. Any
+failure leaves the last good outputs and keys untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from credo.ad.connection import DEFAULT_TIMEOUT
+from credo.ad.names import escape_filter_value
+from credo.agent.config import AccountConfig, CcacheOutput, DirectoryConfig, Hook
+from credo.errors import CredoError, EnvironmentProblem, InputError
+from credo.gmsa.credentials import gmsa_keytab
+from credo.gmsa.operations import usable_password, write_password_keytab
+from credo.gmsa.session import HostSession, SessionSettings
+from credo.krb.tgt import (
+    MemoryKeytab,
+    Ticket,
+    acquire_tgt,
+    copy_ccache,
+    destroy_ccache,
+    new_memory_ccache_name,
+)
+
+__all__ = [
+    "AccountKeys",
+    "Cause",
+    "RefreshResult",
+    "SpnCollision",
+    "cause_of",
+    "refresh_account",
+    "session_settings",
+]
+
+log = logging.getLogger(__name__)
+
+
+class SpnCollision(InputError):
+    """An SPN to put in a keytab is registered on another account: tickets for it use other keys."""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """A failure's named cause, as ``credo agent status`` and the metrics show it."""
+
+    name: str
+    message: str
+    hint: str | None
+
+
+# Error class name -> cause. Order of the checks below: the most specific first.
+_CAUSES = {
+    "NotPermittedToRetrieve": "not-permitted",
+    "AccountDisabled": "account-disabled",
+    "NoPasswordReturned": "no-kds-root-key",
+    "UnreachableError": "dc-unreachable",
+    "ConfidentialityRequired": "not-confidential",
+    "SpnCollision": "spn-collision",
+    "NotFoundError": "account-not-found",
+}
+
+
+def cause_of(exc: CredoError) -> Cause:
+    """Name what went wrong, with the fix the error carries (``credo gmsa test``'s vocabulary)."""
+    text = exc.message.lower()
+    if "clock skew" in text:
+        name = "clock-skew"
+    elif "certificate" in text or ("tls" in text and "handshake" in text):
+        name = "ldaps-certificate-rejected"
+    else:
+        name = next(
+            (c for k, c in _CAUSES.items() if any(t.__name__ == k for t in type(exc).__mro__)), "error"
+        )
+    hint = exc.hint
+    if name == "ldaps-certificate-rejected" and not hint:
+        hint = "give the CA that signed the DCs' certificates as [directory] ca_file"
+    return Cause(name, exc.message, hint)
+
+
+def session_settings(directory: DirectoryConfig) -> SessionSettings:
+    return SessionSettings(
+        host_keytab=directory.host_keytab,
+        host_principal=directory.host_principal,
+        server=",".join(directory.servers) or None,
+        ca_file=directory.ca_file,
+        starttls=directory.starttls,
+        timeout=directory.ldap_timeout or DEFAULT_TIMEOUT,
+    )
+
+
+@dataclass
+class AccountKeys:
+    """The account's current keys (never its password) and a TGT made with them, in memory."""
+
+    principal: str
+    kvno: int
+    keytab: MemoryKeytab = field(repr=False)
+    ccache: str = field(repr=False)
+    ticket_end: datetime | None = None
+
+    def close(self) -> None:
+        destroy_ccache(self.ccache)
+        self.keytab.close()
+
+    def ticket(self, ccache: str, lifetime: int | None = None) -> Ticket | None:
+        """Copy the TGT into ``ccache``, or with ``lifetime`` get one that ends that soon."""
+        if lifetime is None:
+            copy_ccache(self.ccache, ccache)
+            return None
+        return acquire_tgt(self.keytab.name, self.principal, ccache, lifetime=lifetime, renewable=False)
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    keys: AccountKeys
+    kvno: int
+    refresh_after: datetime
+    next_rotation: datetime
+    dc: str
+    outputs: tuple[str, ...]
+
+
+def refresh_account(account: AccountConfig, settings: SessionSettings, work_dir: Path) -> RefreshResult:
+    """Retrieve the password of ``account``, write its outputs, return its new in-memory keys."""
+    with HostSession(settings) as session:
+        password = usable_password(session, account.name)
+        realm, dns_domain, dc = session.realm, session.dns_domain, session.directory.url
+        for out in account.keytabs:
+            _check_spns(session, f"{account.name}$", out.spns)
+        written: list[str] = []
+        for keytab in account.keytabs:
+            write_password_keytab(
+                password, realm, dns_domain, keytab.path, spns=keytab.spns, uid=keytab.uid, gid=keytab.gid,
+                mode=keytab.mode, enctypes=keytab.enctypes,
+            )  # fmt: skip
+            written.append(str(keytab.path))
+    principal = f"{password.account.sam_account_name}@{realm}"
+    memory = gmsa_keytab(password, realm, dns_domain)
+    ccache = new_memory_ccache_name("agent")
+    try:
+        ticket = acquire_tgt(memory.name, principal, ccache)
+        keys = AccountKeys(principal, password.kvno, memory, ccache, ticket.end)
+        for output in account.ccaches:
+            write_ccache_file(keys, output, work_dir)
+            written.append(str(output.path))
+    except BaseException:
+        destroy_ccache(ccache)
+        memory.close()
+        raise
+    return RefreshResult(
+        keys, password.kvno, password.refresh_after, password.next_rotation, dc, tuple(written)
+    )
+
+
+def _check_spns(session: HostSession, sam: str, spns: tuple[str, ...]) -> None:
+    """Refuse an SPN that another account carries (the KDC would encrypt its tickets with that
+    account's keys, so a keytab of ours could never accept them)."""
+    directory = session.directory
+    for spn in spns:
+        found = directory.search(
+            directory.base_dn, 2, f"(servicePrincipalName={escape_filter_value(spn)})", ["sAMAccountName"]
+        )
+        owners = [attrs.get("sAMAccountName", [b"?"])[0].decode() for _, attrs in found]
+        others = [o for o in owners if o.lower() != sam.lower()]
+        if others:
+            raise SpnCollision(
+                f"SPN {spn} is registered on {', '.join(others)}, not on {sam}: tickets for it would not "
+                "decrypt with this keytab",
+                hint=f"move it: setspn -D {spn} {others[0]}; setspn -S {spn} {sam} (or samba-tool spn)",
+            )
+
+
+def write_ccache_file(keys: AccountKeys, output: CcacheOutput, work_dir: Path) -> None:
+    """Write the account's TGT to ``output.path`` atomically, owned by its user, 0600."""
+    directory = output.path.parent
+    directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+    tmp = directory / f".{output.path.name}.credo-{secrets.token_hex(6)}"
+    try:
+        keys.ticket(f"FILE:{tmp}")
+        fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            os.fchown(fd, output.uid, output.gid)
+            os.fchmod(fd, 0o600)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, output.path)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write ccache {output.path}: {exc.strerror}") from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def ccache_bytes(keys: AccountKeys, work_dir: Path, lifetime: int | None = None) -> bytes:
+    """The account's TGT as the bytes of a FILE ccache (for a caller's descriptor)."""
+    fd, name = tempfile.mkstemp(prefix="cc-", dir=work_dir)
+    os.close(fd)
+    try:
+        os.unlink(name)  # krb5 creates it again with O_EXCL and 0600
+        keys.ticket(f"FILE:{name}", lifetime)
+        with open(name, "rb") as handle:
+            return handle.read()
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name)
+
+
+def run_hook(hook: Hook, account: str, kvno: int, previous: int | None) -> int | None:
+    """Run a rotation hook (argv, no shell) with a timeout; its exit status, None on timeout."""
+    env = {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "CREDO_ACCOUNT": account,
+        "CREDO_KVNO": str(kvno),
+        "CREDO_PREVIOUS_KVNO": "" if previous is None else str(previous),
+    }
+    try:
+        done = subprocess.run(
+            list(hook.argv), env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=hook.timeout,
+            check=False, start_new_session=True,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        log.warning("hook %s for %s: timed out after %g s", hook.argv[0], account, hook.timeout)
+        return None
+    except OSError as exc:
+        log.warning("hook %s for %s: cannot run it: %s", hook.argv[0], account, exc.strerror)
+        return None
+    log.info("hook %s for %s (kvno %d): exit %d", hook.argv[0], account, kvno, done.returncode)
+    return done.returncode
+
+
+def private_work_dir(base: Path) -> Path:
+    """A 0700 directory for the agent's temp ccaches (removed and made again at start)."""
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True, mode=0o700)
+    os.chmod(base, 0o700)
+    return base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
