@@ -17,7 +17,7 @@ from credo.agent.config import Hook
 from credo.agent.refresh import run_hook
 from credo.krb.keytab import read_keytab
 from credo.lab import Lab, LabSettings
-from tests.agent.conftest import AgentProcess
+from tests.agent.conftest import AgentProcess, agent_config
 from tests.support.identity import CREDO, identity_env, run
 
 Start = Callable[..., AgentProcess]
@@ -202,3 +202,30 @@ def test_a_worker_takes_its_jobs_ticket_from_the_agent(
     klist = run(["klist", "-c", str(ccache)], identity_env(lab, None))
     assert f"svcauto$@{lab_settings.realm}" in klist.stdout
     assert "gave a ccache of svcauto to uid 0" in agent.log.read_text()
+
+
+def test_prometheus_metrics_on_loopback(
+    start_agent: Start, agent_dir: Path, lab: Lab, lab_settings: LabSettings
+) -> None:
+    import socket as sockets
+
+    import httpx
+
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    agent = start_agent(agent_config(lab, lab_settings, agent_dir, metrics_listen=f'"127.0.0.1:{port}"'))
+    agent.wait_refreshed()
+    run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c",
+         "import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); "
+         "s.sendall(b'{\"op\":\"refresh\",\"account\":\"svcauto\"}\\n'); print(s.recv(4096))", str(agent.socket)],
+        {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})  # fmt: skip
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'credo_agent_refreshes_total{account="svcauto"} 1.0' in text
+    assert "credo_agent_socket_refused_total 1.0" in text
+    expiry = [
+        line
+        for line in text.splitlines()
+        if line.startswith('credo_agent_password_expiry_seconds{account="svcauto"}')
+    ]
+    assert expiry and float(expiry[0].split()[-1]) > 0
