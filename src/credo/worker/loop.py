@@ -20,7 +20,7 @@ import threading
 import time
 from types import FrameType
 
-from credo.automation.leases import DEFAULT_DRAIN_GRACE, LeasePolicy
+from credo.automation.leases import DEFAULT_DRAIN_GRACE, DEFAULT_LEASE_SECONDS, LeasePolicy
 from credo.errors import CredoError
 from credo.gmsa.session import SessionSettings
 from credo.worker.client import ServerClient, backoff
@@ -50,8 +50,11 @@ class Worker:
         drain_grace: float = DEFAULT_DRAIN_GRACE,
     ) -> None:
         self.client = client
-        self.fence = LeaseFence(LeasePolicy())
-        self.executor = JobExecutor(client, settings, self.fence)
+        self.settings = settings
+        # Made once registered: a worker the server refuses changes nothing on the host (no
+        # fence process, no sweep of the runtime directory).
+        self._fence: LeaseFence | None = None
+        self._executor: JobExecutor | None = None
         self.slots = slots
         self.drain_grace = drain_grace
         self.running: dict[str, JobSpec] = {}
@@ -64,6 +67,16 @@ class Worker:
         self._stop_now = False
         self._signals = 0
         self._in_claim = False
+
+    @property
+    def fence(self) -> LeaseFence:
+        assert self._fence is not None, "registered first"
+        return self._fence
+
+    @property
+    def executor(self) -> JobExecutor:
+        assert self._executor is not None, "registered first"
+        return self._executor
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
@@ -176,9 +189,8 @@ class Worker:
 
     def run(self) -> None:
         registration = self.client.register()
-        self.fence.policy = LeasePolicy(
-            float(registration.get("lease_seconds", self.fence.policy.lease_seconds))
-        )
+        self._fence = LeaseFence(LeasePolicy(float(registration.get("lease_seconds", DEFAULT_LEASE_SECONDS))))
+        self._executor = JobExecutor(self.client, self.settings, self._fence)
         log.info(
             "registered as %s in group %s (run as %s); %d slot(s)",
             registration["principal"], registration["group"], registration.get("run_as") or "the local user", self.slots,
