@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark and print a Markdown table to paste into BENCHMARKS.md.
 
-python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit (default: all)
+python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent (default: all)
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_audit, bench_automation, bench_gmsa, bench_lab
+from benchmarks import bench_agent, bench_audit, bench_automation, bench_gmsa, bench_lab
 
 BENCHES = {
     "lab": bench_lab.run,
     "gmsa": bench_gmsa.run,
     "automation": bench_automation.run,
     "audit": bench_audit.run,
+    "agent": bench_agent.run,
 }
 
 

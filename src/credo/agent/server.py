@@ -167,6 +167,9 @@ class SocketServer:
         if op == "refresh":
             state = self.agent.refresh_now(account.name)
             return {"ok": True, "account": state.view() if state else None}
+        if op == "refresh-async":
+            self.agent.refresh_now(account.name, wait=0)
+            return {"ok": True}
         if op == "ccache":
             return self._ccache(peer, account.name, request, fds)
         return {"ok": False, "error": "InputError", "message": f"unknown operation {op!r}", "hint": None}

@@ -8,7 +8,7 @@ A request is ``{"op": ..., ...}`` on a SOCK_STREAM unix socket; descriptors trav
 request. Operations:
 
 - ``status``: ``{"accounts": [...]}`` (those the caller may use; root sees all)
-- ``refresh`` ``{"account"}``: refresh now, answer when done
+- ``refresh`` ``{"account"}``: refresh now, answer when done (``refresh-async``: at once)
 - ``ccache`` ``{"account", "lifetime"?, "cleanup"?}`` with descriptors ``[file]`` or
   ``[directory, file]``: the agent writes a fresh ccache of the account into the caller's open
   file (it never opens a caller's path). With ``cleanup``, the agent removes that file (and the
