@@ -44,6 +44,7 @@ COMMANDS = {
     "audit": "credo.cli.audit:audit",
     "kds": "credo.cli.accounts:kds",
     "account": "credo.cli.accounts:account",
+    "systemd": "credo.cli.systemd:systemd",
 }
 
 
