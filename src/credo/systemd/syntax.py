@@ -115,10 +115,14 @@ def exec_command_line(argv: Sequence[str]) -> str:
     program = argv[0]
     if not program.startswith("/"):
         raise InputError(f"the program {program!r} is not an absolute path")
-    if "$" in program:
+    # systemd refuses quotes, backslashes and control characters in the program path ("Executable
+    # name contains special characters", string_is_safe() in config_parse_exec), and does not pass
+    # it through the $ pass, so a "$" there could not be written at all.
+    bad = [char for char in program if char in "\"'\\$" or ord(char) < 0x20 or ord(char) == 0x7F]
+    if bad:
         raise InputError(
-            f"the program path {program!r} contains '$', which systemd cannot take literally there",
-            hint="use a path (or a symlink to it) without '$'",
+            f"the program path {program!r} contains {bad[0]!r}, which systemd does not take there",
+            hint="use a path (or a symlink to it) without quotes, backslashes, '$' or control characters",
         )
     words = [_quote(program, dollar=False)]
     words += [_quote(arg, dollar=True) for arg in argv[1:]]
