@@ -135,6 +135,8 @@ def test_a_timer_name_names_its_service() -> None:
         ("ünï", "invalid unit name"),
         ("x\ny", "invalid unit name"),
         ("getty@tty1", "template or an instance"),
+        ("x.socket", "it names a socket unit"),
+        ("x.timer", "it names a timer unit"),
         ("a" * 248, "longer than 255"),
     ],
 )

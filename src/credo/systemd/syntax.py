@@ -35,6 +35,10 @@ MAX_UNIT_NAME = 255
 # systemd.unit(5): the unit name prefix is "one or more valid characters (ASCII letters, digits,
 # ":", "-", "_", ".", and "\")". "@" marks a template or an instance: credo writes neither.
 _UNIT_PREFIX = re.compile(r"^[A-Za-z0-9:_.\\-]+$")
+# systemd.unit(5): the unit types. "x.socket" as a service name is legal ("x.socket.service") but
+# almost surely a mistake.
+_UNIT_TYPES = (".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path",
+               ".timer", ".slice", ".scope")  # fmt: skip
 # A word that needs no quoting: nothing that passes 1-3 above would change, no whitespace.
 _BARE_WORD = re.compile(r"^[A-Za-z0-9_./:=,+@-]+$")
 # POSIX environment variable names as systemd accepts them (env_name_is_valid: no "=", not empty,
@@ -64,6 +68,11 @@ def unit_name(name: str, suffix: str, *, accept: Sequence[str] = ()) -> str:
         raise InputError(
             f"invalid unit name {name!r}",
             hint="use ASCII letters, digits and ':', '-', '_', '.' (systemd.unit(5))",
+        )
+    if prefix.endswith(_UNIT_TYPES):
+        raise InputError(
+            f"invalid unit name {name!r}: it names a {prefix.rsplit('.', 1)[1]} unit",
+            hint=f"give the name without a suffix, or with {' or '.join((suffix, *accept))}",
         )
     full = prefix + suffix
     if len(full) > MAX_UNIT_NAME:
