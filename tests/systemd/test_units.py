@@ -205,3 +205,22 @@ def test_bad_agent_configs(tmp_path: Path, text: str, message: str) -> None:
     config.write_text(text)
     with pytest.raises(InputError, match=message):
         agent_output_paths(config)
+
+
+def test_the_public_surface() -> None:
+    """What the agent and the CLI import; agent_ccache_path is the convention both sides share."""
+    import credo.systemd
+
+    assert sorted(credo.systemd.__all__) == [
+        "AGENT_SOCKET",
+        "AGENT_UNIT",
+        "CCACHE_ROOT",
+        "GmsaCommand",
+        "UnitFile",
+        "account_snippet",
+        "agent_ccache_path",
+        "agent_unit",
+        "gmsa_service",
+        "gmsa_timer",
+    ]
+    assert str(credo.systemd.AGENT_SOCKET) == "/run/credo/agent.sock"

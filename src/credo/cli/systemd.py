@@ -34,6 +34,11 @@ def systemd() -> None:
     \b
     By default the units are printed; --install writes them under /etc/systemd/system and runs
     `systemctl daemon-reload` when systemd is PID 1 here.
+
+    \b
+    Example:
+      credo systemd agent-unit --config /etc/credo/agent.toml --install
+      credo systemd timer nightly-report --on-calendar daily --as svcauto -- /opt/jobs/report.py
     """
 
 
@@ -60,7 +65,7 @@ def _install_options(func: F) -> F:
 
 
 def _gmsa_options(func: F) -> F:
-    options = [
+    options: list[Callable[[Any], Any]] = [
         click.option("--as", "account", required=True, help="The gMSA (NAME or NAME$)."),
         click.option(
             "--user",
@@ -80,7 +85,7 @@ def _gmsa_options(func: F) -> F:
             type=click.Path(dir_okay=False, path_type=Path),
             help="The ccache the agent keeps for (gMSA, user) [default: /run/credo/ccache/GMSA/USER].",
         ),
-        *(_install_options,),
+        _install_options,
     ]
     decorated: Any = func
     for option in reversed(options):
