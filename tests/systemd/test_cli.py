@@ -77,7 +77,12 @@ def test_agent_unit_from_a_config(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     service = dict(settings(proc.stdout)["Service"])
     assert exec_argv(service["ExecStart"]) == [str(CREDO), "agent", "run", "--config", str(config)]
-    assert split_words(service["ReadWritePaths"]) == ["/etc/credo", "/srv/web app", "/var/lib/web"]
+    assert split_words(service["ReadWritePaths"]) == [
+        "/etc/credo",
+        "/srv/web app",
+        "/var/lib/credo-state",
+        "/var/lib/web",
+    ]
 
 
 def error_lines(proc_stderr: str) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from credo.errors import InputError
-from credo.systemd.config import agent_output_paths
+from credo.systemd.config import AgentPaths, read_agent_paths
 from credo.systemd.paths import agent_ccache_path
 from credo.systemd.units import (
     AGENT_CAPABILITIES,
@@ -28,6 +28,9 @@ from tests.systemd.unitparse import environment, exec_argv, settings, split_word
 
 CREDO = Path(sys.executable).with_name("credo")
 AGENT_CONFIG = """\
+socket = "/run/credo/agent.sock"
+state_dir = "/var/lib/credo-state"
+
 [[account]]
 name = "svcauto"
 allow_users = ["credo-runner"]
@@ -76,22 +79,28 @@ def one(unit: UnitFile, section: str, key: str) -> str:
     return value
 
 
-def test_agent_output_paths_are_read_from_its_config(tmp_path: Path) -> None:
+def test_the_paths_the_agent_writes_are_read_from_its_config(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(AGENT_CONFIG)
-    assert agent_output_paths(config) == [
-        Path("/run/credo/ccache/svcauto/credo-runner"),
-        Path("/etc/credo/svcauto.keytab"),
-        Path("/etc/credo/keytabs/web.keytab"),
-        Path("/srv/web app/http.keytab"),
-        Path("/var/lib/web/token"),
-    ]
+    assert read_agent_paths(config) == AgentPaths(
+        outputs=(
+            Path("/run/credo/ccache/svcauto/credo-runner"),
+            Path("/etc/credo/svcauto.keytab"),
+            Path("/etc/credo/keytabs/web.keytab"),
+            Path("/srv/web app/http.keytab"),
+            Path("/var/lib/web/token"),
+        ),
+        socket=Path("/run/credo/agent.sock"),
+        state_dir=Path("/var/lib/credo-state"),
+    )
+    config.write_text('[[account]]\nname = "a"\n')
+    assert read_agent_paths(config) == AgentPaths()
 
 
 def test_the_agent_unit(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(AGENT_CONFIG)
-    unit = agent_unit(CREDO, config=config, outputs=agent_output_paths(config))
+    unit = agent_unit(CREDO, config=config, paths=read_agent_paths(config))
     assert unit.name == "credo-agent.service"
     service = dict(settings(unit.text)["Service"])
     assert service["Type"] == "notify" and service["NotifyAccess"] == "main"
@@ -99,13 +108,19 @@ def test_the_agent_unit(tmp_path: Path) -> None:
     assert exec_argv(service["ExecStart"]) == [str(CREDO), "agent", "run", "--config", str(config)]
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["RuntimeDirectory"] == "credo" and service["RuntimeDirectoryPreserve"] == "yes"
+    assert service["StateDirectory"] == "credo/agent"
     for setting in ("NoNewPrivileges", "PrivateTmp"):
         assert service[setting] == "yes"
     assert service["ProtectSystem"] == "strict" and service["ProtectHome"] == "yes"
     assert service["CapabilityBoundingSet"].split() == list(AGENT_CAPABILITIES)
-    # The outputs' directories, once each, /etc/credo/keytabs inside /etc/credo; the ccache is under
-    # the RuntimeDirectory= and needs no entry.
-    assert split_words(service["ReadWritePaths"]) == ["/etc/credo", "/srv/web app", "/var/lib/web"]
+    # The outputs' directories, once each, /etc/credo/keytabs inside /etc/credo, and the state
+    # directory; the ccache and the socket are under the RuntimeDirectory= and need no entry.
+    assert split_words(service["ReadWritePaths"]) == [
+        "/etc/credo",
+        "/srv/web app",
+        "/var/lib/credo-state",
+        "/var/lib/web",
+    ]
     verify(tmp_path, unit)
 
 
@@ -113,11 +128,13 @@ def test_the_agent_unit_without_outputs_and_with_outputs_at_home(tmp_path: Path)
     bare = agent_unit(CREDO)
     assert values(bare, "Service", "ReadWritePaths") == []
     assert "/etc/credo/agent.toml" in one(bare, "Service", "ExecStart")
-    home = agent_unit(CREDO, outputs=[Path("/home/svc/.krb/svc.keytab")])
+    home = agent_unit(CREDO, paths=AgentPaths(outputs=(Path("/home/svc/.krb/svc.keytab"),)))
     # ProtectHome=yes would hide the output whatever ReadWritePaths= says.
     assert one(home, "Service", "ProtectHome") == "read-only"
     assert one(home, "Service", "ReadWritePaths") == "/home/svc/.krb"
     verify(tmp_path, home)
+    elsewhere = agent_unit(CREDO, paths=AgentPaths(socket=Path("/srv/agent/agent.sock")))
+    assert one(elsewhere, "Service", "ReadWritePaths") == "/srv/agent"
 
 
 def command(tmp_path: Path, **changes: object) -> GmsaCommand:
@@ -196,7 +213,11 @@ def test_the_account_snippet_is_the_agents_toml(tmp_path: Path) -> None:
     ("text", "message"),
     [
         ("account = 3\n", "array of tables"),
-        ('[[account]]\nname = "a"\n[[account.keytab]]\npath = "rel/x.keytab"\n', "not an absolute path"),
+        (
+            '[[account]]\nname = "a"\n[[account.keytab]]\npath = "rel/x.keytab"\n',
+            "account\\[0\\].keytab\\[0\\].path",
+        ),
+        ('state_dir = "var/x"\n', "state_dir: 'var/x' is not an absolute path"),
         ("[[account]\n", "not valid TOML"),
     ],
 )
@@ -204,7 +225,7 @@ def test_bad_agent_configs(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(text)
     with pytest.raises(InputError, match=message):
-        agent_output_paths(config)
+        read_agent_paths(config)
 
 
 def test_the_public_surface() -> None:

@@ -13,7 +13,7 @@ import click
 from credo.cli.output import emit_json, json_option
 from credo.errors import InputError
 from credo.names import managed_account_sam
-from credo.systemd.config import agent_output_paths
+from credo.systemd.config import AgentPaths, read_agent_paths
 from credo.systemd.install import check_local_user, install_units, resolve_program, validate_calendar
 from credo.systemd.paths import AGENT_CONFIG, UNIT_DIR, agent_ccache_path
 from credo.systemd.syntax import unit_name, validate_env_name
@@ -186,12 +186,15 @@ def agent_unit_command(
       systemctl enable --now credo-agent.service
     """
     if config is None:
-        config, outputs = AGENT_CONFIG, (agent_output_paths(AGENT_CONFIG) if AGENT_CONFIG.exists() else [])
+        config, paths = (
+            AGENT_CONFIG,
+            (read_agent_paths(AGENT_CONFIG) if AGENT_CONFIG.exists() else AgentPaths()),
+        )
     else:
         config = config.absolute()
-        outputs = agent_output_paths(config)
+        paths = read_agent_paths(config)
     program = resolve_program(credo_program or _this_credo())
-    _emit([agent_unit(Path(program), config=config, outputs=outputs)], None, install, unit_dir, as_json)
+    _emit([agent_unit(Path(program), config=config, paths=paths)], None, install, unit_dir, as_json)
 
 
 def _this_credo() -> str:

@@ -15,6 +15,7 @@ from credo.names import managed_account_sam, validate_local_user_name
 __all__ = [
     "AGENT_CONFIG",
     "AGENT_SOCKET",
+    "AGENT_STATE_DIR",
     "AGENT_UNIT",
     "CCACHE_ROOT",
     "RUNTIME_DIR",
@@ -29,6 +30,8 @@ RUNTIME_DIR = Path("/run/credo")
 AGENT_SOCKET = RUNTIME_DIR / "agent.sock"
 CCACHE_ROOT = RUNTIME_DIR / "ccache"
 AGENT_CONFIG = Path("/etc/credo/agent.toml")
+# The agent's default state_dir, its unit's StateDirectory= (writable under ProtectSystem=strict).
+AGENT_STATE_DIR = Path("/var/lib/credo/agent")
 AGENT_UNIT = "credo-agent.service"
 # The directory for units the administrator installs (systemd.unit(5), "System Unit Search Path").
 UNIT_DIR = Path("/etc/systemd/system")

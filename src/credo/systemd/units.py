@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from credo.systemd.paths import AGENT_CONFIG, AGENT_UNIT, RUNTIME_DIR, bare_account_name
+from credo.systemd.config import AgentPaths
+from credo.systemd.paths import AGENT_CONFIG, AGENT_STATE_DIR, AGENT_UNIT, RUNTIME_DIR, bare_account_name
 from credo.systemd.syntax import escape_specifiers, exec_command_line, quote_assignment, quote_path
 
 __all__ = [
@@ -85,22 +86,26 @@ def _hardening_common() -> list[str]:
     ]
 
 
-def _output_dirs(outputs: Sequence[Path]) -> list[Path]:
-    """The directories the agent writes in: an output is replaced atomically (a temp file in its
-    directory, then rename(2)), so its directory must be writable, not only the file. What is
-    under /run/credo is writable already (RuntimeDirectory=); a directory inside another listed
-    one adds nothing."""
-    dirs = sorted({path.parent for path in outputs if not path.is_relative_to(RUNTIME_DIR)})
+def _write_dirs(paths: AgentPaths) -> list[Path]:
+    """The directories the agent writes in besides its RuntimeDirectory= and StateDirectory=: each
+    output's directory (an output is replaced atomically, through a temp file in its directory and
+    rename(2), so the directory must be writable, not only the file), the socket's directory (the
+    socket and the agent's work directory), and the state directory. A directory inside another
+    listed one adds nothing."""
+    wanted = {path.parent for path in paths.outputs} | {paths.socket.parent, paths.state_dir}
+    dirs = sorted(
+        d for d in wanted if not d.is_relative_to(RUNTIME_DIR) and not d.is_relative_to(AGENT_STATE_DIR)
+    )
     return [d for d in dirs if not any(d != other and d.is_relative_to(other) for other in dirs)]
 
 
-def agent_unit(credo: Path, *, config: Path = AGENT_CONFIG, outputs: Sequence[Path] = ()) -> UnitFile:
+def agent_unit(credo: Path, *, config: Path = AGENT_CONFIG, paths: AgentPaths | None = None) -> UnitFile:
     """``credo-agent.service``: ``credo agent run --config CONFIG`` as root, sandboxed.
 
-    ``outputs``: the keytab and ccache paths of the agent's config; ``ReadWritePaths=`` opens their
-    directories and nothing else. ``credo``: the credo program (an absolute path).
+    ``paths``: what the agent's config makes it write (credo.systemd.config); ``ReadWritePaths=``
+    opens their directories and nothing else. ``credo``: the credo program (an absolute path).
     """
-    dirs = _output_dirs(outputs)
+    dirs = _write_dirs(paths or AgentPaths())
     home = any(d.is_relative_to(h) for d in dirs for h in _HOME_DIRS)
     read_write = [f"ReadWritePaths={' '.join(quote_path(str(d)) for d in dirs)}"] if dirs else []
     head = [
@@ -131,9 +136,12 @@ def agent_unit(credo: Path, *, config: Path = AGENT_CONFIG, outputs: Sequence[Pa
         "RuntimeDirectory=credo",
         "RuntimeDirectoryMode=0755",
         "RuntimeDirectoryPreserve=yes",
+        f"StateDirectory={AGENT_STATE_DIR.relative_to('/var/lib')}",
+        "StateDirectoryMode=0700",
         "UMask=0077",
-        "# Sandbox (systemd.exec(5)): all read-only but /run/credo and the outputs' directories",
-        "# (written through a temp file and rename(2)); root with only these capabilities.",
+        "# Sandbox (systemd.exec(5)): all read-only but /run/credo, the state directory and the",
+        "# outputs' directories (written through a temp file and rename(2)); root with only these",
+        "# capabilities. Rotation hooks run inside it too: open what they write in a drop-in.",
         "ProtectSystem=strict",
         *read_write,
         f"ProtectHome={'read-only' if home else 'yes'}",
