@@ -15,11 +15,8 @@ import json
 import pwd
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from credo.lab import SEED, LabSettings
 from credo.systemd.paths import agent_ccache_path
@@ -34,15 +31,6 @@ SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
 # Arguments that must reach the command unchanged through the unit file.
 TRICKY = ["a b", "100%", "%n", "$HOME", "${USER}", 'say "hi"', "it's", "back\\slash", "", ";"]
 SCRIPT = 'id -un && ldapwhoami -N -Q -Y GSSAPI -O minssf=56 -H "$LDAPURI" && printf "%s\\n" "$@"'
-
-
-@pytest.fixture
-def run_dir() -> Iterator[Path]:
-    """A private stand-in for /run/credo (root 0755, like the agent's RuntimeDirectory=)."""
-    path = Path(tempfile.mkdtemp(prefix="credo-systemd-test-", dir="/run"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def write_gmsa_ccache(path: Path, user: str, host_env: dict[str, str]) -> None:
