@@ -256,9 +256,16 @@ def _remove(c: _Cleanup) -> None:
         if (info.st_dev, info.st_ino) == c.file_id:
             os.unlink(c.name, dir_fd=c.dir_fd)
         if c.dir_path:
-            dir_info = os.lstat(c.dir_path)
-            if (dir_info.st_dev, dir_info.st_ino) == c.dir_id:
-                os.rmdir(c.dir_path)
+            # Through the directory's own parent, not by path: under systemd's PrivateTmp or
+            # ProtectHome the agent does not see the caller's /tmp or /run/user.
+            parent = os.open("..", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=c.dir_fd)
+            try:
+                name = os.path.basename(c.dir_path)
+                dir_info = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if (dir_info.st_dev, dir_info.st_ino) == c.dir_id:
+                    os.rmdir(name, dir_fd=parent)
+            finally:
+                os.close(parent)
     except OSError:
         pass
     finally:

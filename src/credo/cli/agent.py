@@ -33,7 +33,13 @@ def agent() -> None:
               default=DEFAULT_CONFIG, show_default=True, help="The agent's TOML configuration.")  # fmt: skip
 @click.option("--check", is_flag=True, help="Only check the configuration, then exit.")
 def agent_run(config_path: Path, check: bool) -> None:
-    """Serve the configured accounts until SIGTERM (SIGHUP reloads the configuration)."""
+    """Serve the configured accounts until SIGTERM (SIGHUP reloads the configuration).
+
+    \b
+    Example:
+      credo agent run --config examples/agent.toml
+      credo agent run --config /etc/credo/agent.toml --check
+    """
     from credo.agent.config import load_config
 
     if check:
@@ -71,7 +77,12 @@ class _JsonFormatter(logging.Formatter):
 @agent.command("status")
 @json_option
 def agent_status(as_json: bool) -> None:
-    """Per account: kvno, last and next refresh, outputs, the DC used, the last error and its fix."""
+    """Per account: kvno, last and next refresh, outputs, the DC used, the last error and its fix.
+
+    \b
+    Example:
+      credo agent status --json
+    """
     from credo.agent.client import AgentClient
 
     accounts = AgentClient().status()
@@ -93,7 +104,12 @@ def agent_status(as_json: bool) -> None:
 @click.argument("account")
 @json_option
 def agent_refresh(account: str, as_json: bool) -> None:
-    """Refresh ACCOUNT now and show its state."""
+    """Refresh ACCOUNT now and show its state.
+
+    \b
+    Example:
+      credo agent refresh svcauto
+    """
     from credo.agent.client import AgentClient
 
     state: dict[str, Any] = AgentClient().refresh(account)

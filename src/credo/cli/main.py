@@ -45,6 +45,7 @@ COMMANDS = {
     "kds": "credo.cli.accounts:kds",
     "account": "credo.cli.accounts:account",
     "agent": "credo.cli.agent:agent",
+    "systemd": "credo.cli.systemd:systemd",
 }
 
 
