@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install the Debian packages credo needs, once: Samba >= 4.21 from bookworm-backports (the DC of the
 # lab, with gMSA support), MIT Kerberos and OpenLDAP clients, faketime (rotation tests), PostgreSQL,
-# and the -dev libraries that python-ldap, krb5 and gssapi compile against.
+# nftables (the tests' DC blackhole, tests/support/blackhole.py) and the -dev libraries that
+# python-ldap, krb5 and gssapi compile against.
 # Quick when everything is there already: one dpkg-query, no apt.
 set -euo pipefail
 
 BACKPORTS=(samba samba-ad-dc samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools smbclient)
 PLAIN=(ldap-utils libldap2-dev libsasl2-dev libsasl2-modules-gssapi-mit libkrb5-dev faketime
-       iproute2 procps postgresql python3-ldap chromium)
+       iproute2 procps postgresql python3-ldap chromium nftables)
 
 samba_ok() {
     local v

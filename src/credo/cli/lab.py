@@ -49,6 +49,13 @@ def lab() -> None:
     help="Start the DC with its clock shifted by libfaketime (+14h, +2d) to see a gMSA rotate; "
     "run Kerberos clients under `faketime -f` with the same offset.",
 )
+@click.option(
+    "--dcs",
+    type=click.IntRange(1, 2),
+    default=None,
+    help="Domain controllers to run: 2 joins a second DC (dc2, on the address with 2 added to its "
+    "third byte: 127.0.2.1) replicating with the first. A lab with two keeps both (default).",
+)
 @json_option
 def up(
     directory: Path | None,
@@ -56,6 +63,7 @@ def up(
     netbios: str | None,
     address: str | None,
     clock_offset: str | None,
+    dcs: int | None,
     as_json: bool,
 ) -> None:
     """Provision (first time) and start the lab DC; return at once if it runs.
@@ -69,13 +77,18 @@ def up(
     \b
     Example:
       credo lab up --dir /tmp/lab --realm CORP.EXAMPLE.TEST
+      credo lab up --dcs 2      # and a second DC, dc2.corp.example.test on 127.0.2.1
     """
     started = time.monotonic()
-    status = Lab(directory).up(realm=realm, netbios=netbios, address=address, clock_offset=clock_offset)
+    status = Lab(directory).up(
+        realm=realm, netbios=netbios, address=address, clock_offset=clock_offset, dcs=dcs
+    )
     if as_json:
         emit_json(status.to_dict() | {"seconds": round(time.monotonic() - started, 2)})
         return
     click.echo(f"lab {status.realm} is running at {status.ldap_url} (pid {status.pid}, dir {status.dir})")
+    for dc in status.dcs[1:]:
+        click.echo(f"DC {dc.number} is {dc.state} at {dc.ldap_url} (pid {dc.pid})")
 
 
 @lab.command()
@@ -91,8 +104,43 @@ def status(directory: Path | None, as_json: bool) -> None:
     result = Lab(directory).status()
     if as_json:
         emit_json(result.to_dict())
-    else:
-        emit_mapping(result.to_dict())
+        return
+    data = result.to_dict()
+    dcs = data.pop("dcs")
+    emit_mapping(data)
+    if len(dcs) > 1:
+        for dc in dcs:
+            click.echo(f"dc{dc['number']}  {dc['state']}  {dc['address']}  {dc['ldap_url']}  pid {dc['pid']}")
+
+
+@lab.command("stop-dc")
+@dir_option
+@click.argument("number", type=click.IntRange(1, 2))
+def stop_dc(directory: Path | None, number: int) -> None:
+    """Stop one DC of a two-DC lab and keep the other running (to try failover).
+
+    \b
+    Example:
+      credo lab stop-dc 2
+      credo lab start-dc 2
+    """
+    stopped = Lab(directory).stop_dc(number)
+    click.echo(f"DC {number} stopped" if stopped else f"DC {number} was not running")
+
+
+@lab.command("start-dc")
+@dir_option
+@click.argument("number", type=click.IntRange(1, 2))
+def start_dc(directory: Path | None, number: int) -> None:
+    """Start one DC of the lab again after `credo lab stop-dc`.
+
+    \b
+    Example:
+      credo lab start-dc 2
+    """
+    status = Lab(directory).start_dc(number)
+    dc = status.dcs[number - 1]
+    click.echo(f"DC {number} is running at {dc.ldap_url} (pid {dc.pid})")
 
 
 @lab.command()
@@ -130,8 +178,15 @@ def destroy(directory: Path | None) -> None:
     default=None,
     help="Act as this identity: a lab computer (its keytab) or the domain administrator (a ccache).",
 )
+@click.option(
+    "--dc",
+    type=click.IntRange(1, 2),
+    default=1,
+    show_default=True,
+    help="Point CREDO_LDAP_URL and LDAPURI at this DC of the lab (2: the one of `up --dcs 2`).",
+)
 @json_option
-def env(directory: Path | None, identity: str | None, as_json: bool) -> None:
+def env(directory: Path | None, identity: str | None, dc: int, as_json: bool) -> None:
     """Print shell `export` lines that make credo, MIT and OpenLDAP tools use the lab.
 
     \b
@@ -139,8 +194,9 @@ def env(directory: Path | None, identity: str | None, as_json: bool) -> None:
       eval "$(credo lab env --host worker1)"
       credo gmsa test svcauto
       eval "$(credo lab env --host admin)"; klist
+      eval "$(credo lab env --host worker1 --dc 2)"; credo gmsa test svcauto
     """
-    result = Lab(directory).env(identity)
+    result = Lab(directory).env(identity, dc=dc)
     if as_json:
         emit_json({"identity": result.identity, "set": result.set, "unset": list(result.unset)})
     else:

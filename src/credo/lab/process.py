@@ -77,13 +77,16 @@ class DCProcess:
         self.paths.pid_file.unlink(missing_ok=True)
         return None
 
-    def start(self, address: str, clock_offset: str | None = None) -> int:
+    def start(self, address: str, clock_offset: str | None = None, krb5_conf: Path | None = None) -> int:
         """Start the DC in the background and wait until LDAP and Kerberos answer.
 
         ``clock_offset`` (``+14h``, ``+2d``) starts it under libfaketime with its clock shifted,
         to cross a gMSA rotation without waiting; Kerberos clients need the same offset.
+        ``krb5_conf`` becomes the DC's KRB5_CONFIG: a DC is a Kerberos client too when it pulls
+        replication from another DC (see ``Lab._dc_krb5_conf``).
         """
         prefix = ["faketime", "-f", clock_offset] if clock_offset else []
+        env = None if krb5_conf is None else os.environ | {"KRB5_CONFIG": str(krb5_conf)}
         log = open(self.paths.log_file, "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
@@ -92,6 +95,7 @@ class DCProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.paths.root,
+                env=env,
                 start_new_session=True,
                 close_fds=True,
             )

@@ -19,20 +19,24 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from credo.errors import EnvironmentProblem
-from credo.lab.settings import DC_HOST_NAME, LabPaths, LabSettings
+from credo.lab.settings import DC2_HOST_NAME, DC_HOST_NAME, LabPaths, LabSettings
 
-__all__ = ["SEED", "SEED_VERSION", "DemoDirectory", "provision"]
+__all__ = ["SEED", "SEED_VERSION", "DemoDirectory", "dsa_guid", "join_dc", "provision"]
 
 # schemaIDGUID of the userAccountControl attribute and of the user class (MS-ADA3, MS-ADSC).
 USER_ACCOUNT_CONTROL_GUID = "bf967a68-0de6-11d0-a285-00aa003049e2"
 USER_CLASS_GUID = "bf967aba-0de6-11d0-a285-00aa003049e2"
 # msDS-SupportedEncryptionTypes: AES128 (0x08) | AES256 (0x10), MS-KILE 2.2.7.
 AES_ONLY = 0x18
+# `samba-tool domain join` of the second DC: attempts, and the pause between them (see join_dc).
+JOIN_ATTEMPTS = 3
+JOIN_RETRY_PAUSE = 3.0
 
 
 @dataclass(frozen=True)
@@ -94,16 +98,18 @@ def _run(argv: Sequence[str], env: dict[str, str], stdin: str | None = None) -> 
         lines = [
             line
             for line in (proc.stderr + proc.stdout).splitlines()
-            if line.strip() and "password" not in line.lower()
+            # Indented lines are a traceback's source lines: the error is on the lines around them.
+            if line.strip() and not line.startswith((" ", "\t")) and "password" not in line.lower()
         ]
         detail = lines[-1] if lines else f"exit status {proc.returncode}"
         raise EnvironmentProblem(f"`{' '.join(argv[:3])}` failed: {detail}")
     return proc.stdout
 
 
-def _smb_options(settings: LabSettings, paths: LabPaths) -> list[str]:
+def _smb_options(address: str, paths: LabPaths) -> list[str]:
     run = paths.samba_dir / "run"
-    interfaces = settings.address + (" ::1" if settings.address == "127.0.0.1" else "")
+    # Each DC binds its own address only (bind interfaces only): two DCs share the host's ports.
+    interfaces = address + (" ::1" if address == "127.0.0.1" else "")
     options = {
         "interfaces": interfaces,
         "bind interfaces only": "yes",
@@ -114,7 +120,7 @@ def _smb_options(settings: LabSettings, paths: LabPaths) -> list[str]:
         "nmbd:socket dir": str(run / "nmbd"),
         "log file": str(paths.samba_dir / "log" / "log.%m"),
         # The lab answers only for its own zone: never forward DNS queries off the machine.
-        "dns forwarder": settings.address,
+        "dns forwarder": address,
         "load printers": "no",
         "printing": "bsd",
         "printcap name": "/dev/null",
@@ -141,7 +147,7 @@ def provision(settings: LabSettings, paths: LabPaths) -> None:
                 "--dns-backend=SAMBA_INTERNAL",
                 "--use-rfc2307",
                 f"--host-name={DC_HOST_NAME}",
-                *_smb_options(settings, paths),
+                *_smb_options(settings.address, paths),
             ],
             tool.env,
         )  # fmt: skip
@@ -149,6 +155,67 @@ def provision(settings: LabSettings, paths: LabPaths) -> None:
     except BaseException:
         shutil.rmtree(paths.samba_dir, ignore_errors=True)
         raise
+
+
+def join_dc(settings: LabSettings, lab: LabPaths, dc: LabPaths, admin_ccache: Path) -> None:
+    """Join a second DC to the running lab domain, into ``dc`` (DIR/dc2), replicating from DC 1.
+
+    ``samba-tool domain join REALM DC`` authenticates as the domain administrator with the lab's
+    admin ccache (made from its keytab): no password in argv, environment or logs. The new DC's
+    machine password is random and stays in its secrets.ldb. On failure DIR/dc2/samba is removed;
+    a later join cleans up the half-made DC account on DC 1 itself (join.py's cleanup_old_join).
+    """
+    tool = _SambaTool(lab)
+    env = tool.env | {"KRB5_CONFIG": str(lab.krb5_conf), "KRB5CCNAME": f"FILE:{admin_ccache}"}
+    argv = [
+        "samba-tool", "domain", "join", settings.dns_domain, "DC",
+        f"--server={settings.dc_fqdn}",
+        f"--targetdir={dc.samba_dir}",
+        "--dns-backend=SAMBA_INTERNAL",
+        "--use-kerberos=required",
+        f"--option=netbios name={DC2_HOST_NAME.upper()}",
+        *_smb_options(settings.dc2_address, dc),
+    ]  # fmt: skip
+    for attempt in range(1, JOIN_ATTEMPTS + 1):
+        if dc.samba_dir.exists():
+            shutil.rmtree(dc.samba_dir)
+        (dc.samba_dir / "run").mkdir(parents=True)
+        (dc.samba_dir / "log").mkdir()
+        try:
+            _run(argv, env)
+            return
+        except EnvironmentProblem:
+            # Right after DC 1 starts, the join's first LDAP bind can fail ("LDAP client internal
+            # error: NT_STATUS_INVALID_PARAMETER", seen once a run); the same join works a moment later.
+            shutil.rmtree(dc.samba_dir, ignore_errors=True)
+            if attempt == JOIN_ATTEMPTS:
+                raise
+            time.sleep(JOIN_RETRY_PAUSE)
+        except BaseException:
+            shutil.rmtree(dc.samba_dir, ignore_errors=True)
+            raise
+
+
+def dsa_guid(paths: LabPaths) -> str:
+    """The objectGUID of a DC's NTDS Settings object, read from its own database.
+
+    Replication finds a source DC by ``<this GUID>._msdcs.<forest>`` (MS-ADTS 6.3.1.1 names a DC's
+    DSA GUID-based DNS name), which the lab resolves through /etc/hosts as it does the DC names.
+    """
+    env = _SambaTool(paths).env
+    # ldbsearch folds long LDIF lines (RFC 2849: a continuation starts with one space).
+    root = _run(["ldbsearch", "-H", str(paths.sam_ldb), "-b", "", "-s", "base", "dsServiceName"], env)
+    root = root.replace("\n ", "")
+    service = next(
+        (line.split(": ", 1)[1] for line in root.splitlines() if line.startswith("dsServiceName: ")), None
+    )
+    if service is None:
+        raise EnvironmentProblem(f"{paths.sam_ldb} names no dsServiceName")
+    out = _run(["ldbsearch", "-H", str(paths.sam_ldb), "-b", service, "-s", "base", "objectGUID"], env)
+    for line in out.splitlines():
+        if line.startswith("objectGUID: "):
+            return line.split(": ", 1)[1].strip()
+    raise EnvironmentProblem(f"{service} has no objectGUID")
 
 
 def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:

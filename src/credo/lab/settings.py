@@ -10,6 +10,7 @@ Everything a lab owns lives under one directory (``DIR``):
     DIR/ca.pem              the DC's CA certificate, for LDAPS/StartTLS clients
     DIR/hosts/NAME.keytab   host keytabs of the seeded computer accounts (0600)
     DIR/admin/              the domain administrator's keytab and ccache (0600)
+    DIR/dc2/                a second DC (``up --dcs 2``): its own samba/, samba.pid and samba.log
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ __all__ = [
 DEFAULT_REALM = "CORP.EXAMPLE.TEST"
 DEFAULT_ADDRESS = "127.0.0.1"
 DC_HOST_NAME = "dc1"
+# The second DC of ``credo lab up --dcs 2``: joined with `samba-tool domain join ... DC`.
+DC2_HOST_NAME = "dc2"
+MAX_DCS = 2
 # The HTTP identity of a later credo server in the lab; resolved to the lab address like the DC.
 SERVER_HOST_NAME = "credo"
 
@@ -107,6 +111,23 @@ class LabPaths:
         return self.hosts_dir / f"{host.lower()}.ccache"
 
     @property
+    def dc_krb5_conf(self) -> Path:
+        """The krb5.conf a DC of a two-DC lab runs with (see ``Lab._dc_krb5_conf``)."""
+        return self.root / "dc-krb5.conf"
+
+    @property
+    def dc2_dir(self) -> Path:
+        return self.root / "dc2"
+
+    def dc_paths(self, number: int) -> LabPaths:
+        """The files of DC ``number``: the lab's own for DC 1, those under DIR/dc2 for DC 2.
+
+        DIR/dc2 is laid out like a lab directory (samba/, samba.pid, samba.log), so the same
+        ``DCProcess`` runs either DC.
+        """
+        return self if number == 1 else LabPaths(self.dc2_dir)
+
+    @property
     def admin_keytab(self) -> Path:
         return self.admin_dir / "administrator.keytab"
 
@@ -119,7 +140,9 @@ class LabPaths:
 class LabSettings:
     """What a lab domain is: its realm, NetBIOS name and loopback address, and what ``up`` changed.
 
-    ``hosts_line_added`` and ``address_added`` record host changes that ``destroy`` must undo.
+    ``hosts_line_added`` and ``address_added`` record host changes that ``destroy`` must undo;
+    ``dc2_address_added`` likewise for the second DC's address. ``dcs`` is how many DCs the lab
+    runs (``up --dcs 2`` joins the second one; a lab never shrinks back without ``destroy``).
     """
 
     realm: str = DEFAULT_REALM
@@ -128,6 +151,8 @@ class LabSettings:
     hosts_line_added: bool = False
     address_added: bool = False
     seed_version: int = 1
+    dcs: int = 1
+    dc2_address_added: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -145,6 +170,8 @@ class LabSettings:
         object.__setattr__(self, "netbios", netbios)
         if not self.address.startswith("127."):
             raise InputError(f"lab address {self.address!r} is not a loopback address (127.x.y.z)")
+        if self.dcs not in range(1, MAX_DCS + 1):
+            raise InputError(f"a lab runs 1 or {MAX_DCS} domain controllers, not {self.dcs}")
 
     @property
     def dns_domain(self) -> str:
@@ -157,6 +184,27 @@ class LabSettings:
     @property
     def dc_fqdn(self) -> str:
         return f"{DC_HOST_NAME}.{self.dns_domain}"
+
+    @property
+    def dc2_address(self) -> str:
+        """The second DC's loopback address: the lab's with 2 added to its third byte.
+
+        127.0.0.1 -> 127.0.2.1, 127.0.0.3 -> 127.0.2.3: outside the 127.0.0.x addresses that
+        single-DC labs use, and derived so that labs on different addresses never share one.
+        """
+        parts = self.address.split(".")
+        if len(parts) != 4 or not all(part.isdigit() for part in parts) or int(parts[2]) + 2 > 255:
+            raise InputError(f"lab address {self.address} leaves no room for a second DC's address")
+        return ".".join([parts[0], parts[1], str(int(parts[2]) + 2), parts[3]])
+
+    def dc_address(self, number: int) -> str:
+        return self.address if number == 1 else self.dc2_address
+
+    def dc_fqdn_of(self, number: int) -> str:
+        return self.dc_fqdn if number == 1 else f"{DC2_HOST_NAME}.{self.dns_domain}"
+
+    def ldap_url_of(self, number: int) -> str:
+        return f"ldap://{self.dc_fqdn_of(number)}"
 
     @property
     def server_fqdn(self) -> str:
