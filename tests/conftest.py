@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import pwd
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,3 +72,20 @@ def runner_user() -> str:
             ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", RUNNER], check=True
         )
     return RUNNER
+
+
+@pytest.fixture(scope="session")
+def two_dcs(lab: Lab) -> LabSettings:
+    """The session's lab with its second DC (joined the first time: about 15 s, DC1 restarted once)."""
+    status = lab.up(dcs=2)
+    assert [dc.state for dc in status.dcs] == ["running", "running"]
+    settings = lab.settings
+    assert settings is not None
+    return settings
+
+
+@pytest.fixture
+def dc2_running(lab: Lab, two_dcs: LabSettings) -> Iterator[LabSettings]:
+    """Two DCs running, and DC 2 running again after the test whatever it did."""
+    yield two_dcs
+    lab.start_dc(2)

@@ -15,10 +15,19 @@ from credo.lab import Lab, LabSettings
 from tests.support.identity import CREDO
 
 
-def agent_config(lab: Lab, settings: LabSettings, base: Path, extra_account: str = "", **top: str) -> str:
+def agent_config(
+    lab: Lab,
+    settings: LabSettings,
+    base: Path,
+    extra_account: str = "",
+    servers: list[str] | None = None,
+    directory_extra: str = "",
+    **top: str,
+) -> str:
     hosts = lab.paths.root / "hosts"
+    listed = ", ".join(f'"{s}"' for s in (servers or [settings.ldap_url]))
     lines = [f'socket = "{base}/agent.sock"', *(f"{k} = {v}" for k, v in top.items()), "",
-             "[directory]", f'servers = ["{settings.ldap_url}"]', f'host_keytab = "{hosts}/worker1.keytab"',
+             "[directory]", f"servers = [{listed}]", directory_extra, f'host_keytab = "{hosts}/worker1.keytab"',
              f'host_principal = "WORKER1$@{settings.realm}"', f'krb5_config = "{lab.paths.krb5_conf}"', "",
              "[[account]]", 'name = "svcauto"', 'allow_users = ["root", "credo-runner"]', extra_account, "",
              "[[account.keytab]]", f'path = "{base}/out/svcauto.keytab"', 'spns = []', "",

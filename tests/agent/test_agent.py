@@ -229,3 +229,33 @@ def test_prometheus_metrics_on_loopback(
         if line.startswith('credo_agent_password_expiry_seconds{account="svcauto"}')
     ]
     assert expiry and float(expiry[0].split()[-1]) > 0
+
+
+def test_refresh_fails_over_to_the_other_dc_when_one_is_stopped_or_blackholed(
+    start_agent: Start, agent_dir: Path, lab: Lab, dc2_running: LabSettings
+) -> None:
+    from tests.support.blackhole import blackhole
+
+    settings = dc2_running
+    dc1, dc2 = settings.ldap_url_of(1), settings.ldap_url_of(2)
+    text = agent_config(lab, settings, agent_dir, servers=[dc2, dc1], directory_extra="ldap_timeout = 3")
+    # DC2, listed first, is stopped: its port refuses, the agent goes on to DC1.
+    lab.stop_dc(2)
+    started = time.monotonic()
+    agent = start_agent(text)
+    agent.wait_refreshed(timeout=15)
+    assert time.monotonic() - started < 15
+    [state] = json.loads(run([*CREDO, "agent", "status", "--json"], agent.env()).stdout)
+    assert state["dc"] == dc1 and state["error"] is None
+    lab.start_dc(2)
+    refreshed = json.loads(run([*CREDO, "agent", "refresh", "svcauto", "--json"], agent.env()).stdout)
+    assert refreshed["dc"] == dc2  # back on the first listed DC
+    # DC2 drops every packet (no reset): the agent waits ldap_timeout for it, then uses DC1.
+    with blackhole(settings.dc2_address):
+        started = time.monotonic()
+        proc = run([*CREDO, "agent", "refresh", "svcauto", "--json"], agent.env(), timeout=60)
+        elapsed = time.monotonic() - started
+    assert proc.returncode == 0, proc.stderr
+    state = json.loads(proc.stdout)
+    assert state["dc"] == dc1 and state["error"] is None, state
+    assert elapsed < 15, f"refresh took {elapsed:.1f} s"

@@ -13,7 +13,7 @@ import socket
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import ldap
@@ -26,24 +26,6 @@ from tests.support.identity import credo, ldapsearch, run
 Env = Callable[..., dict[str, str]]
 # How long a test waits for DRS replication (Samba notifies its partner about 5 s after a change).
 REPLICATION_TIMEOUT = 60.0
-
-
-@pytest.fixture(scope="module")
-def two_dcs(lab: Lab) -> LabSettings:
-    started = time.monotonic()
-    status = lab.up(dcs=2)
-    print(f"two DCs up in {time.monotonic() - started:.1f} s")
-    assert [dc.state for dc in status.dcs] == ["running", "running"]
-    settings = lab.settings
-    assert settings is not None
-    return settings
-
-
-@pytest.fixture
-def dc2_running(lab: Lab, two_dcs: LabSettings) -> Iterator[LabSettings]:
-    """Two DCs running, and DC 2 running again after the test whatever it did."""
-    yield two_dcs
-    lab.start_dc(2)
 
 
 def _root_dse(url: str) -> dict[str, list[bytes]]:
