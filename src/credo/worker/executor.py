@@ -230,6 +230,13 @@ class GmsaTickets:
         except NotFoundError:
             path.unlink(missing_ok=True)
             return False  # the agent does not serve this account
+        except UnreachableError as exc:
+            # A stale socket, or an agent without tickets yet: the worker's own keys do the job.
+            log.warning(
+                "the credo agent could not give %s's ticket (%s): using this worker's own keys", run_as, exc
+            )
+            path.unlink(missing_ok=True)
+            return False
         except CredoError:
             path.unlink(missing_ok=True)
             raise
