@@ -259,3 +259,31 @@ def test_refresh_fails_over_to_the_other_dc_when_one_is_stopped_or_blackholed(
     state = json.loads(proc.stdout)
     assert state["dc"] == dc1 and state["error"] is None, state
     assert elapsed < 15, f"refresh took {elapsed:.1f} s"
+
+
+def test_a_stale_agent_socket_falls_back_to_the_workers_own_keys(
+    lab: Lab, lab_settings: LabSettings, agent_dir: Path
+) -> None:
+    import socket as sockets
+
+    from credo.gmsa.session import SessionSettings
+    from credo.worker.executor import GmsaTickets
+
+    stale = agent_dir / "stale.sock"
+    with sockets.socket(sockets.AF_UNIX) as sock:
+        sock.bind(str(stale))  # a socket file nobody listens on: an agent that was killed
+    saved = {k: os.environ.get(k) for k in ("CREDO_AGENT_SOCKET", "KRB5_CONFIG")}
+    os.environ.update(CREDO_AGENT_SOCKET=str(stale), KRB5_CONFIG=str(lab.paths.krb5_conf))
+    try:
+        settings = SessionSettings(host_keytab=lab.paths.host_keytab("worker1"),
+                                   host_principal=f"WORKER1$@{lab_settings.realm}", server=lab_settings.ldap_url)  # fmt: skip
+        ccache = agent_dir / "job.ccache"
+        GmsaTickets(settings).write("svcauto", ccache, 600)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    klist = run(["klist", "-c", str(ccache)], identity_env(lab, None))
+    assert f"svcauto$@{lab_settings.realm}" in klist.stdout
