@@ -13,7 +13,7 @@ from credo.audit.memberships import memberships, memberships_csv, memberships_js
 from credo.audit.render import render
 from credo.audit.snapshot import read_snapshot
 from credo.cli.common import admin_session_options, admin_settings
-from credo.cli.output import write_text_atomically
+from credo.files import write_text_atomically
 
 __all__ = ["audit"]
 

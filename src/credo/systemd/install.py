@@ -3,17 +3,16 @@ unit names, writing units into the unit directory, and ``systemctl daemon-reload
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from credo.errors import EnvironmentProblem, InputError, NotFoundError
+from credo.files import write_text_atomically
 from credo.names import validate_local_user_name
 from credo.systemd.units import UnitFile
 
@@ -100,7 +99,9 @@ def install_units(units: Sequence[UnitFile], unit_dir: Path) -> Installed:
         raise EnvironmentProblem(
             f"no unit directory {unit_dir}", hint="is systemd installed? or name one with --unit-dir"
         )
-    paths = tuple(_write_atomically(unit_dir / unit.name, unit.text) for unit in units)
+    paths = tuple(
+        write_text_atomically(unit_dir / unit.name, unit.text, hint="run as root") for unit in units
+    )
     if not systemd_booted():
         return Installed(paths, reloaded=False)
     try:
@@ -115,23 +116,3 @@ def install_units(units: Sequence[UnitFile], unit_dir: Path) -> Installed:
             f"systemctl daemon-reload failed: {detail}", hint="the units are written; run it again as root"
         )
     return Installed(paths, reloaded=True)
-
-
-def _write_atomically(path: Path, text: str) -> Path:
-    """Temp file in the same directory, fsync, rename(2): systemd never reads half a unit."""
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as exc:
-        raise EnvironmentProblem(f"cannot write {path}: {exc.strerror}", hint="run as root") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise EnvironmentProblem(f"cannot write {path}: {exc.strerror}", hint="run as root") from exc
-    return path
