@@ -258,3 +258,20 @@ def test_a_dc_outage_at_job_start_is_ridden_out(
     finally:
         kdc.cut()
         ldap.cut()
+
+
+def test_sigterm_taken_by_any_thread_drains_at_once(sqlite_server: Server, start_worker: Start) -> None:
+    """The kernel may hand a process's signal to any of its threads; a long-poll blocked in the
+    main thread must still end at once. tgkill(2) aims SIGTERM at a thread that is not the main one."""
+    import ctypes
+
+    ticker(sqlite_server)
+    worker = start_worker(sqlite_server, "worker1", "g")
+    time.sleep(0.5)  # its long-poll is pending
+    threads = [int(t) for t in os.listdir(f"/proc/{worker.pid}/task") if int(t) != worker.pid]
+    assert threads
+    libc = ctypes.CDLL(None, use_errno=True)
+    began = time.monotonic()
+    assert libc.syscall(234, worker.pid, threads[0], signal.SIGTERM) == 0  # SYS_tgkill on x86-64
+    assert worker.wait(timeout=10) == 0
+    assert time.monotonic() - began < 1.5

@@ -653,8 +653,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             return worker.group_id, service.drain_worker(session, worker, leases, body.final)
 
         group_id, requeued = await run(op)
-        if requeued:
-            state.notifier.notify(group_id)
+        # Also ends the worker's own pending long-poll: its claim loop sees it is no longer online.
+        state.notifier.notify(group_id)
         return {"requeued": requeued}
 
     @app.post(f"{API}/workers/{{worker_id}}/claim", tags=["worker protocol"])
@@ -671,19 +671,22 @@ def create_app(config: ServerConfig) -> FastAPI:
         group_id: int | None = None
         while True:
 
-            def op(session: Any) -> tuple[int, list[dict[str, Any]]]:
+            def op(session: Any, woken: bool) -> tuple[int, list[dict[str, Any]], bool]:
                 worker = known_worker(session, worker_id, principal)
+                # Woken (not the first pass): a worker that said it is stopping waits no more.
+                if woken and session.scalar(select(Worker.status).where(Worker.id == worker_id)) != "online":
+                    return worker.group_id, [], False
                 claimed = service.claim_jobs(session, worker, slots, config.lease_seconds, db.dialect)
-                return worker.group_id, service.claim_payloads(session, claimed, state.versions)
+                return worker.group_id, service.claim_payloads(session, claimed, state.versions), True
 
             if group_id is not None:
                 state.notifier.event(group_id).clear()
                 # A worker that went away (killed, restarted) must not be handed a job it will never run.
                 if await request.is_disconnected():
                     return {"jobs": []}
-            group_id, jobs = await run(op)
+            group_id, jobs, online = await run(op, group_id is not None)
             remaining = deadline - loop.time()
-            if jobs or remaining <= 0:
+            if jobs or not online or remaining <= 0:
                 return {"jobs": jobs}
             event = state.notifier.event(group_id)
             with contextlib.suppress(TimeoutError):

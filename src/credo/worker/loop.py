@@ -15,6 +15,7 @@ once (they end Stopped).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -35,10 +36,6 @@ CLAIM_WAIT_SECONDS = 25.0
 POLL_SECONDS = 0.2
 # After a hand-back, how long the job threads get to report before the worker exits anyway.
 HANDBACK_REPORT_SECONDS = 15.0
-
-
-class _ClaimCancelled(Exception):
-    """Raised by the signal handler into a pending long-poll: a draining worker claims nothing."""
 
 
 class Worker:
@@ -66,7 +63,6 @@ class Worker:
         self.draining = False
         self._stop_now = False
         self._signals = 0
-        self._in_claim = False
 
     @property
     def fence(self) -> LeaseFence:
@@ -78,19 +74,45 @@ class Worker:
         assert self._executor is not None, "registered first"
         return self._executor
 
-    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT are handled by a thread of their own, woken through the wakeup fd.
+
+        The kernel may deliver a process-directed signal to any thread; Python runs its handler in
+        the main thread only when that thread next runs bytecode, which a long-poll blocked in
+        recv() does not do for up to its whole wait. The C-level handler writes the signal's number
+        to the wakeup fd whichever thread took it, so the watcher thread acts at once: it tells the
+        server, whose answer ends the pending long-poll.
+        """
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _ignore)
+        threading.Thread(target=self._watch_signals, args=(read_fd,), name="signals", daemon=True).start()
+
+    def _watch_signals(self, read_fd: int) -> None:
+        while True:
+            for signum in os.read(read_fd, 64):
+                if signum in (signal.SIGTERM, signal.SIGINT):
+                    self._on_signal()
+
+    def _on_signal(self) -> None:
         self._signals += 1
         if self._signals == 1:
             self.draining = True
-            if self._in_claim:
-                self._in_claim = False
-                raise _ClaimCancelled()
-        else:
-            self._stop_now = True
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
+            if self._executor is not None:
+                # The server takes the worker out of the rotation and ends its pending long-poll.
+                self._tell_server(final=False)
+            with self._lock:
+                self._slot_freed.notify_all()
+            return
+        self._stop_now = True
+        if self._executor is not None:
+            log.warning("stopping the running jobs")
+            with self._lock:
+                jobs = list(self.running.values())
+            for job in jobs:
+                self.executor.request_stop(job.job_id, job.lease_token)
 
     def _leases(self) -> list[dict[str, object]]:
         with self._lock:
@@ -149,16 +171,10 @@ class Worker:
         threading.Thread(target=self._run_job, args=(job,), name=f"job-{job.job_id[:8]}", daemon=True).start()
 
     def _claim(self, free: int) -> list[dict[str, object]]:
-        """One long-poll for up to ``free`` jobs; [] when cancelled by a drain signal."""
-        self._in_claim = True
-        try:
-            if self.draining:
-                return []
-            answer = self.client.json("POST", "/claim", params={"slots": free, "wait": CLAIM_WAIT_SECONDS})
-        except _ClaimCancelled:
+        """One long-poll for up to ``free`` jobs ([] once draining: the server ends it then)."""
+        if self.draining:
             return []
-        finally:
-            self._in_claim = False
+        answer = self.client.json("POST", "/claim", params={"slots": free, "wait": CLAIM_WAIT_SECONDS})
         jobs: list[dict[str, object]] = answer.get("jobs", [])
         return jobs
 
@@ -241,3 +257,7 @@ class Worker:
             self._tell_server(final=True)
             self.executor.close()
             self.fence.close()
+
+
+def _ignore(_signum: int, _frame: FrameType | None) -> None:
+    """The Python-level handler: the watcher thread does the work (``install_signal_handlers``)."""
