@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from collections.abc import Iterator
 from datetime import datetime
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 from tests.support.identity import CREDO, run
+from tests.support.rotation_lab import clean_env, samba_tool, spn_host
+from tests.support.rotation_lab import rotation_lab as make_rotation_lab
 
 from credo.krb.keytab import read_keytab
 from credo.lab import Lab
@@ -27,41 +28,13 @@ from credo.lab import Lab
 REALM = "ROTATE.EXAMPLE.TEST"
 ADDRESS = "127.0.0.3"
 GMSA = "svcrot"
-SPN_HOST = f"{GMSA}.{REALM.lower()}"
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("KRB5", "CREDO_", "LDAP"))}
-
-
-def samba_tool(lab: Lab, *args: str, env: dict[str, str]) -> str:
-    """samba-tool on the second lab's own database (its client side only knows the first realm)."""
-    argv = ["samba-tool", *args, "-H", lab.paths.sam_ldb, "-s", lab.paths.smb_conf]
-    return run(argv, env, check=True).stdout
+SPN_HOST = spn_host(GMSA, REALM)
 
 
 @pytest.fixture(scope="module")
 def rotation_lab(tmp_path_factory: pytest.TempPathFactory, lab: Lab) -> Iterator[Lab]:
-    directory = tmp_path_factory.mktemp("rotation") / "lab"
-    second = Lab(directory)
+    second = make_rotation_lab(tmp_path_factory.mktemp("rotation") / "lab", REALM, ADDRESS, GMSA)
     try:
-        second.up(realm=REALM, address=ADDRESS)
-        settings = second.settings
-        assert settings is not None
-        admin = clean_env() | second.env("admin").set
-        samba_tool(second, "service-account", "create", f"--name={GMSA}", f"--dns-host-name={SPN_HOST}",
-                   "--managed-password-interval=1", env=admin)  # fmt: skip
-        samba_tool(second, "service-account", "group-msa-membership", "add", f"--name={GMSA}$",
-                   f"--principal=CN=HybridWorkers,CN=Users,{settings.base_dn}", env=admin)  # fmt: skip
-        samba_tool(second, "user", "enable", f"{GMSA}$", env=admin)
-        samba_tool(second, "spn", "add", f"HTTP/{SPN_HOST}", f"{GMSA}$", env=admin)
-        run(
-            ["ldapmodify", "-Q"],
-            admin,
-            check=True,
-            input=f"dn: CN={GMSA},CN=Managed Service Accounts,{settings.base_dn}\nchangetype: modify\n"
-            "replace: msDS-SupportedEncryptionTypes\nmsDS-SupportedEncryptionTypes: 24\n",
-        )
         yield second
     finally:
         second.destroy()

@@ -15,7 +15,7 @@ is wrong, in one line, and a reload that fails keeps the running configuration. 
     name = "svcauto"                       # the gMSA (with or without $)
     allow_users = ["root", "credo-runner"] # who may ask the socket for its tickets
     allow_groups = []
-    refresh_lead = 300                     # seconds before refresh_after (with up to 10% jitter)
+    refresh_jitter = 60                    # refresh 0-60 s into the DC's pre-rotation window
     [[account.keytab]]
     path = "/etc/credo/svcauto.keytab"; owner = "root"; group = "root"; mode = "0600"
     spns = ["HTTP/web.corp.example.test"]; enctypes = ["aes256", "aes128"]
@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from credo.agent.schedule import DEFAULT_JITTER, MAX_JITTER
 from credo.errors import InputError
 from credo.names import managed_account_sam
 
@@ -99,7 +100,7 @@ class AccountConfig:
     name: str  # sAMAccountName without the $
     allow_users: frozenset[str] = frozenset()
     allow_groups: frozenset[str] = frozenset()
-    refresh_lead: float = 300.0
+    refresh_jitter: float = DEFAULT_JITTER
     keytabs: tuple[KeytabOutput, ...] = ()
     ccaches: tuple[CcacheOutput, ...] = ()
     hooks: tuple[Hook, ...] = ()
@@ -285,14 +286,16 @@ def _account(path: Path, where: str, table: dict[str, Any]) -> AccountConfig:
     for group in groups:
         if not _exists_group(group):
             raise r.fail("allow_groups", f"no local group {group!r}")
-    lead = r.get("refresh_lead", float, 300.0)
-    if not 0 <= lead <= 86400:
-        raise r.fail("refresh_lead", "must be between 0 and 86400 seconds")
+    jitter = r.get("refresh_jitter", float, DEFAULT_JITTER)
+    if not 0 <= jitter <= MAX_JITTER:
+        raise r.fail(
+            "refresh_jitter", f"must be between 0 and {MAX_JITTER:g} seconds (the pre-rotation window is 5 minutes)"
+        )
     account = AccountConfig(
         name=managed_account_sam(name)[:-1],
         allow_users=frozenset(users),
         allow_groups=frozenset(groups),
-        refresh_lead=lead,
+        refresh_jitter=jitter,
         keytabs=tuple(_keytab(path, w, t) for w, t in r.tables("keytab")),
         ccaches=tuple(_ccache(path, w, t) for w, t in r.tables("ccache")),
         hooks=tuple(_hook(path, w, t) for w, t in r.tables("hook")),

@@ -52,6 +52,7 @@ class AccountState:
 
     name: str
     kvno: int | None = None
+    key_kvnos: tuple[int, ...] = ()
     last_refresh: datetime | None = None
     last_attempt: datetime | None = None
     next_refresh: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -71,6 +72,7 @@ class AccountState:
         return {
             "account": self.name,
             "kvno": self.kvno,
+            "key_kvnos": list(self.key_kvnos),
             "last_refresh": iso(self.last_refresh),
             "next_refresh": iso(self.next_refresh),
             "refresh_after": iso(self.refresh_after),
@@ -98,6 +100,9 @@ class Agent:
         self.work_dir = private_work_dir(self.socket.parent / ".agent-work")
         self._reload = False
         self._stop = False
+        # The loop's pause. Not time.sleep: under libfaketime (the rotation tests) with a real
+        # monotonic clock, clock_nanosleep fails with EINVAL; a condition wait does not.
+        self._pause = threading.Event()
         self._apply(self.config)
 
     # -- configuration ----------------------------------------------------------------------------
@@ -175,10 +180,11 @@ class Agent:
                 state.done.set()
             return
         with self.lock:
-            previous_kvno = state.kvno
+            previous_newest = state.key_kvnos[0] if state.key_kvnos else None
             old = self.keys.get(key)
             self.keys[key] = result.keys
             state.kvno = result.kvno
+            state.key_kvnos = result.key_kvnos
             state.last_refresh = state.last_attempt = started
             state.refresh_after = result.refresh_after
             state.password_expires = result.next_rotation
@@ -189,7 +195,7 @@ class Agent:
             state.next_refresh = schedule.next_refresh(
                 datetime.now(UTC),
                 result.refresh_after,
-                account.refresh_lead,
+                account.refresh_jitter,
                 result.keys.ticket_end,
                 self.rng,
             )
@@ -208,9 +214,13 @@ class Agent:
             result.dc,
             state.next_refresh.isoformat(),
         )
-        if previous_kvno is not None and previous_kvno != result.kvno:
+        newest = result.key_kvnos[0]
+        if previous_newest is not None and newest != previous_newest:
+            # A new key is in the outputs: inside the pre-rotation window that is the next
+            # password's key, in place before the KDC uses it, so a hook that makes a service
+            # re-read its keytab runs while tickets for the old key are still the only ones.
             for hook in account.hooks:
-                run_hook(hook, account.name, result.kvno, previous_kvno)
+                run_hook(hook, account.name, newest, previous_newest)
 
     def refresh_now(self, name: str, wait: float = 60.0) -> AccountState | None:
         key = name.lower().rstrip("$")
@@ -269,7 +279,7 @@ class Agent:
                 if watchdog is not None and time.monotonic() - last_ping >= watchdog:
                     notify("WATCHDOG=1", f"STATUS={self._summary()}")
                     last_ping = time.monotonic()
-                time.sleep(TICK)
+                self._pause.wait(TICK)
         finally:
             notify("STOPPING=1")
             server.stop()

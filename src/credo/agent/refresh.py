@@ -13,7 +13,9 @@ import contextlib
 import logging
 import os
 import secrets
+import select
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -127,7 +129,8 @@ class AccountKeys:
 @dataclass(frozen=True)
 class RefreshResult:
     keys: AccountKeys
-    kvno: int
+    kvno: int  # msDS-KeyVersionNumber: the key the KDC uses now
+    key_kvnos: tuple[int, ...]  # the keys written, newest first (kvno+1 inside the window)
     refresh_after: datetime
     next_rotation: datetime
     dc: str
@@ -161,8 +164,9 @@ def refresh_account(account: AccountConfig, settings: SessionSettings, work_dir:
         destroy_ccache(ccache)
         memory.close()
         raise
+    key_kvnos = tuple(kvno for kvno, _ in password.password_versions())
     return RefreshResult(
-        keys, password.kvno, password.refresh_after, password.next_rotation, dc, tuple(written)
+        keys, password.kvno, key_kvnos, password.refresh_after, password.next_rotation, dc, tuple(written)
     )
 
 
@@ -229,18 +233,33 @@ def run_hook(hook: Hook, account: str, kvno: int, previous: int | None) -> int |
         "CREDO_PREVIOUS_KVNO": "" if previous is None else str(previous),
     }
     try:
-        done = subprocess.run(
-            list(hook.argv), env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=hook.timeout,
-            check=False, start_new_session=True,
+        proc = subprocess.Popen(
+            list(hook.argv), env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    except subprocess.TimeoutExpired:
-        log.warning("hook %s for %s: timed out after %g s", hook.argv[0], account, hook.timeout)
-        return None
     except OSError as exc:
         log.warning("hook %s for %s: cannot run it: %s", hook.argv[0], account, exc.strerror)
         return None
-    log.info("hook %s for %s (kvno %d): exit %d", hook.argv[0], account, kvno, done.returncode)
-    return done.returncode
+    # Wait on a pidfd, not Popen.wait(timeout): that polls with time.sleep, which fails under the
+    # rotation tests' libfaketime (credo.lab.clock); a pidfd turns readable when the child exits.
+    with contextlib.closing(_PidFd(proc.pid)) as pidfd:
+        if not select.select([pidfd.fd], [], [], hook.timeout)[0]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            log.warning("hook %s for %s: timed out after %g s", hook.argv[0], account, hook.timeout)
+            return None
+    returncode = proc.wait()
+    log.info("hook %s for %s (kvno %d): exit %d", hook.argv[0], account, kvno, returncode)
+    return returncode
+
+
+class _PidFd:
+    def __init__(self, pid: int) -> None:
+        self.fd = os.pidfd_open(pid)
+
+    def close(self) -> None:
+        os.close(self.fd)
 
 
 def private_work_dir(base: Path) -> Path:

@@ -1,10 +1,17 @@
 """When the agent refreshes an account: pure functions of times and a random source.
 
-Ahead of ``refresh_after`` (the blob's query interval: after it the DC may hand out a new
-password, MS-ADTS 2.2.19), by the account's lead, less a jitter of up to 10 % of the lead so that
-many agents (or accounts) do not ask the DCs at the same second; also before the TGT a ccache
-holds runs out. A failed refresh is retried with capped exponential backoff and jitter (dramatiq's
-``compute_backoff``), while the last good outputs stay in place.
+A rotation is caught inside the DC's pre-rotation window, not ahead of it. ``refresh_after`` is
+when that window opens: the last five minutes before the password changes, during which the DC
+answers with the *future* password as current and the still-valid one as previous (MS-ADTS
+3.1.1.4.5.39; Samba ``gmsa_recalculate_managed_pwd``). A refresh inside the window writes the
+next key (kvno+1) beside the current one, so services hold it before the KDC issues a single
+ticket for it; a refresh before the window would only read the old password again. So the
+agent refreshes at ``refresh_after`` plus a jitter of up to ``jitter`` seconds (at most 4 of the
+window's 5 minutes, so that many agents or accounts do not ask the DCs at the same second and a
+retry still fits before the rotation), then again right after the rotation (``refresh_after``
+of a blob read inside the window), and before the TGT a ccache holds runs out. A failed refresh
+is retried with capped exponential backoff and jitter (dramatiq's ``compute_backoff``), while the
+last good outputs stay in place.
 """
 
 from __future__ import annotations
@@ -12,9 +19,12 @@ from __future__ import annotations
 import random
 from datetime import datetime, timedelta
 
-__all__ = ["MIN_INTERVAL", "RETRY_CAP", "next_refresh", "retry_delay"]
+__all__ = ["DEFAULT_JITTER", "MAX_JITTER", "MIN_INTERVAL", "RETRY_CAP", "next_refresh", "retry_delay"]
 
 MIN_INTERVAL = timedelta(seconds=30)
+DEFAULT_JITTER = 60.0
+# The pre-rotation window lasts 5 minutes: leave at least one for retries.
+MAX_JITTER = 240.0
 RETRY_BASE = 2.0
 RETRY_CAP = 300.0
 # A ccache's TGT is renewed this long before it ends.
@@ -24,13 +34,12 @@ TICKET_LEAD = timedelta(hours=1)
 def next_refresh(
     now: datetime,
     refresh_after: datetime,
-    lead: float,
+    jitter: float,
     ticket_end: datetime | None,
     rng: random.Random,
 ) -> datetime:
     """The next time to refresh after a success at ``now``."""
-    jitter = timedelta(seconds=rng.uniform(0, lead * 0.1))
-    due = refresh_after - timedelta(seconds=lead) - jitter
+    due = refresh_after + timedelta(seconds=rng.uniform(0, min(jitter, MAX_JITTER)))
     if ticket_end is not None:
         due = min(due, ticket_end - TICKET_LEAD)
     return max(due, now + MIN_INTERVAL)

@@ -122,15 +122,19 @@ class Lab:
         address: str | None = None,
         clock_offset: str | None = None,
         dcs: int | None = None,
+        clock_file: Path | None = None,
     ) -> LabStatus:
         """Provision (first time) and start the DC(s); return at once when they already run.
 
-        ``clock_offset`` starts the DC under libfaketime (``+14h``): see ``DCProcess.start``.
+        ``clock_offset`` starts the DC under libfaketime (``+14h``), ``clock_file`` on a clock
+        shared with other processes (``credo.lab.clock``): see ``DCProcess.start``. One DC only.
         ``dcs=2`` joins a second DC (first time) and starts it too; a lab that has two keeps
         both when ``dcs`` is not given, and never goes back to one (``destroy`` does).
         """
         if clock_offset is not None and not re.fullmatch(r"[+-]\d+(\.\d+)?[smhdy]?", clock_offset):
             raise InputError(f"invalid clock offset {clock_offset!r}", hint="write it as +14h, +2d or -30m")
+        if clock_file is not None and (clock_offset is not None or (dcs or 1) > 1):
+            raise InputError("a shared clock file is for a lab of one DC, without a clock offset")
         if dcs is not None and dcs not in range(1, MAX_DCS + 1):
             raise InputError(f"a lab runs 1 or {MAX_DCS} domain controllers, not {dcs}", hint="use --dcs 2")
         check_directory_writable(self.paths.root)
@@ -189,7 +193,7 @@ class Lab:
                 shutil.rmtree(self.paths.samba_dir, ignore_errors=True)
             raise
         self._write_krb5_conf(settings)
-        self.dc.start(settings.address, clock_offset, self._dc_krb5_conf(settings, 1))
+        self.dc.start(settings.address, clock_offset, self._dc_krb5_conf(settings, 1), clock_file)
         self._publish_ca()
         if wanted == 2:
             return self._up_dc2(settings, clock_offset)

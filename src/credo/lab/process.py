@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from credo.errors import EnvironmentProblem, UnreachableError
+from credo.lab.clock import shared_clock_env
 from credo.lab.settings import LabPaths
 
 __all__ = ["DCProcess"]
@@ -77,16 +78,27 @@ class DCProcess:
         self.paths.pid_file.unlink(missing_ok=True)
         return None
 
-    def start(self, address: str, clock_offset: str | None = None, krb5_conf: Path | None = None) -> int:
+    def start(
+        self,
+        address: str,
+        clock_offset: str | None = None,
+        krb5_conf: Path | None = None,
+        clock_file: Path | None = None,
+    ) -> int:
         """Start the DC in the background and wait until LDAP and Kerberos answer.
 
         ``clock_offset`` (``+14h``, ``+2d``) starts it under libfaketime with its clock shifted,
         to cross a gMSA rotation without waiting; Kerberos clients need the same offset.
         ``krb5_conf`` becomes the DC's KRB5_CONFIG: a DC is a Kerberos client too when it pulls
         replication from another DC (see ``Lab._dc_krb5_conf``).
+        ``clock_file`` puts it on a clock shared with other processes (``credo.lab.clock``).
         """
         prefix = ["faketime", "-f", clock_offset] if clock_offset else []
-        env = None if krb5_conf is None else os.environ | {"KRB5_CONFIG": str(krb5_conf)}
+        env = dict(os.environ)
+        if krb5_conf is not None:
+            env["KRB5_CONFIG"] = str(krb5_conf)
+        if clock_file is not None:
+            env |= shared_clock_env(clock_file)
         log = open(self.paths.log_file, "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
