@@ -289,7 +289,8 @@ def _account(path: Path, where: str, table: dict[str, Any]) -> AccountConfig:
     jitter = r.get("refresh_jitter", float, DEFAULT_JITTER)
     if not 0 <= jitter <= MAX_JITTER:
         raise r.fail(
-            "refresh_jitter", f"must be between 0 and {MAX_JITTER:g} seconds (the pre-rotation window is 5 minutes)"
+            "refresh_jitter",
+            f"must be between 0 and {MAX_JITTER:g} seconds (the pre-rotation window is 5 minutes)",
         )
     account = AccountConfig(
         name=managed_account_sam(name)[:-1],
