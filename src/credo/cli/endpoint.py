@@ -14,7 +14,12 @@ __all__ = ["endpoint"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def endpoint() -> None:
-    """Restricted endpoints: AD users log in over SSH and run only what their groups grant."""
+    """Restricted endpoints: AD users log in over SSH and run only what their groups grant.
+
+    \b
+    Example:
+      credo endpoint verify-transcript /var/log/credo/endpoints/helpdesk-20261201T101500Z-1a2b3c4d5e6f.jsonl
+    """
 
 
 # -- transcripts (issue 13 point 3) ---------------------------------------------------------------

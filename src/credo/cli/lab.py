@@ -73,6 +73,8 @@ def up(
     Seeds OU=Staff (jdoe, asmith, bwong), computers WORKER1$ and WORKER2$ with host keytabs
     in DIR/hosts/, group HybridWorkers = {WORKER1$}, the gMSA svcauto$ readable by
     HybridWorkers (AES only, may write userAccountControl in OU=Staff) and a KDS root key.
+    For restricted endpoints: Helpdesk > Tier1 > jdoe (asmith in neither), the SPN
+    host/worker1.<domain> with DIR/hosts/worker1.sshd.keytab, user keytabs in DIR/users/.
     Writes DIR/krb5.conf and DIR/ca.pem, and an /etc/hosts line if the DC's name needs one.
 
     \b
