@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Install the Debian packages credo needs, once: Samba >= 4.21 from bookworm-backports (the DC of the
 # lab, with gMSA support), MIT Kerberos and OpenLDAP clients, faketime (rotation tests), PostgreSQL,
-# nftables (the tests' DC blackhole, tests/support/blackhole.py) and the -dev libraries that
-# python-ldap, krb5 and gssapi compile against.
+# nftables (the tests' DC blackhole, tests/support/blackhole.py), OpenSSH's server and client (the
+# transport of restricted endpoints: the tests start a private sshd on loopback, tests/support/sshd.py)
+# and the -dev libraries that python-ldap, krb5 and gssapi compile against.
 # Quick when everything is there already: one dpkg-query, no apt.
 set -euo pipefail
 
 BACKPORTS=(samba samba-ad-dc samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools smbclient)
 PLAIN=(ldap-utils libldap2-dev libsasl2-dev libsasl2-modules-gssapi-mit libkrb5-dev faketime
-       iproute2 procps postgresql python3-ldap chromium nftables)
+       iproute2 procps postgresql python3-ldap chromium nftables openssh-server openssh-client)
 
 samba_ok() {
     local v
@@ -39,11 +40,20 @@ if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.
         "$mirror" > "$src"
 fi
 export DEBIAN_FRONTEND=noninteractive
+# No service may start from its package's postinst (sshd, samba, postgresql): the lab and the tests
+# run their own, on loopback. policy-rc.d exiting 101 is Debian's "action forbidden"
+# (invoke-rc.d(8), /usr/share/doc/init-system-helpers/README.policy-rc.d); ours is removed after.
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# written by credo install-system-packages.sh for the install only\nexit 101\n' > "$policy"
+    chmod 0755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -q
 apt-get install -y -q -t bookworm-backports "${BACKPORTS[@]}"
 apt-get install -y -q "${PLAIN[@]}"
 # Debian's packages start services when a init system runs them; the lab runs its own DC.
-for svc in samba-ad-dc smbd nmbd winbind postgresql; do
+for svc in samba-ad-dc smbd nmbd winbind postgresql ssh; do
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from credo.cli.output import emit_json, emit_mapping, json_option
-from credo.lab import DEFAULT_REALM, IDENTITIES, Lab, default_lab_dir
+from credo.errors import InputError
+from credo.lab import DEFAULT_REALM, IDENTITIES, USERS, Lab, default_lab_dir
 
 __all__ = ["lab"]
 
@@ -72,6 +73,8 @@ def up(
     Seeds OU=Staff (jdoe, asmith, bwong), computers WORKER1$ and WORKER2$ with host keytabs
     in DIR/hosts/, group HybridWorkers = {WORKER1$}, the gMSA svcauto$ readable by
     HybridWorkers (AES only, may write userAccountControl in OU=Staff) and a KDS root key.
+    For restricted endpoints: Helpdesk > Tier1 > jdoe (asmith in neither), the SPN
+    host/worker1.<domain> with DIR/hosts/worker1.sshd.keytab, user keytabs in DIR/users/.
     Writes DIR/krb5.conf and DIR/ca.pem, and an /etc/hosts line if the DC's name needs one.
 
     \b
@@ -179,6 +182,12 @@ def destroy(directory: Path | None) -> None:
     help="Act as this identity: a lab computer (its keytab) or the domain administrator (a ccache).",
 )
 @click.option(
+    "--user",
+    type=click.Choice(USERS),
+    default=None,
+    help="Act as this lab user (restricted endpoints' tests): a ccache made from its keytab.",
+)
+@click.option(
     "--dc",
     type=click.IntRange(1, 2),
     default=1,
@@ -186,7 +195,7 @@ def destroy(directory: Path | None) -> None:
     help="Point CREDO_LDAP_URL and LDAPURI at this DC of the lab (2: the one of `up --dcs 2`).",
 )
 @json_option
-def env(directory: Path | None, identity: str | None, dc: int, as_json: bool) -> None:
+def env(directory: Path | None, identity: str | None, user: str | None, dc: int, as_json: bool) -> None:
     """Print shell `export` lines that make credo, MIT and OpenLDAP tools use the lab.
 
     \b
@@ -195,8 +204,11 @@ def env(directory: Path | None, identity: str | None, dc: int, as_json: bool) ->
       credo gmsa test svcauto
       eval "$(credo lab env --host admin)"; klist
       eval "$(credo lab env --host worker1 --dc 2)"; credo gmsa test svcauto
+      eval "$(credo lab env --user jdoe)"; ssh -p 2222 jdoe@worker1.corp.example.test
     """
-    result = Lab(directory).env(identity, dc=dc)
+    if identity is not None and user is not None:
+        raise InputError("--host and --user name two identities", hint="give one of them")
+    result = Lab(directory).env(identity or user, dc=dc)
     if as_json:
         emit_json({"identity": result.identity, "set": result.set, "unset": list(result.unset)})
     else:

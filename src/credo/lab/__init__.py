@@ -7,15 +7,18 @@ env = lab.env("worker1")      # variables that make tools act as WORKER1$
 
 from __future__ import annotations
 
-from credo.lab.lab import IDENTITIES, Lab, LabEnvironment, LabStatus
-from credo.lab.provision import SEED, DemoDirectory
+from credo.lab.lab import IDENTITIES, USERS, Lab, LabEnvironment, LabStatus
+from credo.lab.provision import ENDPOINT_SEED, SEED, DemoDirectory, EndpointDirectory
 from credo.lab.settings import DEFAULT_REALM, LabPaths, LabSettings, default_lab_dir
 
 __all__ = [
     "DEFAULT_REALM",
+    "ENDPOINT_SEED",
     "IDENTITIES",
     "SEED",
+    "USERS",
     "DemoDirectory",
+    "EndpointDirectory",
     "Lab",
     "LabEnvironment",
     "LabPaths",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -17,7 +18,17 @@ from credo.errors import EnvironmentProblem, InputError
 from credo.lab import hosts_file
 from credo.lab.prerequisites import check_directory_writable, check_ports_free, check_samba
 from credo.lab.process import DCProcess
-from credo.lab.provision import SEED, SEED_VERSION, dsa_guid, join_dc, provision
+from credo.lab.provision import (
+    ENDPOINT_SEED,
+    ENDPOINT_SEED_VERSION,
+    SEED,
+    SEED_VERSION,
+    dsa_guid,
+    export_user_keytab,
+    join_dc,
+    provision,
+    seed_endpoints,
+)
 from credo.lab.settings import (
     DEFAULT_ADDRESS,
     DEFAULT_REALM,
@@ -27,12 +38,14 @@ from credo.lab.settings import (
     default_lab_dir,
 )
 
-__all__ = ["IDENTITIES", "DCStatus", "Lab", "LabEnvironment", "LabStatus"]
+__all__ = ["IDENTITIES", "USERS", "DCStatus", "Lab", "LabEnvironment", "LabStatus"]
 
 log = logging.getLogger(__name__)
 
 IDENTITIES = ("worker1", "worker2", "server", "admin")
 HOSTS = {"worker1": "WORKER1", "worker2": "WORKER2", "server": SEED.server_host}
+# Lab users with a keytab (restricted endpoints' tests log in as them): `credo lab env --user`.
+USERS = ENDPOINT_SEED.users
 # /etc/hosts tags of the second DC's lines (see hosts_file): its names, and DC 1's DSA GUID name.
 DC2_HOSTS_TAG = "dc2"
 DC1_DSA_HOSTS_TAG = "dc1-dsa"
@@ -161,6 +174,8 @@ class Lab:
                 dc2_address_added = settings.dc2_address_added
                 self.paths.state_file.unlink()
                 settings = None
+        if settings is not None and settings.endpoint_seed < ENDPOINT_SEED_VERSION:
+            settings = self._seed_endpoints(settings)
         wanted = dcs or 1
         if self.dc.pid() is not None:
             if wanted == 1 or self.dc2.pid() is not None:
@@ -175,6 +190,7 @@ class Lab:
                 netbios=netbios or "",
                 address=address or DEFAULT_ADDRESS,
                 seed_version=SEED_VERSION,
+                endpoint_seed=ENDPOINT_SEED_VERSION,
                 dc2_address_added=dc2_address_added,
             )
         check_ports_free(settings.address)
@@ -182,8 +198,7 @@ class Lab:
             settings = self._ensure_address(settings)
             if fresh:
                 provision(settings, self.paths)
-            names = [settings.dc_fqdn, settings.server_fqdn]
-            if hosts_file.add_lab_names(names, settings.address, self.paths.root):
+            if hosts_file.add_lab_names(self._lab_names(settings), settings.address, self.paths.root):
                 settings = settings.replace(hosts_line_added=True)
             # lab.json is written last: its presence means "provisioned completely".
             settings.save(self.paths)
@@ -198,6 +213,29 @@ class Lab:
         if wanted == 2:
             return self._up_dc2(settings, clock_offset)
         return self.status()
+
+    @staticmethod
+    def _lab_names(settings: LabSettings) -> list[str]:
+        """Names that resolve to the lab address: DC 1, the credo server, the endpoint host (sshd)."""
+        return [settings.dc_fqdn, settings.server_fqdn, settings.host_fqdn(ENDPOINT_SEED.host)]
+
+    def _seed_endpoints(self, settings: LabSettings) -> LabSettings:
+        """Bring a lab seeded before restricted endpoints up to date (see ``seed_endpoints``).
+
+        Under a lock on DIR/.seed.lock: two test sessions may bring up the same lab at once.
+        """
+        with open(self.paths.root / ".seed.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.settings
+            if current is not None and current.endpoint_seed >= ENDPOINT_SEED_VERSION:
+                return current
+            seed_endpoints(settings, self.paths)
+            if hosts_file.add_lab_names(self._lab_names(settings), settings.address, self.paths.root):
+                settings = settings.replace(hosts_line_added=True)
+            settings = settings.replace(endpoint_seed=ENDPOINT_SEED_VERSION)
+            settings.save(self.paths)
+            log.info("added the restricted endpoints' groups, users and sshd keytab to %s", self.paths.root)
+            return settings
 
     def _up_dc2(self, settings: LabSettings, clock_offset: str | None) -> LabStatus:
         """Join (first time) and start the second DC, DC 1 running."""
@@ -414,13 +452,14 @@ class Lab:
         For a host: its keytab and principal for credo (CREDO_HOST_KEYTAB/PRINCIPAL), and a fresh
         ccache plus KRB5_CLIENT_KTNAME so MIT and OpenLDAP tools authenticate as the computer.
         For admin: a fresh ccache of the domain administrator, made from the lab's admin keytab.
+        For a lab user (``USERS``: jdoe, asmith): a fresh ccache of the user, from DIR/users/.
         """
         settings = self._require_settings()
         self._dc_process(settings, dc)
-        if identity is not None and identity not in IDENTITIES:
+        if identity is not None and identity not in IDENTITIES + USERS:
             raise InputError(
                 f"unknown lab identity {identity!r}",
-                hint=f"use one of: {', '.join(IDENTITIES)}",
+                hint=f"use one of: {', '.join(IDENTITIES + USERS)}",
             )
         variables = {
             "CREDO_LAB_DIR": str(self.paths.root),
@@ -437,6 +476,21 @@ class Lab:
         unset: tuple[str, ...] = ()
         if identity is None:
             return LabEnvironment(identity=None, set=variables, unset=unset)
+        if identity in USERS:
+            # A lab user (jdoe, asmith): a fresh ccache from the keytab exported from the DC's
+            # database; no password exists anywhere. KRB5_CLIENT_KTNAME is left out on purpose:
+            # a user's login must not renew itself from a keytab.
+            unset = ("CREDO_HOST_KEYTAB", "CREDO_HOST_PRINCIPAL", "KRB5_CLIENT_KTNAME")
+            ccache = self.paths.user_ccache(identity)
+            principal = f"{identity}@{settings.realm}"
+            try:
+                self._kinit(self.paths.user_keytab(identity), principal, ccache)
+            except EnvironmentProblem:
+                # The user's password was changed since the export (a demo, a test): export again.
+                export_user_keytab(self.paths, identity)
+                self._kinit(self.paths.user_keytab(identity), principal, ccache)
+            variables["KRB5CCNAME"] = f"FILE:{ccache}"
+            return LabEnvironment(identity=identity, set=variables, unset=unset)
         if identity == "admin":
             keytab, principal, ccache = (
                 self.paths.admin_keytab,

@@ -12,6 +12,15 @@ The demo directory (DEVELOPERS.md, issue 2):
 - gMSA svcauto$: enabled, AES only (msDS-SupportedEncryptionTypes = 0x18), password retrievable
   by HybridWorkers, and allowed to read and write userAccountControl of users in OU=Staff;
 - the KDS root key that provisioning creates (usable at once: its use start time is in the past).
+
+For restricted endpoints (issue 13; ``seed_endpoints``, also run on a lab seeded before it):
+- groups Helpdesk and Tier1, Tier1 a member of Helpdesk, jdoe a member of Tier1 only (so jdoe is
+  in Helpdesk through nesting, which tokenGroups shows and a plain ``member`` read does not);
+  asmith in neither;
+- the SPN host/worker1.<domain> on WORKER1$ (the endpoint host, whose agent may read svcauto$),
+  its keys exported to DIR/hosts/worker1.sshd.keytab for sshd's GSSAPI acceptor;
+- keytabs of jdoe and asmith in DIR/users/ (0600), exported like the administrator's: the lab
+  knows no user password, and ``credo lab env --user jdoe`` makes a ccache from the keytab.
 """
 
 from __future__ import annotations
@@ -27,7 +36,18 @@ from pathlib import Path
 from credo.errors import EnvironmentProblem
 from credo.lab.settings import DC2_HOST_NAME, DC_HOST_NAME, LabPaths, LabSettings
 
-__all__ = ["SEED", "SEED_VERSION", "DemoDirectory", "dsa_guid", "join_dc", "provision"]
+__all__ = [
+    "ENDPOINT_SEED",
+    "ENDPOINT_SEED_VERSION",
+    "SEED",
+    "SEED_VERSION",
+    "DemoDirectory",
+    "EndpointDirectory",
+    "dsa_guid",
+    "join_dc",
+    "provision",
+    "seed_endpoints",
+]
 
 # schemaIDGUID of the userAccountControl attribute and of the user class (MS-ADA3, MS-ADSC).
 USER_ACCOUNT_CONTROL_GUID = "bf967a68-0de6-11d0-a285-00aa003049e2"
@@ -65,6 +85,28 @@ SEED_VERSION = 3
 SEED = DemoDirectory()
 
 
+@dataclass(frozen=True)
+class EndpointDirectory:
+    """What restricted endpoints need in the lab (issue 13): groups, users, sshd's host identity."""
+
+    group: str = "Helpdesk"
+    # jdoe is in Helpdesk only through Tier1: proves that group resolution follows nesting.
+    nested_group: str = "Tier1"
+    member: str = "jdoe"
+    outsider: str = "asmith"
+    # sshd's GSSAPI identity: host/worker1.<domain> on WORKER1$, the host whose agent reads svcauto$.
+    host: str = "WORKER1"
+
+    @property
+    def users(self) -> tuple[str, str]:
+        return (self.member, self.outsider)
+
+
+# Bumped when seed_endpoints adds something: `up` runs it again on a lab seeded by an older credo.
+ENDPOINT_SEED_VERSION = 1
+ENDPOINT_SEED = EndpointDirectory()
+
+
 class _SambaTool:
     def __init__(self, paths: LabPaths) -> None:
         self.paths = paths
@@ -79,6 +121,13 @@ class _SambaTool:
 
     def ldbmodify(self, ldif: str) -> None:
         _run(["ldbmodify", "-H", str(self.paths.sam_ldb)], self.env, stdin=ldif)
+
+    def exists(self, sam_account_name: str) -> bool:
+        out = _run(
+            ["ldbsearch", "-H", str(self.paths.sam_ldb), f"(sAMAccountName={sam_account_name})", "dn"],
+            self.env,
+        )
+        return any(line.startswith("dn: ") for line in out.splitlines())
 
     def object_sid(self, sam_account_name: str) -> str:
         out = _run(
@@ -255,6 +304,71 @@ def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
     for computer in SEED.computers:
         _export_keytab(tool, f"{computer}$", paths.host_keytab(computer))
     _export_keytab(tool, "Administrator", paths.admin_keytab)
+    _seed_endpoints(tool, settings, paths)
+
+
+def seed_endpoints(settings: LabSettings, paths: LabPaths) -> None:
+    """Add what restricted endpoints need to a lab seeded before them; a no-op when all is there.
+
+    Works on a running DC: samba-tool and ldbsearch act on its database directly, under its locks,
+    as the test session's ``samba-tool user enable -H sam.ldb`` does.
+    """
+    _seed_endpoints(_SambaTool(paths), settings, paths)
+
+
+def _seed_endpoints(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
+    seed = ENDPOINT_SEED
+    for group in (seed.group, seed.nested_group):
+        if not tool.exists(group):
+            tool("group", "add", group)
+    _add_member(tool, seed.group, seed.nested_group)
+    _add_member(tool, seed.nested_group, seed.member)
+    spn = f"host/{settings.host_fqdn(seed.host)}"
+    if spn.lower() not in tool("spn", "list", f"{seed.host}$").lower():
+        tool("spn", "add", spn, f"{seed.host}$")
+    paths.hosts_dir.mkdir(mode=0o700, exist_ok=True)
+    paths.users_dir.mkdir(mode=0o700, exist_ok=True)
+    if not paths.sshd_keytab(seed.host).exists():
+        _export_service_keytab(tool, f"{seed.host}$", f"{spn}@{settings.realm}", paths.sshd_keytab(seed.host))
+    for user in seed.users:
+        if not paths.user_keytab(user).exists():
+            export_user_keytab(paths, user)
+
+
+def _export_service_keytab(tool: _SambaTool, account: str, principal: str, path: Path) -> None:
+    """A keytab of ``account``'s keys under the service principal name ``principal``.
+
+    The KDC encrypts a ticket for an SPN in the keys of the account that holds it (MS-KILE
+    3.3.5.1: salted with the account's own salt, e.g. CORP.EXAMPLE.TESThostworker1.<domain>).
+    ``exportkeytab --principal=<the SPN>`` writes only the RC4 key (seen with Samba 4.22), which
+    an AES-only ticket cannot use; so the account's keys are exported and renamed.
+    """
+    from credo.krb.keytab import KeytabEntry, read_keytab, write_keytab_atomically
+
+    account_keytab = path.with_name(f".{path.name}.account")
+    try:
+        _export_keytab(tool, account, account_keytab)
+        entries = [
+            KeytabEntry(principal, entry.kvno, entry.enctype, entry.key)
+            for entry in read_keytab(account_keytab)
+        ]
+    finally:
+        account_keytab.unlink(missing_ok=True)
+    if not entries:
+        raise EnvironmentProblem(f"seeding failed: no keys exported for {account}")
+    write_keytab_atomically(path, entries, keep_other_principals=False)
+
+
+def export_user_keytab(paths: LabPaths, user: str) -> None:
+    """(Re-)export the keytab of lab user ``user`` from the DC's database into DIR/users/ (0600)."""
+    paths.users_dir.mkdir(mode=0o700, exist_ok=True)
+    _export_keytab(_SambaTool(paths), user, paths.user_keytab(user))
+
+
+def _add_member(tool: _SambaTool, group: str, member: str) -> None:
+    members = tool("group", "listmembers", group).split()
+    if member.lower() not in (m.lower() for m in members):
+        tool("group", "addmembers", group, member)
 
 
 def _create_gmsa(

@@ -10,6 +10,8 @@ Everything a lab owns lives under one directory (``DIR``):
     DIR/ca.pem              the DC's CA certificate, for LDAPS/StartTLS clients
     DIR/hosts/NAME.keytab   host keytabs of the seeded computer accounts (0600)
     DIR/admin/              the domain administrator's keytab and ccache (0600)
+    DIR/hosts/worker1.sshd.keytab   sshd's GSSAPI keys: host/worker1.<domain> on WORKER1$ (0600)
+    DIR/users/NAME.keytab   keytabs and ccaches of the endpoint users jdoe and asmith (0600)
     DIR/dc2/                a second DC (``up --dcs 2``): its own samba/, samba.pid and samba.log
 """
 
@@ -110,6 +112,19 @@ class LabPaths:
     def host_ccache(self, host: str) -> Path:
         return self.hosts_dir / f"{host.lower()}.ccache"
 
+    def sshd_keytab(self, host: str) -> Path:
+        return self.hosts_dir / f"{host.lower()}.sshd.keytab"
+
+    @property
+    def users_dir(self) -> Path:
+        return self.root / "users"
+
+    def user_keytab(self, user: str) -> Path:
+        return self.users_dir / f"{user.lower()}.keytab"
+
+    def user_ccache(self, user: str) -> Path:
+        return self.users_dir / f"{user.lower()}.ccache"
+
     @property
     def dc_krb5_conf(self) -> Path:
         """The krb5.conf a DC of a two-DC lab runs with (see ``Lab._dc_krb5_conf``)."""
@@ -153,6 +168,8 @@ class LabSettings:
     seed_version: int = 1
     dcs: int = 1
     dc2_address_added: bool = False
+    # What `seed_endpoints` last added (0: a lab seeded before restricted endpoints existed).
+    endpoint_seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -209,6 +226,10 @@ class LabSettings:
     @property
     def server_fqdn(self) -> str:
         return f"{SERVER_HOST_NAME}.{self.dns_domain}"
+
+    def host_fqdn(self, host: str) -> str:
+        """A lab computer's DNS name, e.g. worker1.corp.example.test (resolved to the lab address)."""
+        return f"{host.lower()}.{self.dns_domain}"
 
     @property
     def ldap_url(self) -> str:
