@@ -54,6 +54,8 @@ class TableReader:
 
     def key(self, key: str) -> str:
         """The full dotted path of ``key`` in this table."""
+        if not key:
+            return self.where
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, key: str, what: str) -> InputError:
