@@ -46,6 +46,7 @@ COMMANDS = {
     "account": "credo.cli.accounts:account",
     "agent": "credo.cli.agent:agent",
     "systemd": "credo.cli.systemd:systemd",
+    "endpoint": "credo.cli.endpoint:endpoint",
 }
 
 
