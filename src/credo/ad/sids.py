@@ -91,7 +91,7 @@ PRIVILEGED_BUILTIN = {
     SID_PRINT_OPERATORS: "Print Operators",
     SID_SYSTEM: "SYSTEM",
 }
-_SID = re.compile(r"^S-1-\d+(-\d+){1,15}$")
+_SID = re.compile(r"^S-1-\d+(-\d+){1,15}$", re.IGNORECASE)
 _DOMAIN_RID = re.compile(r"^S-1-5-21(-\d+){3}-(\d+)$")
 
 

@@ -146,7 +146,7 @@ def tokenize(line: str) -> list[str] | Refused:
     """Split an interactive line into words, quoting as a POSIX shell does but expanding nothing."""
     if len(line) > MAX_LINE:
         return Refused(f"the line is longer than {MAX_LINE} characters", kind="too-long")
-    bad = _control(line.rstrip("\n"), "the line")
+    bad = _control(line.rstrip("\n").replace("\t", " "), "the line")  # a tab separates words
     if bad is not None:
         return bad
     words: list[str] = []
