@@ -24,5 +24,7 @@ def load(tmp_path: Path, body: str, **kw: str) -> EndpointDefinition:
     return load_definition(write(tmp_path, body, **kw))
 
 
-def capability(tmp_path: Path, body: str, groups: tuple[str, ...] = ("CORP\\Helpdesk",)) -> EffectiveCapability:
+def capability(
+    tmp_path: Path, body: str, groups: tuple[str, ...] = ("CORP\\Helpdesk",)
+) -> EffectiveCapability:
     return effective_capability(load(tmp_path, body), UserToken.of("CORP\\jdoe", groups))

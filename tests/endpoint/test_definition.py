@@ -24,13 +24,24 @@ def test_the_example_loads() -> None:
     d = load_definition(EXAMPLE)
     assert (d.name, d.run_as, d.user) == ("helpdesk", "svcauto$", "credo-runner")
     assert d.required_groups is not None and d.required_groups.describe() == "CORP\\Helpdesk"
-    assert [c.name for c in d.capability("service-desk").commands] == ["restart-service", "unlock-account", "whoami"]
+    assert [c.name for c in d.capability("service-desk").commands] == [
+        "restart-service",
+        "unlock-account",
+        "whoami",
+    ]
     restart = d.capability("service-desk").commands[0]
-    assert restart.parameters[0].constraints[0].values == ("cron.service", "ssh.service", "credo-agent.service")
+    assert restart.parameters[0].constraints[0].values == (
+        "cron.service",
+        "ssh.service",
+        "credo-agent.service",
+    )
 
 
 def test_defaults_and_nested_required_groups(tmp_path: Path) -> None:
-    body = 'required_groups = { and = ["Staff", { or = ["CORP\\\\Helpdesk", "S-1-5-21-1-2-3-1107"] }] }\n' + GOOD_CAP
+    body = (
+        'required_groups = { and = ["Staff", { or = ["CORP\\\\Helpdesk", "S-1-5-21-1-2-3-1107"] }] }\n'
+        + GOOD_CAP
+    )
     d = load_definition(write(tmp_path, body))
     cmd = d.capability("c").commands[0]
     assert (cmd.name, cmd.args, cmd.cwd, cmd.timeout) == ("true", (), "/", 60.0)

@@ -48,7 +48,9 @@ ROLES = """
 
 
 def _two(a_param: str, b_param: str, extra: str = "") -> str:
-    return ROLES + f"""
+    return (
+        ROLES
+        + f"""
 [[capability.a.command]]
 name = "svc"
 path = "/usr/bin/true"
@@ -66,6 +68,7 @@ name = "other"
 path = "/usr/bin/false"
 {extra}
 """
+    )
 
 
 def _run(cap: object, *argv: str) -> Granted | Refused:
@@ -73,7 +76,9 @@ def _run(cap: object, *argv: str) -> Granted | Refused:
 
 
 def test_required_groups_refuse_and_no_role_refuses(tmp_path: Path) -> None:
-    body = 'required_groups = "Staff"\n' + _two('type = "set"\nvalues = ["x"]', 'type = "set"\nvalues = ["x"]')
+    body = 'required_groups = "Staff"\n' + _two(
+        'type = "set"\nvalues = ["x"]', 'type = "set"\nvalues = ["x"]'
+    )
     cap = effective_capability(load(tmp_path, body), UserToken.of("CORP\\jdoe", ["CORP\\A"]))
     assert not cap.admitted and cap.reason is not None and "required groups Staff" in cap.reason
     assert isinstance(_run(cap, "svc", "x"), Refused)
@@ -103,7 +108,9 @@ def test_rule1_one_role_keeps_its_constraints_identical_ones_stay(tmp_path: Path
 
 
 def test_rule2_parameter_lists_are_unioned_required_only_if_all_require(tmp_path: Path) -> None:
-    body = ROLES + """
+    body = (
+        ROLES
+        + """
 [[capability.a.command]]
 name = "svc"
 path = "/usr/bin/true"
@@ -122,6 +129,7 @@ option = "--force"
 [[capability.c.command]]
 path = "/usr/bin/false"
 """
+    )
     only_a = _cap(tmp_path, body, ("CORP\\A",))
     assert isinstance(_run(only_a, "svc"), Refused)  # A alone requires unit
     assert isinstance(_run(only_a, "svc", "--force", "x"), Refused)  # A alone has no --force

@@ -47,7 +47,7 @@ Severity = Literal["error", "warning", "info"]
 
 # Programs that start a shell or run code given to them, with the way they do it.
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "csh", "tcsh", "fish", "ash", "busybox", "rbash"}
-_INTERPRETERS = {"perl", "ruby", "node", "nodejs", "php", "lua", "tclsh", "wish", "irb", "R", "Rscript",
+_INTERPRETERS = {"python", "pypy", "ipython", "perl", "ruby", "node", "nodejs", "php", "lua", "tclsh", "wish", "irb", "R", "Rscript",
                  "guile", "gawk", "mawk", "nawk", "awk", "jq", "expect", "gdb", "lldb", "osascript"}  # fmt: skip
 SHELL_ESCAPES: dict[str, str] = {
     **{name: "is a shell" for name in _SHELLS},
