@@ -30,15 +30,14 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from credo.agent.schedule import DEFAULT_JITTER, MAX_JITTER
 from credo.errors import InputError
 from credo.names import managed_account_sam
+from credo.tomlread import TableReader, read_toml
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -58,7 +57,6 @@ DEFAULT_CONFIG = Path("/etc/credo/agent.toml")
 DEFAULT_SOCKET = Path("/run/credo/agent.sock")
 DEFAULT_STATE_DIR = Path("/var/lib/credo/agent")
 ENCTYPES = {"aes256": 18, "aes128": 17, "rc4": 23}
-T = TypeVar("T")
 
 
 class ConfigError(InputError):
@@ -150,58 +148,11 @@ class AgentConfig:
         return next((a for a in self.accounts if a.name.lower() == bare), None)
 
 
-class _Reader:
-    """Reads one table, naming every key it complains about as ``file: key.path: ...``."""
+class _Reader(TableReader):
+    """The shared TOML table reader (credo.tomlread), raising ConfigError with the reload hint."""
 
-    def __init__(self, path: Path, table: dict[str, Any], where: str) -> None:
-        self.path, self.table, self.where = path, table, where
-        self.used: set[str] = set()
-
-    def fail(self, key: str, what: str) -> ConfigError:
-        full = f"{self.where}.{key}" if self.where else key
-        return ConfigError(
-            f"{self.path}: {full}: {what}", hint="fix the key and reload (systemctl reload credo-agent)"
-        )
-
-    def get(self, key: str, kind: type[T], default: T | None = None, *, required: bool = False) -> T:
-        self.used.add(key)
-        if key not in self.table:
-            if required:
-                raise self.fail(key, "missing")
-            return default  # type: ignore[return-value]
-        value = self.table[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.fail(key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-        return value
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        values = self.get(key, list, [])
-        if not all(isinstance(v, str) and v for v in values):
-            raise self.fail(key, "expected a list of non-empty strings")
-        return tuple(values)
-
-    def tables(self, key: str) -> list[tuple[str, dict[str, Any]]]:
-        values = self.get(key, list, [])
-        if not all(isinstance(v, dict) for v in values):
-            raise self.fail(key, "expected tables ([[...]])")
-        prefix = f"{self.where}.{key}" if self.where else key
-        return [(f"{prefix}[{i}]", v) for i, v in enumerate(values)]
-
-    def sub(self, key: str) -> dict[str, Any]:
-        return self.get(key, dict, {})
-
-    def done(self) -> None:
-        unknown = sorted(set(self.table) - self.used)
-        if unknown:
-            raise self.fail(unknown[0], "unknown key")
-
-    def check(self, key: str, ok: Callable[[], object]) -> None:
-        try:
-            ok()
-        except InputError as exc:
-            raise self.fail(key, exc.message) from None
+    error = ConfigError
+    hint = "fix the key and reload (systemctl reload credo-agent)"
 
 
 def _absolute(reader: _Reader, key: str) -> Path:
@@ -323,16 +274,7 @@ def _exists_group(name: str) -> bool:
 
 def load_config(path: Path) -> AgentConfig:
     """Read and check ``path``; raise ConfigError (one line: file, key, what) on any fault."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such file", hint="write it (see examples/agent.toml) or give --config"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read it: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    data = read_toml(path, ConfigError, missing_hint="write it (see examples/agent.toml) or give --config")
     r = _Reader(path, data, "")
     socket = Path(r.get("socket", str, str(DEFAULT_SOCKET)))
     state_dir = Path(r.get("state_dir", str, str(DEFAULT_STATE_DIR)))

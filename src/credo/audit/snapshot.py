@@ -21,6 +21,34 @@ import ldap
 from credo.ad.connection import SD_FLAGS_OWNER_GROUP_DACL, Directory, Entry
 from credo.ad.names import escape_filter_value
 from credo.ad.security import SecurityDescriptor, access_entries, sid_from_bytes
+from credo.ad.sids import (  # the one home of SID tables; re-exported for the checks
+    RID_DOMAIN_ADMINS as RID_DOMAIN_ADMINS,
+)
+from credo.ad.sids import (
+    RID_DOMAIN_COMPUTERS as RID_DOMAIN_COMPUTERS,
+)
+from credo.ad.sids import (
+    RID_DOMAIN_CONTROLLERS as RID_DOMAIN_CONTROLLERS,
+)
+from credo.ad.sids import (
+    RID_DOMAIN_USERS as RID_DOMAIN_USERS,
+)
+from credo.ad.sids import (
+    RID_ENTERPRISE_ADMINS as RID_ENTERPRISE_ADMINS,
+)
+from credo.ad.sids import (
+    RID_SCHEMA_ADMINS as RID_SCHEMA_ADMINS,
+)
+from credo.ad.sids import (
+    SID_ACCOUNT_OPERATORS as SID_ACCOUNT_OPERATORS,
+)
+from credo.ad.sids import (
+    SID_ADMINISTRATORS as SID_ADMINISTRATORS,
+)
+from credo.ad.sids import (
+    SID_SYSTEM as SID_SYSTEM,
+)
+from credo.ad.sids import privileged_group_sids as _privileged_group_sids
 from credo.gmsa.account import ACCOUNT_ATTRIBUTES, GMSA_CLASS, SMSA_CLASS, WELL_KNOWN, ManagedServiceAccount
 
 __all__ = [
@@ -46,22 +74,6 @@ EXTRA_ACCOUNT_ATTRIBUTES = (
 MSA_FILTER = f"(|(objectClass={GMSA_CLASS})(objectClass={SMSA_CLASS}))"
 # userAccountControl bits (MS-ADTS 2.2.16).
 UF_SERVER_TRUST_ACCOUNT = 0x2000
-# RIDs and builtin SIDs of well-known groups (MS-DTYP 2.4.2.4).
-RID_DOMAIN_ADMINS = 512
-RID_DOMAIN_USERS = 513
-RID_DOMAIN_COMPUTERS = 515
-RID_DOMAIN_CONTROLLERS = 516
-RID_SCHEMA_ADMINS = 518
-RID_ENTERPRISE_ADMINS = 519
-RID_GPO_CREATOR_OWNERS = 520
-RID_KEY_ADMINS = 526
-RID_ENTERPRISE_KEY_ADMINS = 527
-SID_ADMINISTRATORS = "S-1-5-32-544"
-SID_ACCOUNT_OPERATORS = "S-1-5-32-548"
-SID_SERVER_OPERATORS = "S-1-5-32-549"
-SID_PRINT_OPERATORS = "S-1-5-32-550"
-SID_BACKUP_OPERATORS = "S-1-5-32-551"
-SID_SYSTEM = "S-1-5-18"
 KDS_CONTAINER = "CN=Master Root Keys,CN=Group Key Distribution Service,CN=Services"
 CHUNK = 100
 
@@ -310,23 +322,7 @@ def read_snapshot(
 
 def privileged_group_sids(snapshot: Snapshot) -> dict[str, str]:
     """SID -> name of the groups Microsoft's gMSA guidance calls privileged (see checks.privileges)."""
-    d = snapshot.domain_sid
-    sids = {
-        f"{d}-{RID_DOMAIN_ADMINS}": "Domain Admins",
-        f"{d}-{RID_ENTERPRISE_ADMINS}": "Enterprise Admins",
-        f"{d}-{RID_SCHEMA_ADMINS}": "Schema Admins",
-        SID_ADMINISTRATORS: "Administrators",
-        SID_ACCOUNT_OPERATORS: "Account Operators",
-        SID_SERVER_OPERATORS: "Server Operators",
-        SID_BACKUP_OPERATORS: "Backup Operators",
-        SID_PRINT_OPERATORS: "Print Operators",
-        f"{d}-{RID_GPO_CREATOR_OWNERS}": "Group Policy Creator Owners",
-        f"{d}-{RID_KEY_ADMINS}": "Key Admins",
-        f"{d}-{RID_ENTERPRISE_KEY_ADMINS}": "Enterprise Key Admins",
-    }
-    if snapshot.dns_admins_sid:
-        sids[snapshot.dns_admins_sid] = "DnsAdmins"
-    return sids
+    return _privileged_group_sids(snapshot.domain_sid, snapshot.dns_admins_sid)
 
 
 def _sensitive_objects(

@@ -17,6 +17,8 @@ import ldap
 from credo.ad.connection import Directory, Entry
 from credo.ad.names import escape_filter_value, managed_account_sam
 from credo.ad.security import SecurityDescriptor, sid_from_bytes
+from credo.ad.sids import WELL_KNOWN as WELL_KNOWN  # re-exported: SID tables live in credo.ad.sids
+from credo.ad.sids import token_group_sids as token_group_sids
 from credo.errors import InputError, NotFoundError
 from credo.krb.keys import enctype_names
 
@@ -51,15 +53,6 @@ ACCOUNT_ATTRIBUTES = (
     "description",
     "msDS-HostServiceAccountBL",
 )
-
-# Names of well-known SIDs (MS-DTYP 2.4.2.4) that have no object in the domain partition.
-WELL_KNOWN = {
-    "S-1-1-0": "Everyone",
-    "S-1-5-7": "NT AUTHORITY\\ANONYMOUS LOGON",
-    "S-1-5-9": "NT AUTHORITY\\ENTERPRISE DOMAIN CONTROLLERS",
-    "S-1-5-11": "NT AUTHORITY\\Authenticated Users",
-    "S-1-5-18": "NT AUTHORITY\\SYSTEM",
-}
 
 
 def _first(entry: Entry, name: str) -> bytes | None:
@@ -182,18 +175,6 @@ def resolve_sid_names(directory: Directory, sids: tuple[str, ...] | list[str]) -
         sam = _text(entry, "sAMAccountName") if entry else None
         names[sid] = f"{netbios}\\{sam}" if sam else sid
     return names
-
-
-def token_group_sids(directory: Directory, dn: str) -> set[str]:
-    """The SIDs of ``dn`` and of every group it belongs to, nested included (tokenGroups)."""
-    entry = directory.search_one(dn, ldap.SCOPE_BASE, "(objectClass=*)", ["objectSid", "tokenGroups"])
-    if entry is None:
-        return set()
-    sids = {sid_from_bytes(raw)[0] for raw in entry[1].get("tokenGroups", [])}
-    own = _first(entry, "objectSid")
-    if own:
-        sids.add(sid_from_bytes(own)[0])
-    return sids
 
 
 def account_summary(directory: Directory, account: ManagedServiceAccount) -> dict[str, Any]:
