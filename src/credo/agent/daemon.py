@@ -177,7 +177,7 @@ class Agent:
         with self.lock:
             previous_kvno = state.kvno
             old = self.keys.get(key)
-            self.keys[key] = result.keys
+            self.keys[key] = result.keys.carrying(old)
             state.kvno = result.kvno
             state.last_refresh = state.last_attempt = started
             state.refresh_after = result.refresh_after
