@@ -64,6 +64,8 @@ class Cause:
 
 # Error class name -> cause. Order of the checks below: the most specific first.
 _CAUSES = {
+    "ClockSkew": "clock-skew",
+    "TlsCertificateRejected": "ldaps-certificate-rejected",
     "NotPermittedToRetrieve": "not-permitted",
     "AccountDisabled": "account-disabled",
     "NoPasswordReturned": "no-kds-root-key",
@@ -76,18 +78,12 @@ _CAUSES = {
 
 def cause_of(exc: CredoError) -> Cause:
     """Name what went wrong, with the fix the error carries (``credo gmsa test``'s vocabulary)."""
-    text = exc.message.lower()
-    if "clock skew" in text:
-        name = "clock-skew"
-    elif "certificate" in text or ("tls" in text and "handshake" in text):
-        name = "ldaps-certificate-rejected"
-    else:
-        name = next(
-            (c for k, c in _CAUSES.items() if any(t.__name__ == k for t in type(exc).__mro__)), "error"
-        )
+    name = next((c for k, c in _CAUSES.items() if any(t.__name__ == k for t in type(exc).__mro__)), "error")
     hint = exc.hint
-    if name == "ldaps-certificate-rejected" and not hint:
-        hint = "give the CA that signed the DCs' certificates as [directory] ca_file"
+    # A skew can also surface inside a GSSAPI bind (LDAP), where MIT's own text is all there is.
+    if name in ("error", "not-permitted") and "clock skew" in exc.message.lower():
+        name = "clock-skew"
+        hint = "synchronise the clock (chrony/ntpd) with the domain controllers"
     return Cause(name, exc.message, hint)
 
 
