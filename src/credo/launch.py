@@ -1,7 +1,9 @@
-"""The ``credo`` console script: a one-shot ``credo run --as`` through a running agent first.
+"""The ``credo`` console script: a one-shot ``credo run --as`` or ``credo gmsa keytab`` through a
+running agent first.
 
-Nothing else is imported before that check: the fast path (``credo.agent.fastrun``) must not pay
-for click, python-ldap, krb5 or gssapi. Everything else goes to the CLI (``credo.cli.main``).
+Nothing else is imported before that check: the fast paths (``credo.agent.fastrun``,
+``credo.agent.fastkeytab``) must not pay for click, python-ldap, krb5 or gssapi. Everything else,
+and whatever they leave, goes to the CLI (``credo.cli.main``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ def main() -> None:
         from credo.agent.fastrun import try_run
 
         try_run(sys.argv[2:])  # execs the command, or returns for the full path
+    elif sys.argv[1:3] == ["gmsa", "keytab"]:
+        from credo.agent.fastkeytab import try_keytab
+
+        try_keytab(sys.argv[3:])  # writes the keytab and exits, or returns for the full path
     from credo.cli.main import main as cli_main
 
     cli_main()

@@ -12,7 +12,9 @@ KRB5CCNAME only for the duration of the bind, under a lock, and the caller's var
 python-ldap needs SASL_NOCANON so that the service ticket is for ``ldap/<name in the URL>``
 rather than for a reverse-resolved name (samba-lab.md).
 
-LDAP errors are translated here into credo's errors.
+LDAP errors are translated here into credo's errors. libldap built with GnuTLS (Debian's) says
+only "(unknown error code)" when it rejects a DC's certificate, so a failed TLS connection is
+probed once more with Python's ssl and the same CA to name the cause.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import ssl
 import threading
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +53,7 @@ __all__ = [
     "Directory",
     "DirectoryOptions",
     "Entry",
+    "TlsCertificateRejected",
     "connect",
 ]
 
@@ -70,6 +76,14 @@ SD_FLAGS_OWNER_GROUP_DACL = 0x1 | 0x2 | 0x4
 PAGE_SIZE = 1000
 
 Entry = tuple[str, dict[str, list[bytes]]]
+
+# An LDAP StartTLS ExtendedRequest, message ID 1 (RFC 4511 4.14.1; BER, X.690):
+# SEQUENCE { INTEGER 1, [APPLICATION 23] { [0] "1.3.6.1.4.1.1466.20037" } }.
+_STARTTLS_REQUEST = bytes.fromhex("301d020101771880") + bytes([22]) + b"1.3.6.1.4.1.1466.20037"
+
+
+class TlsCertificateRejected(UnreachableError):
+    """No DC answered, and at least one because its TLS certificate did not verify."""
 
 
 @dataclass(frozen=True)
@@ -345,6 +359,7 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
             "no domain controller to connect to", hint=f"give {options.flags.server} or set CREDO_LDAP_URL"
         )
     failures: list[str] = []
+    certificate_rejected = False
     for url in options.urls:
         try:
             conn = _open(url, options, ccache)
@@ -352,6 +367,9 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
             reason = _describe(exc)
             if isinstance(exc, ldap.TIMEOUT) or "Timed out" in reason or "timed out" in reason:
                 reason = f"no answer within {options.timeout:g} s"
+            elif _uses_tls(url, options) and (rejected := _certificate_rejection(url, options)):
+                reason = f"TLS certificate rejected: {rejected}"
+                certificate_rejected = True
             log.debug("LDAP %s failed: %s", url, reason)
             failures.append(f"{url} ({reason})")
             continue
@@ -365,8 +383,38 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
             raise NotPermittedError(f"cannot authenticate to {url}: {text}") from exc
         log.debug("LDAP bound to %s", url)
         return Directory(conn, url, options)
+    if certificate_rejected:
+        raise TlsCertificateRejected(
+            "no domain controller answered: " + "; ".join(failures),
+            hint="give the CA that signed the DCs' certificates (--ca-file, CREDO_CA_FILE; the agent's "
+            "[directory] ca_file), and a URL with the name the certificate carries",
+        )
     raise UnreachableError(
         "no domain controller answered: " + "; ".join(failures),
         hint=f"check {options.flags.server} / CREDO_LDAP_URL, DNS and the network"
         f" ({options.flags.timeout} sets the wait)",
     )
+
+
+def _certificate_rejection(url: str, options: DirectoryOptions) -> str | None:
+    """Why ``url``'s certificate does not verify against ``options.ca_file`` (as OpenSSL says it,
+    e.g. "self-signed certificate in certificate chain"), or None if it does or if the DC cannot
+    be reached at all. Python's default context checks the chain and the host name, as libldap
+    with TLS_REQCERT demand does."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    ldaps = parts.scheme.lower() == "ldaps"
+    try:
+        context = ssl.create_default_context(cafile=options.ca_file)
+        with socket.create_connection((host, parts.port or (636 if ldaps else 389)), options.timeout) as raw:
+            if not ldaps:
+                raw.sendall(_STARTTLS_REQUEST)
+                # The ExtendedResponse: resultCode success is ENUMERATED 0 (0a 01 00) after the ID.
+                if b"\x0a\x01\x00" not in raw.recv(4096):
+                    return None
+            with context.wrap_socket(raw, server_hostname=host):
+                return None
+    except ssl.SSLCertVerificationError as exc:
+        return str(exc.verify_message or exc.reason or exc)
+    except (OSError, ValueError):
+        return None

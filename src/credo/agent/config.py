@@ -15,6 +15,7 @@ is wrong, in one line, and a reload that fails keeps the running configuration. 
     name = "svcauto"                       # the gMSA (with or without $)
     allow_users = ["root", "credo-runner"] # who may ask the socket for its tickets
     allow_groups = []
+    export_keytab = ["svc-web", "%web-admins"]  # who may get a keytab (users, %groups); root only if empty
     refresh_jitter = 60                    # refresh 0-60 s into the DC's pre-rotation window
     [[account.keytab]]
     path = "/etc/credo/svcauto.keytab"; owner = "root"; group = "root"; mode = "0600"
@@ -100,26 +101,37 @@ class AccountConfig:
     allow_groups: frozenset[str] = frozenset()
     refresh_jitter: float = DEFAULT_JITTER
     keytabs: tuple[KeytabOutput, ...] = ()
+    export_users: frozenset[str] = frozenset()  # export_keytab: who may get a keytab of it
+    export_groups: frozenset[str] = frozenset()
     ccaches: tuple[CcacheOutput, ...] = ()
     hooks: tuple[Hook, ...] = ()
 
     def allows(self, uid: int, gids: set[int]) -> bool:
         """May the local user ``uid`` (in groups ``gids``) have this account's tickets?"""
-        if uid == 0:
-            return True
-        try:
-            name = pwd.getpwuid(uid).pw_name
-        except KeyError:
-            return False
-        if name in self.allow_users:
-            return True
-        for group in self.allow_groups:
-            try:
-                if grp.getgrnam(group).gr_gid in gids:
-                    return True
-            except KeyError:
-                continue
+        return _allowed(uid, gids, self.allow_users, self.allow_groups)
+
+    def allows_export(self, uid: int, gids: set[int]) -> bool:
+        """May ``uid`` have a keytab of this account? Keys outlive a removal from ``allow_users``
+        (they work until the password rotates), so this is its own list: root, and export_keytab."""
+        return _allowed(uid, gids, self.export_users, self.export_groups)
+
+
+def _allowed(uid: int, gids: set[int], users: frozenset[str], groups: frozenset[str]) -> bool:
+    if uid == 0:
+        return True
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
         return False
+    if name in users:
+        return True
+    for group in groups:
+        try:
+            if grp.getgrnam(group).gr_gid in gids:
+                return True
+        except KeyError:
+            continue
+    return False
 
 
 @dataclass(frozen=True)
@@ -243,11 +255,20 @@ def _account(path: Path, where: str, table: dict[str, Any]) -> AccountConfig:
             "refresh_jitter",
             f"must be between 0 and {MAX_JITTER:g} seconds (the pre-rotation window is 5 minutes)",
         )
+    exporters = r.strings("export_keytab")
+    for who in exporters:
+        if who.startswith("%"):
+            if not _exists_group(who[1:]):
+                raise r.fail("export_keytab", f"no local group {who[1:]!r}")
+        elif not _exists_user(who):
+            raise r.fail("export_keytab", f"no local user {who!r} (write a group as %group)")
     account = AccountConfig(
         name=managed_account_sam(name)[:-1],
         allow_users=frozenset(users),
         allow_groups=frozenset(groups),
         refresh_jitter=jitter,
+        export_users=frozenset(w for w in exporters if not w.startswith("%")),
+        export_groups=frozenset(w[1:] for w in exporters if w.startswith("%")),
         keytabs=tuple(_keytab(path, w, t) for w, t in r.tables("keytab")),
         ccaches=tuple(_ccache(path, w, t) for w, t in r.tables("ccache")),
         hooks=tuple(_hook(path, w, t) for w, t in r.tables("hook")),

@@ -182,7 +182,7 @@ class Agent:
         with self.lock:
             previous_newest = state.key_kvnos[0] if state.key_kvnos else None
             old = self.keys.get(key)
-            self.keys[key] = result.keys
+            self.keys[key] = result.keys.carrying(old)
             state.kvno = result.kvno
             state.key_kvnos = result.key_kvnos
             state.last_refresh = state.last_attempt = started

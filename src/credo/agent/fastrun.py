@@ -19,12 +19,9 @@ import socket
 import sys
 import tempfile
 
-from credo.agent.wire import recv_message, send_message
+from credo.agent.wire import EXIT_CODES, recv_message, send_message
 
 __all__ = ["try_run"]
-
-EXIT_CODES = {"InputError": 2, "EnvironmentProblem": 3, "UnreachableError": 4, "NotPermittedError": 5,
-              "NotFoundError": 6}  # fmt: skip
 
 
 def _parse(args: list[str]) -> tuple[str, list[str]] | None:

@@ -26,8 +26,8 @@ from credo.ad.connection import DEFAULT_TIMEOUT
 from credo.ad.names import escape_filter_value
 from credo.agent.config import AccountConfig, CcacheOutput, DirectoryConfig, Hook
 from credo.errors import CredoError, EnvironmentProblem, InputError
-from credo.gmsa.credentials import gmsa_keytab
-from credo.gmsa.operations import usable_password, write_password_keytab
+from credo.gmsa.credentials import AES_ENCTYPES, gmsa_keytab
+from credo.gmsa.operations import KeptKeys, usable_password, write_password_keytab
 from credo.gmsa.session import HostSession, SessionSettings
 from credo.krb.tgt import (
     MemoryKeytab,
@@ -66,6 +66,8 @@ class Cause:
 
 # Error class name -> cause. Order of the checks below: the most specific first.
 _CAUSES = {
+    "ClockSkew": "clock-skew",
+    "TlsCertificateRejected": "ldaps-certificate-rejected",
     "NotPermittedToRetrieve": "not-permitted",
     "AccountDisabled": "account-disabled",
     "NoPasswordReturned": "no-kds-root-key",
@@ -78,18 +80,12 @@ _CAUSES = {
 
 def cause_of(exc: CredoError) -> Cause:
     """Name what went wrong, with the fix the error carries (``credo gmsa test``'s vocabulary)."""
-    text = exc.message.lower()
-    if "clock skew" in text:
-        name = "clock-skew"
-    elif "certificate" in text or ("tls" in text and "handshake" in text):
-        name = "ldaps-certificate-rejected"
-    else:
-        name = next(
-            (c for k, c in _CAUSES.items() if any(t.__name__ == k for t in type(exc).__mro__)), "error"
-        )
+    name = next((c for k, c in _CAUSES.items() if any(t.__name__ == k for t in type(exc).__mro__)), "error")
     hint = exc.hint
-    if name == "ldaps-certificate-rejected" and not hint:
-        hint = "give the CA that signed the DCs' certificates as [directory] ca_file"
+    # A skew can also surface inside a GSSAPI bind (LDAP), where MIT's own text is all there is.
+    if name in ("error", "not-permitted") and "clock skew" in exc.message.lower():
+        name = "clock-skew"
+        hint = "synchronise the clock (chrony/ntpd) with the domain controllers"
     return Cause(name, exc.message, hint)
 
 
@@ -106,13 +102,26 @@ def session_settings(directory: DirectoryConfig) -> SessionSettings:
 
 @dataclass
 class AccountKeys:
-    """The account's current keys (never its password) and a TGT made with them, in memory."""
+    """The account's current keys (never its password) and a TGT made with them, in memory.
+
+    ``kept`` holds every key version the DC returned (kvno, kvno-1, kvno+1 inside the
+    pre-rotation window) for the socket's ``keytab`` operation; the MemoryKeytab only the keys
+    the KDC accepts now, for the TGTs.
+    """
 
     principal: str
     kvno: int
     keytab: MemoryKeytab = field(repr=False)
     ccache: str = field(repr=False)
     ticket_end: datetime | None = None
+    kept: KeptKeys | None = field(default=None, repr=False)
+
+    def carrying(self, older: AccountKeys | None) -> AccountKeys:
+        """Keep ``older``'s kvno-1 keys when the DC left the previous password out this time, as
+        the keytab outputs keep them from their old file."""
+        if self.kept is not None and older is not None:
+            self.kept = self.kept.carrying(older.kept)
+        return self
 
     def close(self) -> None:
         destroy_ccache(self.ccache)
@@ -152,11 +161,16 @@ def refresh_account(account: AccountConfig, settings: SessionSettings, work_dir:
             )  # fmt: skip
             written.append(str(keytab.path))
     principal = f"{password.account.sam_account_name}@{realm}"
-    memory = gmsa_keytab(password, realm, dns_domain)
+    held = tuple(dict.fromkeys((*AES_ENCTYPES, *(e for out in account.keytabs for e in out.enctypes))))
+    try:
+        kept: KeptKeys | None = KeptKeys.of(password, realm, dns_domain, held)
+    except InputError:
+        kept = None  # the account allows none of them: no keytab from the socket
+    memory = gmsa_keytab(password, realm, dns_domain, salt=kept.material.salt if kept else None)
     ccache = new_memory_ccache_name("agent")
     try:
         ticket = acquire_tgt(memory.name, principal, ccache)
-        keys = AccountKeys(principal, password.kvno, memory, ccache, ticket.end)
+        keys = AccountKeys(principal, password.kvno, memory, ccache, ticket.end, kept)
         for output in account.ccaches:
             write_ccache_file(keys, output, work_dir)
             written.append(str(output.path))

@@ -19,13 +19,15 @@ import socket
 import stat
 import struct
 import threading
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from credo.agent.refresh import ccache_bytes
 from credo.agent.wire import recv_message, send_message
 from credo.errors import CredoError
+from credo.gmsa.credentials import parse_enctypes
+from credo.krb.keytab import KeytabEntry, merge_entries, read_keytab, write_keytab_to_fd
 
 if TYPE_CHECKING:
     from credo.agent.daemon import Agent
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["Peer", "SocketServer"]
 
 log = logging.getLogger(__name__)
+MAX_KEYTAB = 1 << 20  # a current keytab to merge: thousands of entries at most
 MAX_LIFETIME = 8 * 86400  # a job may last 7 days; the KDC caps a ticket at its own max life
 
 
@@ -136,15 +139,25 @@ class SocketServer:
             with contextlib.suppress(OSError):
                 send_message(conn, answer)
 
-    def _refuse(self, peer: Peer, op: str, account: str) -> dict[str, Any]:
+    def _refuse(
+        self, peer: Peer, op: str, account: str, keys: str = "allow_users/allow_groups"
+    ) -> dict[str, Any]:
         log.warning(
-            "refused %s of %s to uid %d (pid %d): not in its allow_users/allow_groups",
+            "refused %s of %s to uid %d (pid %d): not in its %s",
             op,
             account,
             peer.uid,
             peer.pid,
+            keys,
+            extra={"account": account},
         )
         self.agent.metrics.refused_request()
+        if op == "keytab":
+            return {
+                "ok": False, "error": "NotPermittedError",
+                "message": f"this agent does not give a keytab of {account} to uid {peer.uid}",
+                "hint": "add the user (or a %group) to the account's export_keytab in the agent's config",
+            }  # fmt: skip
         return {
             "ok": False, "error": "NotPermittedError",
             "message": f"this agent does not give {account}'s tickets to uid {peer.uid}",
@@ -155,13 +168,23 @@ class SocketServer:
         op = request.get("op")
         config = self.agent.config
         if op == "status":
-            allowed = {a.name.lower() for a in config.accounts if a.allows(peer.uid, set(peer.groups))}
+            groups = set(peer.groups)
+            allowed = {
+                a.name.lower()
+                for a in config.accounts
+                if a.allows(peer.uid, groups) or a.allows_export(peer.uid, groups)
+            }
             return {"ok": True, "accounts": self.agent.status(allowed)}
         name = str(request.get("account") or "").lower().rstrip("$")
         account = config.account(name)
         if account is None:
             return {"ok": False, "error": "NotFoundError", "message": f"this agent serves no account {name!r}",
                     "hint": "add an [[account]] for it to the agent's config"}  # fmt: skip
+        if op == "keytab":
+            # Keys, unlike tickets, outlive a removal from allow_users: their own list.
+            if not account.allows_export(peer.uid, set(peer.groups)):
+                return self._refuse(peer, "keytab", account.name, "export_keytab")
+            return self._keytab(peer, account.name, request, fds)
         if not account.allows(peer.uid, set(peer.groups)):
             return self._refuse(peer, str(op), account.name)
         if op == "refresh":
@@ -207,8 +230,46 @@ class SocketServer:
         os.pwrite(file_fd, data, 0)
         if request.get("cleanup") and len(fds) == 2:
             self._watch(peer, fds[0], file_fd, str(request.get("dir") or ""), str(request.get("name") or ""))
-        log.info("gave a ccache of %s to uid %d (pid %d)", name, peer.uid, peer.pid)
+        log.info("gave a ccache of %s to uid %d (pid %d)", name, peer.uid, peer.pid, extra={"account": name})
         return {"ok": True, "account": name}
+
+    def _keytab(self, peer: Peer, name: str, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        """The account's keys (as ``credo gmsa keytab`` writes them) into the caller's new file
+        ``fds[0]``; ``fds[1]``, when given, is the caller's current keytab (read only: its other
+        principals and the kvno-1 keys the DC no longer returns are kept, as the CLI keeps them)."""
+        if len(fds) not in (1, 2):
+            return {"ok": False, "error": "InputError", "message": "send the new keytab file's descriptor",
+                    "hint": None}  # fmt: skip
+        file_fd = fds[0]
+        info = os.fstat(file_fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != peer.uid or info.st_mode & 0o077:
+            return {"ok": False, "error": "NotPermittedError",
+                    "message": "the descriptor must be a regular file of yours that only you can read", "hint": None}  # fmt: skip
+        existing: list[KeytabEntry] = []
+        if len(fds) == 2:
+            old = os.fstat(fds[1])
+            if not stat.S_ISREG(old.st_mode) or old.st_size > MAX_KEYTAB:
+                return {"ok": False, "error": "InputError",
+                        "message": "the current keytab's descriptor is not a regular file of a keytab's size",
+                        "hint": None}  # fmt: skip
+            existing = read_keytab(f"/proc/self/fd/{fds[1]}")
+        spns, enctypes = request.get("spns") or [], request.get("enctypes")
+        if not isinstance(spns, list) or not all(isinstance(s, str) and s for s in spns):
+            return {"ok": False, "error": "InputError", "message": "spns: a list of SPNs", "hint": None}
+        wanted = parse_enctypes(enctypes if isinstance(enctypes, str) else None)
+        with self.agent.lock:
+            keys = self.agent.keys.get(name.lower())
+        if keys is None or keys.kept is None:
+            state = self.agent.states.get(name.lower())
+            why = state.error.message if state and state.error else "its first refresh has not finished"
+            return {"ok": False, "error": "UnreachableError", "message": f"no keys of {name} yet: {why}",
+                    "hint": "credo agent status shows why"}  # fmt: skip
+        material, entries = keys.kept.keytab_entries(wanted, spns, existing)
+        write_keytab_to_fd(file_fd, merge_entries(existing, entries))
+        report = keys.kept.report(str(request.get("path") or ""), material, entries)
+        log.info("gave a keytab of %s (kvno %s) to uid %d (pid %d)", name,
+                 ", ".join(map(str, report.kvnos)), peer.uid, peer.pid, extra={"account": name})  # fmt: skip
+        return {"ok": True, "report": asdict(report)}
 
     def _watch(self, peer: Peer, dir_fd: int, file_fd: int, dir_path: str, name: str) -> None:
         info = os.fstat(dir_fd)

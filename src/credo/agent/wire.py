@@ -13,6 +13,11 @@ request. Operations:
   ``[directory, file]``: the agent writes a fresh ccache of the account into the caller's open
   file (it never opens a caller's path). With ``cleanup``, the agent removes that file (and the
   then empty directory) when the caller's process ends, so an exec'd command leaves no ticket.
+- ``keytab`` ``{"account", "path", "spns"?, "enctypes"?}`` with descriptors ``[new file]`` or
+  ``[new file, current keytab]``: the agent writes the account's keys (kvno, kvno-1, and kvno+1
+  inside the pre-rotation window: what ``credo gmsa keytab`` writes) into the caller's new file,
+  keeping the current keytab's other principals; answers ``{"report": ...}`` (no key). Allowed to
+  root and the account's ``export_keytab`` only.
 
 An answer is ``{"ok": true, ...}`` or ``{"ok": false, "error": CLASS, "message", "hint"}``.
 """
@@ -23,9 +28,12 @@ import json
 import socket
 from typing import Any
 
-__all__ = ["MAX_LINE", "recv_message", "send_message"]
+__all__ = ["EXIT_CODES", "MAX_LINE", "recv_message", "send_message"]
 
 MAX_LINE = 1 << 20
+# An answer's error class -> its exit code (credo.errors), for the fast clients.
+EXIT_CODES = {"InputError": 2, "EnvironmentProblem": 3, "UnreachableError": 4, "NotPermittedError": 5,
+              "NotFoundError": 6}  # fmt: skip
 
 
 def send_message(sock: socket.socket, message: dict[str, Any], fds: list[int] | None = None) -> None:

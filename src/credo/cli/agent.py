@@ -63,15 +63,32 @@ def _setup_logging(log_format: str) -> None:
 
 
 class _JsonFormatter(logging.Formatter):
+    """One JSON object a line: time, level, logger, account (the gMSA the line is about, or
+    null) and message; with a traceback, ``exception`` too. A line is about an account when its
+    call passes ``extra={"account": ...}`` or, as the daemon's do, starts with ``"%s: "`` and
+    the account's name."""
+
     def format(self, record: logging.LogRecord) -> str:
-        return json.dumps(
-            {
-                "time": self.formatTime(record),
-                "level": record.levelname,
-                "logger": record.name,
-                "message": record.getMessage(),
-            }
-        )
+        data = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "account": _account_of(record),
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data)
+
+
+def _account_of(record: logging.LogRecord) -> str | None:
+    account = getattr(record, "account", None)
+    if isinstance(account, str):
+        return account
+    args = record.args
+    if isinstance(record.msg, str) and record.msg.startswith("%s: ") and isinstance(args, tuple) and args:
+        return str(args[0])
+    return None
 
 
 @agent.command("status")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import krb5
 
@@ -111,6 +111,23 @@ class GmsaKeyMaterial:
     def kvnos(self) -> list[int]:
         return sorted({e.kvno for e in self.entries}, reverse=True)
 
+    def select(self, enctypes: Iterable[int], spns: Iterable[str], realm: str) -> GmsaKeyMaterial:
+        """The account's own entries of ``enctypes`` (in that order within each kvno), each also
+        under every SPN, as ``key_material`` writes them. A kept key set (the credential agent's)
+        makes any keytab of the account from this without the password."""
+        order = {enctype: i for i, enctype in enumerate(enctypes)}
+        names = [self.principal, *(spn if "@" in spn else f"{spn}@{realm}" for spn in spns)]
+        own = [e for e in self.entries if e.principal == self.principal and e.enctype in order]
+        kvnos = list(dict.fromkeys(e.kvno for e in own))
+        entries = [
+            replace(entry, principal=name)
+            for kvno in kvnos
+            for entry in sorted((e for e in own if e.kvno == kvno), key=lambda e: order[e.enctype])
+            # The SPN entries use the account's own salt: they are keys of the same account.
+            for name in names
+        ]
+        return GmsaKeyMaterial(principal=self.principal, salt=self.salt, entries=tuple(entries))
+
 
 def key_material(
     password: ManagedPassword,
@@ -131,16 +148,17 @@ def key_material(
             hint="check msDS-SupportedEncryptionTypes of the account and --enctypes",
         )
     salt = salt or kdc_salt(principal) or salt_for_computer_account(dns_domain, sam)
-    names = [principal, *(spn if "@" in spn else f"{spn}@{realm}" for spn in spns)]
-    entries: list[KeytabEntry] = []
-    for kvno, raw in password.password_versions():
-        # The SPN entries use the account's own salt: they are keys of the same account.
-        for key in derive_keys(raw, salt, usable):
-            entries.extend(KeytabEntry(name, kvno, key.enctype, key.key) for name in names)
-    return GmsaKeyMaterial(principal=principal, salt=salt, entries=tuple(entries))
+    entries = [
+        KeytabEntry(principal, kvno, key.enctype, key.key)
+        for kvno, raw in password.password_versions()
+        for key in derive_keys(raw, salt, usable)
+    ]
+    return GmsaKeyMaterial(principal=principal, salt=salt, entries=tuple(entries)).select(usable, spns, realm)
 
 
-def gmsa_keytab(password: ManagedPassword, realm: str, dns_domain: str) -> MemoryKeytab:
+def gmsa_keytab(
+    password: ManagedPassword, realm: str, dns_domain: str, *, salt: str | None = None
+) -> MemoryKeytab:
     """The keys the KDC accepts now for ``NAME$@REALM``, in a process-private in-memory keytab.
 
     Keys, not the password: what a caller keeps to ask for TGTs until ``refresh_after``.
@@ -148,7 +166,7 @@ def gmsa_keytab(password: ManagedPassword, realm: str, dns_domain: str) -> Memor
     sam = password.account.sam_account_name
     principal = f"{sam}@{realm}"
     usable = allowed_enctypes(AES_ENCTYPES, password.account.supported_enctypes) or AES_ENCTYPES
-    salt = kdc_salt(principal) or salt_for_computer_account(dns_domain, sam)
+    salt = salt or kdc_salt(principal) or salt_for_computer_account(dns_domain, sam)
     keys = derive_keys(password.authentication_password(), salt, usable)
     return MemoryKeytab.create(principal, password.kvno, ((key.enctype, key.key) for key in keys))
 

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from credo.errors import CredoError, InputError, NotPermittedError
+from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
 from credo.gmsa.account import account_summary, find_managed_account
-from credo.gmsa.credentials import acquire_gmsa_tgt, key_material
+from credo.gmsa.credentials import (
+    AES_ENCTYPES,
+    RC4,
+    GmsaKeyMaterial,
+    acquire_gmsa_tgt,
+    allowed_enctypes,
+    key_material,
+)
 from credo.gmsa.gkdi import Gkid, rollover_interval
 from credo.gmsa.password_id import ManagedPasswordId
 from credo.gmsa.retrieval import ManagedPassword, retrieve_managed_password
@@ -27,9 +35,12 @@ from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
 __all__ = [
     "AccountDisabled",
     "AccountTest",
+    "KeptKeys",
     "KeytabReport",
+    "RotationFacts",
     "check_account",
     "describe_account",
+    "previous_keys_to_carry",
     "run_as",
     "usable_password",
     "write_account_keytab",
@@ -179,32 +190,112 @@ def write_password_keytab(
 ) -> KeytabReport:
     """Write the keys of a retrieved password (current, previous, and future inside the window)."""
     material = key_material(password, realm, dns_domain, enctypes=enctypes, spns=spns)
-    entries = list(material.entries) + _carried_previous_keys(out, material.entries)
+    entries = list(material.entries) + previous_keys_to_carry(_existing_entries(out), material.entries)
     write_keytab_atomically(out, entries, owner_uid=uid, owner_gid=gid, mode=mode)
+    return _report(str(out), material.entries, entries, RotationFacts.of(password))
+
+
+@dataclass(frozen=True)
+class RotationFacts:
+    """What a keytab report says of the password's rotation (no secret)."""
+
+    pre_rotation_window: bool
+    refresh_after: datetime
+    next_rotation: datetime
+
+    @classmethod
+    def of(cls, password: ManagedPassword) -> RotationFacts:
+        return cls(password.in_pre_rotation_window, password.refresh_after, password.next_rotation)
+
+
+@dataclass(frozen=True)
+class KeptKeys:
+    """The keys of one retrieval, never its password: every version the blob had (current,
+    previous, future inside the pre-rotation window) in ``enctypes``, for the account itself.
+
+    What a long-running holder (the credential agent) keeps to write the same keytab as
+    ``write_password_keytab`` later, for any SPNs, without asking the DC again.
+    """
+
+    material: GmsaKeyMaterial = field(repr=False)
+    realm: str
+    allowed: tuple[int, ...]  # the enctypes the account allows (msDS-SupportedEncryptionTypes)
+    rotation: RotationFacts
+
+    @classmethod
+    def of(
+        cls, password: ManagedPassword, realm: str, dns_domain: str, enctypes: tuple[int, ...]
+    ) -> KeptKeys:
+        allowed = allowed_enctypes((*AES_ENCTYPES, RC4), password.account.supported_enctypes)
+        material = key_material(password, realm, dns_domain, enctypes=enctypes)
+        return cls(material, realm, allowed, RotationFacts.of(password))
+
+    def carrying(self, older: KeptKeys | None) -> KeptKeys:
+        """These keys plus ``older``'s kvno-1 keys when the DC no longer returned them (after a
+        rollover Samba leaves the previous password out for a while)."""
+        if older is None:
+            return self
+        carried = previous_keys_to_carry(older.material.entries, self.material.entries)
+        if not carried:
+            return self
+        entries = self.material.entries + tuple(carried)
+        return replace(self, material=replace(self.material, entries=entries))
+
+    def keytab_entries(
+        self, enctypes: tuple[int, ...], spns: tuple[str, ...] | list[str], existing: list[KeytabEntry]
+    ) -> tuple[GmsaKeyMaterial, list[KeytabEntry]]:
+        """What ``write_password_keytab`` would write over a file holding ``existing``: the
+        selected keys and the kvno-1 keys to carry from the file (other principals are the
+        writer's part). Raises NotFoundError for an allowed enctype these keys do not hold."""
+        sam = self.material.principal.split("@", 1)[0]
+        usable = tuple(e for e in enctypes if e in self.allowed)
+        if not usable:
+            raise InputError(
+                f"{sam} allows none of the requested encryption types",
+                hint="check msDS-SupportedEncryptionTypes of the account and --enctypes",
+            )
+        held = {e.enctype for e in self.material.entries}
+        missing = [e for e in usable if e not in held]
+        if missing:
+            raise NotFoundError(f"no keys of enctype {missing[0]} of {sam} are kept here")
+        material = self.material.select(usable, spns, self.realm)
+        return material, list(material.entries) + previous_keys_to_carry(existing, material.entries)
+
+    def report(self, path: str, material: GmsaKeyMaterial, entries: list[KeytabEntry]) -> KeytabReport:
+        return _report(path, material.entries, entries, self.rotation)
+
+
+def _report(
+    path: str, new: tuple[KeytabEntry, ...], written: list[KeytabEntry], rotation: RotationFacts
+) -> KeytabReport:
     return KeytabReport(
-        path=str(out),
-        principals=sorted({e.principal for e in material.entries}),
-        kvnos=sorted({e.kvno for e in entries}, reverse=True),
-        enctypes=sorted({e.enctype for e in material.entries}, reverse=True),
-        pre_rotation_window=password.in_pre_rotation_window,
-        refresh_after=password.refresh_after.astimezone(UTC).isoformat(),
-        next_rotation=password.next_rotation.astimezone(UTC).isoformat(),
+        path=path,
+        principals=sorted({e.principal for e in new}),
+        kvnos=sorted({e.kvno for e in written}, reverse=True),
+        enctypes=sorted({e.enctype for e in new}, reverse=True),
+        pre_rotation_window=rotation.pre_rotation_window,
+        refresh_after=rotation.refresh_after.astimezone(UTC).isoformat(),
+        next_rotation=rotation.next_rotation.astimezone(UTC).isoformat(),
     )
 
 
-def _carried_previous_keys(path: Path, new: tuple[KeytabEntry, ...]) -> list[KeytabEntry]:
-    """Keys at kvno-1 that the file already holds, when the DC's blob has no previous password.
+def _existing_entries(path: Path) -> list[KeytabEntry]:
+    try:
+        return read_keytab(path)
+    except CredoError:
+        return []
+
+
+def previous_keys_to_carry(existing: Iterable[KeytabEntry], new: Iterable[KeytabEntry]) -> list[KeytabEntry]:
+    """Keys at kvno-1 in ``existing`` for the principals of ``new``, when ``new`` has none.
 
     A DC does not always include the previous password (Samba leaves it out for a while after a
     rollover), yet tickets issued before the rollover still need it: keep what the file had.
     """
+    new = list(new)
     principals = {e.principal.lower() for e in new}
     newest = max(e.kvno for e in new)
     if any(e.kvno == newest - 1 for e in new):
-        return []
-    try:
-        existing = read_keytab(path)
-    except CredoError:
         return []
     return [e for e in existing if e.principal.lower() in principals and e.kvno == newest - 1]
 

@@ -25,7 +25,7 @@ import krb5
 
 from credo.errors import EnvironmentProblem, InputError
 
-__all__ = ["KeytabEntry", "read_keytab", "write_keytab_atomically"]
+__all__ = ["KeytabEntry", "merge_entries", "read_keytab", "write_keytab_atomically", "write_keytab_to_fd"]
 
 # MIT keytab file format version 0x0502: an empty but valid keytab (MIT rejects a 0-byte file).
 _KEYTAB_HEADER = b"\x05\x02"
@@ -89,10 +89,7 @@ def write_keytab_atomically(
     """
     path = Path(path)
     new = list(entries)
-    written = {entry.principal.casefold() for entry in new}
-    kept: list[KeytabEntry] = []
-    if keep_other_principals:
-        kept = [entry for entry in read_keytab(path) if entry.principal.casefold() not in written]
+    all_entries = merge_entries(read_keytab(path), new) if keep_other_principals else new
     directory = path.parent
     tmp = directory / f".{path.name}.credo-{secrets.token_hex(6)}.tmp"
     try:
@@ -107,7 +104,7 @@ def write_keytab_atomically(
             os.write(fd, _KEYTAB_HEADER)
         finally:
             os.close(fd)
-        _add_entries(tmp, kept + new)
+        _add_entries(tmp, all_entries)
         fd = os.open(tmp, os.O_RDONLY | os.O_CLOEXEC)
         try:
             if owner_uid is not None or owner_gid is not None:
@@ -127,6 +124,29 @@ def write_keytab_atomically(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def merge_entries(existing: Iterable[KeytabEntry], new: Iterable[KeytabEntry]) -> list[KeytabEntry]:
+    """``existing`` entries of principals that ``new`` does not write, then ``new``."""
+    new = list(new)
+    written = {entry.principal.casefold() for entry in new}
+    return [entry for entry in existing if entry.principal.casefold() not in written] + new
+
+
+def write_keytab_to_fd(fd: int, entries: Iterable[KeytabEntry]) -> None:
+    """Make the open regular file ``fd`` a keytab of exactly ``entries`` (for a file a caller
+    opened and handed over: the credential agent never opens a caller's path).
+
+    MIT krb5 writes keytabs by name only, so it is given ``/proc/self/fd/N``: the kernel's link
+    to this very open file (proc(5)), whatever the caller renames or unlinks meanwhile. Renaming
+    the file into place and fsyncing it are the caller's part.
+    """
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _KEYTAB_HEADER, 0)
+    except OSError as exc:
+        raise EnvironmentProblem(f"cannot write a keytab into the given file: {exc.strerror}") from exc
+    _add_entries(Path(f"/proc/self/fd/{fd}"), list(entries))
 
 
 def _add_entries(path: Path, entries: list[KeytabEntry]) -> None:

@@ -19,6 +19,7 @@ import krb5
 from credo.errors import CredoError, EnvironmentProblem, NotFoundError, NotPermittedError, UnreachableError
 
 __all__ = [
+    "ClockSkew",
     "MemoryKeytab",
     "Ticket",
     "acquire_tgt",
@@ -41,6 +42,12 @@ KRB5_REALM_UNKNOWN = -1765328230
 KRB5_KT_NOTFOUND = -1765328203
 KRB5_PREAUTH_FAILED = -1765328174
 KRB5KRB_AP_ERR_BAD_INTEGRITY = -1765328353
+
+
+class ClockSkew(EnvironmentProblem):
+    """The KDC refused this host's timestamps (KRB5KRB_AP_ERR_SKEW, RFC 4120 5.9.1: off by more
+    than its tolerance, 5 minutes by default). MIT clients correct for it themselves unless
+    krb5.conf sets ``kdc_timesync = 0``."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,7 @@ def kerberos_error(exc: krb5.Krb5Error, principal: str) -> CredoError:
     if code in (KDC_ERR_PREAUTH_FAILED, KRB5_PREAUTH_FAILED, KRB5KRB_AP_ERR_BAD_INTEGRITY):
         return NotPermittedError(f"the KDC rejected the keys of {principal}: {text}")
     if code == KRB5KRB_AP_ERR_SKEW:
-        return EnvironmentProblem(
+        return ClockSkew(
             f"clock skew too great between this host and the KDC for {principal}",
             hint="synchronise the clock (chrony/ntpd) with the domain controllers",
         )
