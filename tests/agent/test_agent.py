@@ -17,7 +17,7 @@ from credo.agent.config import Hook
 from credo.agent.refresh import run_hook
 from credo.krb.keytab import read_keytab
 from credo.lab import Lab, LabSettings
-from tests.agent.conftest import AgentProcess, agent_config
+from tests.support.agent import AgentProcess, agent_config
 from tests.support.identity import CREDO, identity_env, run
 
 Start = Callable[..., AgentProcess]

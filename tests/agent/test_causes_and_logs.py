@@ -18,7 +18,7 @@ import pytest
 
 from credo.krb.keytab import read_keytab
 from credo.lab import Lab, LabSettings
-from tests.agent.conftest import AgentProcess, agent_config
+from tests.support.agent import AgentProcess, agent_config
 from tests.support.identity import CREDO, run
 
 FAKETIME_LIB = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1")

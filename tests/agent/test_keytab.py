@@ -17,7 +17,7 @@ from credo.gmsa.credentials import GmsaKeyMaterial
 from credo.gmsa.operations import KeptKeys, RotationFacts
 from credo.krb.keytab import KeytabEntry, read_keytab, write_keytab_atomically
 from credo.lab import Lab, LabSettings
-from tests.agent.conftest import AgentProcess, agent_config
+from tests.support.agent import AgentProcess, agent_config
 from tests.support.identity import CREDO, identity_env, run
 
 Start = Callable[..., AgentProcess]

@@ -117,6 +117,11 @@ class SocketServer:
                 conn.settimeout(30)
                 peer = Peer.of(conn)
                 request, fds = recv_message(conn, max_fds=2)
+                if request.get("op") == "endpoint":
+                    from credo.agent.endpoints import serve_endpoint
+
+                    serve_endpoint(self.agent, conn, peer, request, fds)
+                    return
                 answer = self._handle(peer, request, fds)
             except CredoError as exc:
                 answer = {"ok": False, "error": type(exc).__name__, "message": exc.message, "hint": exc.hint}

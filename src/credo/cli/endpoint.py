@@ -286,3 +286,27 @@ def verify_transcript(file: Path, as_json: bool) -> None:
             }
         )
     sys.exit(1 if result.status == "tampered" else 0)
+
+
+# -- serve (sshd's ForceCommand) --------------------------------------------------------------------
+
+
+@endpoint.command("serve")
+@click.argument("name")
+def serve_command(name: str) -> None:
+    """The login side of endpoint NAME: set it as sshd's ForceCommand for the endpoint's users.
+
+    It runs as the login user and decides nothing: the credo agent (root) admits the user by
+    their AD groups, matches each line, runs granted commands as the endpoint's gMSA and writes
+    the transcript. With a command on the ssh command line it runs that line and exits with its
+    status; otherwise it offers a prompt with help and completion. (The `credo` script runs
+    this without loading the CLI: see credo.launch.)
+
+    \b
+    Example (sshd_config):
+      Match Group helpdesk-users
+          ForceCommand /usr/local/bin/credo endpoint serve helpdesk
+    """
+    from credo.endpoint.shell import serve
+
+    raise SystemExit(serve(name))

@@ -62,6 +62,7 @@ __all__ = [
     "match_line",
     "pin_path",
     "tokenize",
+    "usage",
 ]
 
 # (name, kind) -> does the AD account exist? Kind is "user", "computer", "group" or "any".
@@ -291,7 +292,7 @@ def _value(
     )
 
 
-def _usage(granted: EffectiveCommand) -> str:
+def usage(granted: EffectiveCommand) -> str:
     parts = [granted.name]
     for p in granted.command.parameters:
         word = p.name.upper() if p.positional else (p.option or "") + ("" if p.flag else f" {p.name.upper()}")
@@ -338,7 +339,7 @@ def match_argv(
         if word == "--":
             return Refused(
                 f"{name}: '--' is not accepted: the endpoint places options and values itself",
-                _usage(granted),
+                usage(granted),
                 "option",
             )
         if word.startswith("-") and len(word) > 1:
@@ -346,23 +347,23 @@ def match_argv(
             p = by_spelling.get(spelling)
             if p is None:
                 return Refused(
-                    f"{name}: {_shown(spelling)} is not an option of this command", _usage(granted), "option"
+                    f"{name}: {_shown(spelling)} is not an option of this command", usage(granted), "option"
                 )
             if p.name in values:
-                return Refused(f"{name}: {spelling} is given twice", _usage(granted), "option")
+                return Refused(f"{name}: {spelling} is given twice", usage(granted), "option")
             if p.flag:
                 if eq:
-                    return Refused(f"{name}: {spelling} takes no value", _usage(granted), "option")
+                    return Refused(f"{name}: {spelling} takes no value", usage(granted), "option")
                 values[p.name] = None
                 i += 1
                 continue
             if eq and not p.joined:
                 return Refused(
-                    f"{name}: write {spelling} VALUE, not {spelling}=VALUE", _usage(granted), "option"
+                    f"{name}: write {spelling} VALUE, not {spelling}=VALUE", usage(granted), "option"
                 )
             if not eq:
                 if i + 1 >= len(argv):
-                    return Refused(f"{name}: {spelling} needs a value", _usage(granted), "missing")
+                    return Refused(f"{name}: {spelling} needs a value", usage(granted), "missing")
                 inline = argv[i + 1]
                 i += 1
             checked = _value(name, p, inline, account_exists)
@@ -374,7 +375,7 @@ def match_argv(
             i += 1
             continue
         if not positionals:
-            return Refused(f"{name}: unexpected argument {_shown(word)}", _usage(granted), "extra")
+            return Refused(f"{name}: unexpected argument {_shown(word)}", usage(granted), "extra")
         p = positionals.pop(0)
         checked = _value(name, p, word, account_exists)
         if isinstance(checked, Refused):
@@ -385,7 +386,7 @@ def match_argv(
         i += 1
     for p in command.parameters:
         if p.required and p.name not in values:
-            return Refused(f"{name}: {p.option or p.name.upper()} is required", _usage(granted), "missing")
+            return Refused(f"{name}: {p.option or p.name.upper()} is required", usage(granted), "missing")
     out = [command.path, *command.args]
     confined: list[ConfinedPath] = []
     ordered = [p for p in command.parameters if not p.positional] + list(command.positionals)

@@ -103,8 +103,9 @@ class EndpointDirectory:
 
 
 # Bumped when seed_endpoints adds something: `up` runs it again on a lab seeded by an older credo.
-ENDPOINT_SEED_VERSION = 1
+ENDPOINT_SEED_VERSION = 2
 ENDPOINT_SEED = EndpointDirectory()
+LOCKOUT_TIME_GUID = "28630ebf-41d5-11d1-a9c1-0000f80367c1"
 
 
 class _SambaTool:
@@ -333,6 +334,13 @@ def _seed_endpoints(tool: _SambaTool, settings: LabSettings, paths: LabPaths) ->
     for user in seed.users:
         if not paths.user_keytab(user).exists():
             export_user_keytab(paths, user)
+    # The helpdesk endpoint's gMSA may unlock the outsider: read/write property lockoutTime
+    # (schema GUID 28630ebf-...; MS-ADTS 3.1.1.5.3.1.1.1: writing 0 unlocks), a delegation as an
+    # admin gives a helpdesk over an OU, here on one user. dsacl set adds an ACE already there
+    # only once.
+    base = settings.base_dn
+    ace = f"(OA;;RPWP;{LOCKOUT_TIME_GUID};;{tool.object_sid(f'{SEED.gmsa}$')})"
+    tool("dsacl", "set", f"--objectdn=CN={seed.outsider},OU={SEED.staff_ou},{base}", f"--sddl={ace}")
 
 
 def _export_service_keytab(tool: _SambaTool, account: str, principal: str, path: Path) -> None:

@@ -1,0 +1,210 @@
+"""The agent as the endpoints' broker: a login's session over the socket, commands run as the gMSA.
+
+``credo endpoint serve NAME`` runs as the login user (sshd's ForceCommand) and holds nothing:
+it connects here and sends its stdout and stderr descriptors, then the lines the user types.
+The decisions are made here, as root, from what the kernel and the directory say, never from
+what the client claims: the user is the socket peer's uid (SO_PEERCRED), their groups are the
+directory's tokenGroups for the AD account of that name, the definition is the administrator's
+file, the transcript is written by this process into a directory the user cannot write. So a
+user who bypasses ``serve`` and talks to the socket directly gains nothing: the same checks,
+the same transcript. The login user never holds the gMSA's keys; each command gets a ticket of
+its own that is removed when it ends (``credo.endpoint.runner``).
+
+Protocol (after the ``endpoint`` request with descriptors ``[stdout, stderr]``): the agent
+answers ``{"ok": true, "principal", "roles", "run_as", "commands": [...]}`` or a refusal; then
+each ``{"line": ...}`` gets ``{"ok": true, "exit": N}`` (the output went to the descriptors) or
+``{"ok": false, "refused": true, "message", "hint"}``; ``{"end": true}`` or a closed connection
+ends the session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import pwd
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from credo.agent.refresh import session_settings
+from credo.agent.wire import recv_message, send_message
+from credo.endpoint.definition import definition_path, load_definition
+from credo.endpoint.directory import account_resolver, resolve_token
+from credo.endpoint.matching import Granted, Refused
+from credo.endpoint.runner import run_granted
+from credo.endpoint.session import EndpointSession
+from credo.errors import CredoError, InputError, NotPermittedError, UnreachableError
+from credo.gmsa.session import HostSession, SessionSettings
+
+if TYPE_CHECKING:
+    from credo.agent.daemon import Agent
+    from credo.agent.server import Peer
+
+__all__ = ["serve_endpoint"]
+
+log = logging.getLogger(__name__)
+# An interactive session that sends nothing for this long is ended (sshd's ClientAlive settings
+# end dead connections sooner; this bounds what an idle one costs).
+SESSION_IDLE = 3600.0
+CALLER_ENV = ("LANG", "LANGUAGE", "TERM", "TZ")
+
+
+def _answer_error(exc: CredoError) -> dict[str, Any]:
+    return {"ok": False, "error": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+
+
+def serve_endpoint(
+    agent: Agent, conn: socket.socket, peer: Peer, request: dict[str, Any], fds: list[int]
+) -> None:
+    """Hold one session to its end; every answer goes over ``conn``."""
+    try:
+        session = _open(agent, peer, request, fds)
+    except CredoError as exc:
+        log.warning("endpoint %s: refused uid %d: %s", request.get("endpoint"), peer.uid, exc.message)
+        agent.metrics.refused_request()
+        send_message(conn, _answer_error(exc))
+        return
+    send_message(
+        conn,
+        {
+            "ok": True,
+            "endpoint": session.definition.name,
+            "principal": session.token.principal,
+            "roles": list(session.capability.role_names),
+            "run_as": session.definition.run_as or session.definition.user,
+            "commands": session.commands(),
+        },
+    )
+    reason = "exit"
+    try:
+        conn.settimeout(SESSION_IDLE)
+        while True:
+            try:
+                message, _ = recv_message(conn)
+            except (ConnectionError, OSError):
+                reason = "disconnected"
+                break
+            except ValueError:
+                reason = "bad message"
+                break
+            if message.get("end"):
+                break
+            line = message.get("line")
+            if not isinstance(line, str):
+                send_message(conn, _answer_error(InputError("send a line of text")))
+                continue
+            send_message(conn, _one_line(agent, session, line, fds))
+    except CredoError as exc:  # the transcript failed: the session ends (fail closed)
+        reason = "transcript unavailable"
+        log.error("endpoint %s: %s", session.definition.name, exc.message)
+        with contextlib.suppress(Exception):
+            send_message(conn, _answer_error(exc))
+    finally:
+        with contextlib.suppress(Exception):
+            session.close(reason)
+        log.info(
+            "endpoint %s: session of %s ended (%s)", session.definition.name, session.token.principal, reason
+        )
+
+
+def _open(agent: Agent, peer: Peer, request: dict[str, Any], fds: list[int]) -> EndpointSession:
+    name = request.get("endpoint")
+    mode = request.get("mode")
+    if not isinstance(name, str) or mode not in ("shell", "command") or len(fds) != 2:
+        raise InputError("an endpoint request names the endpoint and the mode and sends two descriptors")
+    try:
+        user = pwd.getpwuid(peer.uid).pw_name
+    except KeyError:
+        raise NotPermittedError(f"uid {peer.uid} has no user name") from None
+    definition = load_definition(definition_path(name))
+    settings = session_settings(agent.config.directory)
+    with HostSession(settings) as host:
+        # The Kerberos name sshd authenticated (auth_to_local maps USER@REALM to USER).
+        token = replace(resolve_token(host.directory, user), principal=f"{user}@{host.realm}")
+    if definition.run_as is not None:
+        key = definition.run_as.lower().rstrip("$")
+        if agent.config.account(key) is None:
+            raise UnreachableError(
+                f"endpoint {definition.name} runs as {definition.run_as}, which this agent does not serve",
+                hint=f'add [[account]] name = "{key}" to the agent\'s config',
+            )
+    sent = request.get("env")
+    caller_env: dict[str, Any] = sent if isinstance(sent, dict) else {}
+    source = request.get("source")
+    session = EndpointSession.open(
+        definition,
+        token,
+        source=source if isinstance(source, str) else "",
+        local_user=user,
+        mode=mode,
+        account_exists=_lazy_resolver(settings),
+        caller_env={k: str(v) for k, v in caller_env.items() if k in CALLER_ENV},
+    )
+    log.info(
+        "endpoint %s: session of %s (uid %d, pid %d) with roles %s",
+        definition.name,
+        token.principal,
+        peer.uid,
+        peer.pid,
+        ", ".join(session.capability.role_names),
+    )
+    return session
+
+
+def _one_line(agent: Agent, session: EndpointSession, line: str, fds: list[int]) -> dict[str, Any]:
+    result = session.submit(line)
+    if isinstance(result, Refused):
+        log.info(
+            "endpoint %s: refused %s: %s", session.definition.name, session.token.principal, result.reason
+        )
+        return {"ok": False, "refused": True, "error": "NotPermittedError", "message": result.reason,
+                "hint": result.hint}  # fmt: skip
+    granted: Granted = result
+    definition = session.definition
+    write_ticket: Callable[[str], None] | None = None
+    if definition.run_as is not None:
+        key = definition.run_as.lower().rstrip("$")
+        with agent.lock:
+            keys = agent.keys.get(key)
+        if keys is None:
+            error = UnreachableError(
+                f"no tickets of {definition.run_as} yet", hint="credo agent status shows why"
+            )
+            session.transcript.refused(line, error.message)
+            return _answer_error(error)
+
+        def write_ticket(ccache: str) -> None:
+            keys.ticket(ccache)
+
+    outcome = session.run(
+        granted,
+        lambda record: run_granted(
+            granted,
+            definition.user,
+            runtime_dir=agent.work_dir.parent / ".endpoint-runs",
+            write_ticket=write_ticket,
+            stdout_fd=fds[0],
+            stderr_fd=fds[1],
+            record=record,
+        ),
+    )
+    log.info(
+        "endpoint %s: %s ran %s: exit %d",
+        definition.name,
+        session.token.principal,
+        granted.command,
+        outcome.exit_status,
+    )
+    return {"ok": True, "exit": outcome.exit_status, "timed_out": outcome.timed_out}
+
+
+def _lazy_resolver(settings: SessionSettings) -> Any:
+    """``account`` parameters are checked in the directory when a command needs it (a session
+    may stay open for long: no connection is held between commands)."""
+
+    def exists(name: str, kind: str) -> bool:
+        with HostSession(settings) as host:
+            return account_resolver(host.directory)(name, kind)
+
+    return exists
