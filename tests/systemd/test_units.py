@@ -124,6 +124,20 @@ def test_the_agent_unit(tmp_path: Path) -> None:
     verify(tmp_path, unit)
 
 
+def test_an_agent_that_brokers_endpoints_may_switch_users_and_writes_transcripts(tmp_path: Path) -> None:
+    unit = agent_unit(CREDO, endpoints=True)
+    service = dict(settings(unit.text)["Service"])
+    assert service["CapabilityBoundingSet"].split() == [
+        *AGENT_CAPABILITIES,
+        "CAP_SETUID",
+        "CAP_SETGID",
+        "CAP_KILL",
+    ]
+    assert service["LogsDirectory"] == "credo/endpoints" and service["LogsDirectoryMode"] == "0750"
+    assert "LogsDirectory" not in dict(settings(agent_unit(CREDO).text)["Service"])
+    verify(tmp_path, unit)
+
+
 def test_the_agent_unit_without_outputs_and_with_outputs_at_home(tmp_path: Path) -> None:
     bare = agent_unit(CREDO)
     assert values(bare, "Service", "ReadWritePaths") == []

@@ -174,9 +174,19 @@ def _emit(
     "credo_program",
     help="The credo program ExecStart= runs [default: this credo].",
 )
+@click.option(
+    "--endpoints",
+    is_flag=True,
+    help="The agent also brokers restricted endpoints: run commands as their users, write transcripts.",
+)
 @_install_options
 def agent_unit_command(
-    config: Path | None, credo_program: str | None, install: bool, unit_dir: Path, as_json: bool
+    config: Path | None,
+    credo_program: str | None,
+    endpoints: bool,
+    install: bool,
+    unit_dir: Path,
+    as_json: bool,
 ) -> None:
     """The credo agent's unit, credo-agent.service (Type=notify, watchdog, sandboxed).
 
@@ -194,7 +204,8 @@ def agent_unit_command(
         config = config.absolute()
         paths = read_agent_paths(config)
     program = resolve_program(credo_program or _this_credo())
-    _emit([agent_unit(Path(program), config=config, paths=paths)], None, install, unit_dir, as_json)
+    unit = agent_unit(Path(program), config=config, paths=paths, endpoints=endpoints)
+    _emit([unit], None, install, unit_dir, as_json)
 
 
 def _this_credo() -> str:

@@ -32,6 +32,11 @@ DOCS = "https://github.com/credo-project/credo/blob/main/docs/systemd.md"
 # keytab to its owner/group, CAP_FOWNER to chmod a file it did not create. Nothing to bind low
 # ports, trace or load modules. The agent's code decides: widen here, in one place, if it must.
 AGENT_CAPABILITIES = ("CAP_CHOWN", "CAP_FOWNER")
+# An agent that brokers restricted endpoints (docs/endpoints.md) also runs their commands as the
+# endpoint's local user (setuid/setgid/setgroups) and kills a command's process group at its
+# timeout (another uid's processes): CAP_SETUID, CAP_SETGID, CAP_KILL. It writes transcripts.
+ENDPOINT_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL")
+TRANSCRIPT_LOGS = "credo/endpoints"
 # The agent's watchdog: it sends WATCHDOG=1 at least every half of it (sd_notify(3)).
 AGENT_WATCHDOG = "30s"
 # Directories that ProtectHome=yes hides (systemd.exec(5)); an output there needs read-only.
@@ -99,8 +104,13 @@ def _write_dirs(paths: AgentPaths) -> list[Path]:
     return [d for d in dirs if not any(d != other and d.is_relative_to(other) for other in dirs)]
 
 
-def agent_unit(credo: Path, *, config: Path = AGENT_CONFIG, paths: AgentPaths | None = None) -> UnitFile:
+def agent_unit(
+    credo: Path, *, config: Path = AGENT_CONFIG, paths: AgentPaths | None = None, endpoints: bool = False
+) -> UnitFile:
     """``credo-agent.service``: ``credo agent run --config CONFIG`` as root, sandboxed.
+
+    ``endpoints``: the agent also brokers restricted endpoints (their capabilities and the
+    transcripts' directory, /var/log/credo/endpoints, 0750).
 
     ``paths``: what the agent's config makes it write (credo.systemd.config); ``ReadWritePaths=``
     opens their directories and nothing else. ``credo``: the credo program (an absolute path).
@@ -145,7 +155,17 @@ def agent_unit(credo: Path, *, config: Path = AGENT_CONFIG, paths: AgentPaths | 
         "ProtectSystem=strict",
         *read_write,
         f"ProtectHome={'read-only' if home else 'yes'}",
-        "CapabilityBoundingSet=" + " ".join(AGENT_CAPABILITIES),
+        "CapabilityBoundingSet="
+        + " ".join(AGENT_CAPABILITIES + (ENDPOINT_CAPABILITIES if endpoints else ())),
+        *(
+            [
+                "# Restricted endpoints' session transcripts (root's; readable by the group adm).",
+                f"LogsDirectory={TRANSCRIPT_LOGS}",
+                "LogsDirectoryMode=0750",
+            ]
+            if endpoints
+            else []
+        ),
         *_hardening_common(),
         "PrivateDevices=yes",
         "ProtectClock=yes",
