@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark and print a Markdown table to paste into BENCHMARKS.md.
 
-python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent (default: all)
+python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent, endpoint (default: all)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_agent, bench_audit, bench_automation, bench_gmsa, bench_lab
+from benchmarks import bench_agent, bench_audit, bench_automation, bench_endpoint, bench_gmsa, bench_lab
 
 BENCHES = {
     "lab": bench_lab.run,
@@ -21,6 +21,7 @@ BENCHES = {
     "automation": bench_automation.run,
     "audit": bench_audit.run,
     "agent": bench_agent.run,
+    "endpoint": bench_endpoint.run,
 }
 
 

@@ -29,6 +29,7 @@ from credo.endpoint.transcript import verify
 from credo.lab import Lab, LabSettings
 from tests.endpoint.conftest import StartSshd
 from tests.support.agent import AgentProcess, agent_config
+from tests.support.installed import install_credo_for_users
 
 pytestmark = pytest.mark.lab
 
@@ -70,24 +71,11 @@ class Endpoint:
         return [[json.loads(line) for line in f.read_text().splitlines()] for f in files]
 
 
-def _install_credo_for_users(base: Path) -> Path:
-    """A world-readable copy of credo (what `pip install` in /usr/local would give) and a launcher."""
-    lib = base / "lib"
-    shutil.copytree(REPO / "src" / "credo", lib / "credo", ignore=shutil.ignore_patterns("__pycache__"))
-    launcher = base / "bin" / "credo"
-    launcher.parent.mkdir()
-    launcher.write_text(f"#!/usr/bin/python3 -I\nimport sys\nsys.path.insert(0, {str(lib)!r})\n"
-                        "from credo.launch import main\nmain()\n")  # fmt: skip
-    for path in [base, *base.rglob("*")]:
-        path.chmod(0o755 if path.is_dir() or path == launcher else 0o644)
-    return launcher
-
-
 @pytest.fixture(scope="module")
 def endpoint(lab: Lab, lab_settings: LabSettings, runner_user: str) -> Iterator[Endpoint]:
     base = Path(tempfile.mkdtemp(prefix="endpoint-", dir="/run"))
     base.chmod(0o755)
-    launcher = _install_credo_for_users(base / "credo")
+    launcher = install_credo_for_users(base / "credo")
     bin_dir = base / "libexec"
     bin_dir.mkdir(mode=0o755)
     restart = bin_dir / "restart-service"
