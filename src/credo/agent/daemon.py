@@ -26,6 +26,7 @@ from typing import Any
 
 from credo.agent import schedule
 from credo.agent.config import AgentConfig, ConfigError, load_config, socket_path
+from credo.agent.endpoints import DirectoryLink
 from credo.agent.metrics import Metrics
 from credo.agent.notify import notify, watchdog_interval
 from credo.agent.refresh import (
@@ -98,6 +99,7 @@ class Agent:
         self.pool = ThreadPoolExecutor(REFRESH_THREADS, thread_name_prefix="refresh")
         self.metrics = Metrics(self.config.metrics_listen)
         self.work_dir = private_work_dir(self.socket.parent / ".agent-work")
+        self.directory_link = DirectoryLink()  # restricted endpoints' logins (credo.agent.endpoints)
         self._reload = False
         self._stop = False
         # The loop's pause. Not time.sleep: under libfaketime (the rotation tests) with a real
@@ -284,6 +286,7 @@ class Agent:
             notify("STOPPING=1")
             server.stop()
             self.pool.shutdown(wait=False, cancel_futures=True)
+            self.directory_link.close()
             with self.lock:
                 for keys in self.keys.values():
                     keys.close()

@@ -23,9 +23,11 @@ import contextlib
 import logging
 import pwd
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from credo.agent.refresh import session_settings
 from credo.agent.wire import recv_message, send_message
@@ -41,13 +43,61 @@ if TYPE_CHECKING:
     from credo.agent.daemon import Agent
     from credo.agent.server import Peer
 
-__all__ = ["serve_endpoint"]
+__all__ = ["DirectoryLink", "serve_endpoint"]
 
 log = logging.getLogger(__name__)
 # An interactive session that sends nothing for this long is ended (sshd's ClientAlive settings
 # end dead connections sooner; this bounds what an idle one costs).
 SESSION_IDLE = 3600.0
+# The directory connection is made again this long before the host's ticket ends.
+TICKET_MARGIN = timedelta(minutes=5)
+T = TypeVar("T")
 CALLER_ENV = ("LANG", "LANGUAGE", "TERM", "TZ")
+
+
+class DirectoryLink:
+    """One directory connection as the host, kept open across endpoint logins.
+
+    A login then costs one tokenGroups search instead of a Kerberos exchange, an LDAP bind and
+    the search (about 80 ms of a 300 ms login, BENCHMARKS.md). The groups are still read fresh
+    at every login: nothing about the user is cached. The connection is made again when the
+    settings change, when the host's ticket nears its end, and once when a query fails (the DC
+    dropped an idle connection, or failed over).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: HostSession | None = None
+        self._settings: SessionSettings | None = None
+
+    def query(self, settings: SessionSettings, use: Callable[[HostSession], T]) -> T:
+        with self._lock:
+            for attempt in (1, 2):
+                session = self._session
+                if session is None or self._settings != settings or _ending(session):
+                    self._close()
+                    session = self._session = HostSession(settings)
+                    self._settings = settings
+                try:
+                    return use(session)
+                except (CredoError, OSError):
+                    self._close()
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+    def _close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+
+def _ending(session: HostSession) -> bool:
+    return session.ticket.end - datetime.now(UTC) < TICKET_MARGIN
 
 
 def _answer_error(exc: CredoError) -> dict[str, Any]:
@@ -119,9 +169,11 @@ def _open(agent: Agent, peer: Peer, request: dict[str, Any], fds: list[int]) -> 
         raise NotPermittedError(f"uid {peer.uid} has no user name") from None
     definition = load_definition(definition_path(name))
     settings = session_settings(agent.config.directory)
-    with HostSession(settings) as host:
-        # The Kerberos name sshd authenticated (auth_to_local maps USER@REALM to USER).
-        token = replace(resolve_token(host.directory, user), principal=f"{user}@{host.realm}")
+    link = agent.directory_link
+    # The Kerberos name sshd authenticated (auth_to_local maps USER@REALM to USER).
+    token = link.query(
+        settings, lambda host: replace(resolve_token(host.directory, user), principal=f"{user}@{host.realm}")
+    )
     if definition.run_as is not None:
         key = definition.run_as.lower().rstrip("$")
         if agent.config.account(key) is None:
@@ -138,7 +190,9 @@ def _open(agent: Agent, peer: Peer, request: dict[str, Any], fds: list[int]) -> 
         source=source if isinstance(source, str) else "",
         local_user=user,
         mode=mode,
-        account_exists=_lazy_resolver(settings),
+        account_exists=lambda account, kind: link.query(
+            settings, lambda host: account_resolver(host.directory)(account, kind)
+        ),
         caller_env={k: str(v) for k, v in caller_env.items() if k in CALLER_ENV},
     )
     log.info(
@@ -197,14 +251,3 @@ def _one_line(agent: Agent, session: EndpointSession, line: str, fds: list[int])
         outcome.exit_status,
     )
     return {"ok": True, "exit": outcome.exit_status, "timed_out": outcome.timed_out}
-
-
-def _lazy_resolver(settings: SessionSettings) -> Any:
-    """``account`` parameters are checked in the directory when a command needs it (a session
-    may stay open for long: no connection is held between commands)."""
-
-    def exists(name: str, kind: str) -> bool:
-        with HostSession(settings) as host:
-            return account_resolver(host.directory)(name, kind)
-
-    return exists
