@@ -175,6 +175,7 @@ def test_refusals_are_one_line_and_the_session_goes_on(
         "read-log ../../etc/shadow",
         "x" * 5000,  # an overlong line
         "whoami \x01",
+        "whoami \x00 id",  # a NUL byte
     ]
     script = "\n".join([*attempts, "read-log " + str(endpoint.logs / "app.log"), "whoami", "exit", ""])
     proc = sshd.ssh("jdoe", ccache=user_ccache("jdoe"), input=script, timeout=60)  # type: ignore[operator]
@@ -186,6 +187,26 @@ def test_refusals_are_one_line_and_the_session_goes_on(
     session = endpoint.transcript_records()[-1]
     assert sum(1 for r in session if r["type"] == "refusal") == len(attempts)
     assert [r["exit_status"] for r in session if r["type"] == "command-end"] == [0, 0]
+
+
+def test_a_one_shot_command_with_a_line_break_is_refused(
+    endpoint: Endpoint, start_sshd: StartSshd, user_ccache: object
+) -> None:
+    sshd = start_sshd(force_command=endpoint.serve)
+    proc = sshd.ssh("jdoe", "whoami\nid", ccache=user_ccache("jdoe"))  # type: ignore[operator]
+    assert proc.returncode == 5
+    assert proc.stderr.startswith("credo: refused: ") and "uid=" not in proc.stdout
+
+
+def test_the_interactive_shell_on_a_terminal(
+    endpoint: Endpoint, start_sshd: StartSshd, user_ccache: object
+) -> None:
+    sshd = start_sshd(force_command=endpoint.serve)
+    proc = sshd.ssh("jdoe", ccache=user_ccache("jdoe"), tty=True, input="help\nwhoami\nexit\n", timeout=60)  # type: ignore[operator]
+    assert "credo endpoint helpdesk: jdoe@" in proc.stdout and "commands run as svcauto$" in proc.stdout
+    assert "helpdesk> " in proc.stdout
+    assert "unlock-account" in proc.stdout and "Unlock an AD user account" in proc.stdout  # help
+    assert "svcauto$" in proc.stdout.lower().split("helpdesk> whoami", 1)[-1]
 
 
 def test_loader_variables_from_the_client_never_reach_a_command(
