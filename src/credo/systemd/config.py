@@ -8,13 +8,13 @@ output: ``keytab`` and ``ccache`` today, and any kind the agent adds later witho
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from credo.errors import EnvironmentProblem, InputError, NotFoundError
+from credo.errors import InputError, NotFoundError
 from credo.systemd.paths import AGENT_SOCKET, AGENT_STATE_DIR
+from credo.tomlread import read_toml
 
 __all__ = ["AgentPaths", "read_agent_paths"]
 
@@ -30,17 +30,11 @@ class AgentPaths:
 
 
 def read_agent_paths(config: Path) -> AgentPaths:
-    try:
-        with config.open("rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError as exc:
+    if not config.exists():
         raise NotFoundError(
             f"no agent config at {config}", hint="write it first (docs/agent.md), or name it with --config"
-        ) from exc
-    except OSError as exc:
-        raise EnvironmentProblem(f"cannot read {config}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"{config} is not valid TOML: {exc}") from exc
+        )
+    data = read_toml(config)  # the one reader of credo's TOML files (credo.tomlread)
     return AgentPaths(
         outputs=tuple(_outputs(config, data)),
         socket=_absolute(config, "socket", data.get("socket", str(AGENT_SOCKET))),
