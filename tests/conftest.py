@@ -89,3 +89,21 @@ def dc2_running(lab: Lab, two_dcs: LabSettings) -> Iterator[LabSettings]:
     """Two DCs running, and DC 2 running again after the test whatever it did."""
     yield two_dcs
     lab.start_dc(2)
+
+
+@pytest.fixture(scope="session")
+def installed_credo() -> Iterator[Path]:
+    """credo as an installed program any local user may run (tests.support.installed): the
+    launcher's path. The tree under test may sit in a directory only root can read (a CI clone
+    in mktemp -d), and the venv's interpreter lives under /root."""
+    import shutil
+    import tempfile
+
+    from tests.support.installed import install_credo_for_users
+
+    base = Path(tempfile.mkdtemp(prefix="credo-installed-", dir="/run"))
+    base.chmod(0o755)
+    try:
+        yield install_credo_for_users(base / "credo")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

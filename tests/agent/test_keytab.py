@@ -22,7 +22,6 @@ from tests.support.identity import CREDO, identity_env, run
 
 Start = Callable[..., AgentProcess]
 HEAVY = ("ldap", "krb5", "gssapi", "click", "credo.cli", "credo.gmsa", "credo.krb", "sqlalchemy")
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def _keys(path: Path) -> set[tuple[str, int, int, bytes]]:
@@ -91,23 +90,30 @@ def test_the_agents_keytab_equals_the_full_commands_and_imports_nothing_heavy(
     ]
 
 
-def _as_runner(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    # Debian's python3 (the venv's interpreter lives under /root): the fast path needs only the
-    # standard library and this tree's src.
-    return run(["runuser", "-u", "credo-runner", "--", "/usr/bin/python3", "-m", "credo", *argv],
-               {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": SRC,
+def _as_runner(
+    credo: Path, argv: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess[str]:
+    # credo as installed for every user (on Debian's python3): the fast path needs only the
+    # standard library.
+    return run(["runuser", "-u", "credo-runner", "--", str(credo), *argv],
+               {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                 "CREDO_AGENT_SOCKET": env["CREDO_AGENT_SOCKET"]}, cwd=cwd)  # fmt: skip
 
 
 def test_a_user_not_in_export_keytab_is_refused_even_with_the_tickets_right(
-    start_agent: Start, agent_dir: Path, lab: Lab, lab_settings: LabSettings, runner_user: str
+    start_agent: Start,
+    agent_dir: Path,
+    lab: Lab,
+    lab_settings: LabSettings,
+    runner_user: str,
+    installed_credo: Path,
 ) -> None:
     agent = _start_exporting(start_agent, lab, lab_settings, agent_dir)  # credo-runner: allow_users only
     home = agent_dir / "runner"
     home.mkdir()
     runner = pwd.getpwnam(runner_user)
     os.chown(home, runner.pw_uid, runner.pw_gid)
-    proc = _as_runner(["gmsa", "keytab", "svcauto", "--out", "x.keytab"], agent.env(), home)
+    proc = _as_runner(installed_credo, ["gmsa", "keytab", "svcauto", "--out", "x.keytab"], agent.env(), home)
     assert proc.returncode == 5, proc
     lines = proc.stderr.splitlines()
     assert lines[0] == f"credo: error: this agent does not give a keytab of svcauto to uid {runner.pw_uid}"
@@ -120,14 +126,19 @@ def test_a_user_not_in_export_keytab_is_refused_even_with_the_tickets_right(
 
 
 def test_a_user_in_export_keytab_gets_a_0600_keytab_of_its_own(
-    start_agent: Start, agent_dir: Path, lab: Lab, lab_settings: LabSettings, runner_user: str
+    start_agent: Start,
+    agent_dir: Path,
+    lab: Lab,
+    lab_settings: LabSettings,
+    runner_user: str,
+    installed_credo: Path,
 ) -> None:
     agent = _start_exporting(start_agent, lab, lab_settings, agent_dir, who='"%nogroup", "credo-runner"')
     home = agent_dir / "runner"
     home.mkdir()
     runner = pwd.getpwnam(runner_user)
     os.chown(home, runner.pw_uid, runner.pw_gid)
-    proc = _as_runner(["gmsa", "keytab", "svcauto", "--out", "x.keytab"], agent.env(), home)
+    proc = _as_runner(installed_credo, ["gmsa", "keytab", "svcauto", "--out", "x.keytab"], agent.env(), home)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(f"wrote x.keytab: svcauto$@{lab_settings.realm} at kvno ")
     info = (home / "x.keytab").stat()
