@@ -5,14 +5,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.credo-installed
 
-.PHONY: install system-packages venv demo test bench lint clean
+.PHONY: install system-packages venv sdk-venv demo test bench lint clean
 
-install: system-packages venv
+install: system-packages venv sdk-venv
 
 system-packages:
 	@scripts/install-system-packages.sh
 
 venv: $(STAMP)
+
+# The cloud SDKs for jobs (world-readable, /opt/credo/sdk-venv): the workload identity tests run them.
+sdk-venv: system-packages
+	@scripts/install-sdk-venv.sh
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

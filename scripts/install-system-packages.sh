@@ -3,13 +3,15 @@
 # lab, with gMSA support), MIT Kerberos and OpenLDAP clients, faketime (rotation tests), PostgreSQL,
 # nftables (the tests' DC blackhole, tests/support/blackhole.py), OpenSSH's server and client (the
 # transport of restricted endpoints: the tests start a private sshd on loopback, tests/support/sshd.py)
-# and the -dev libraries that python-ldap, krb5 and gssapi compile against.
+# python3-venv (the jobs' cloud SDK venv, scripts/install-sdk-venv.sh) and the -dev libraries that
+# python-ldap, krb5 and gssapi compile against.
 # Quick when everything is there already: one dpkg-query, no apt.
 set -euo pipefail
 
 BACKPORTS=(samba samba-ad-dc samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools smbclient)
 PLAIN=(ldap-utils libldap2-dev libsasl2-dev libsasl2-modules-gssapi-mit libkrb5-dev faketime
-       iproute2 procps postgresql python3-ldap chromium nftables openssh-server openssh-client)
+       iproute2 procps postgresql python3-ldap chromium nftables openssh-server openssh-client
+       python3-venv)
 
 samba_ok() {
     local v
