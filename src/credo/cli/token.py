@@ -67,6 +67,12 @@ def get(tenant_id: str, client_id: str, scope: str, authority_host: str | None, 
     {"token_type", "expires_in", "expires_on", "access_token"}.
     Exit codes: 3 not in a job with an Azure token, 4 no answer, 5 refused (the AADSTS code's
     meaning and fix in the hint), 6 no such tenant or app there, 2 a bad argument.
+
+    \b
+    Example (a bash runbook calling Microsoft Graph in another tenant):
+      TOKEN=$(credo token get --tenant-id contoso.onmicrosoft.com --client-id "$APP_ID" \\
+          --scope https://graph.microsoft.com/.default)
+      curl -sH "Authorization: Bearer $TOKEN" https://graph.microsoft.com/v1.0/organization
     """
     try:
         answer = token_response(
