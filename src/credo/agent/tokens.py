@@ -10,7 +10,7 @@ and the named cause of its last failure. Nothing here logs a token.
 
 A service points its SDK at the file the way a job's environment does, e.g. in its unit
 ``Environment=AZURE_FEDERATED_TOKEN_FILE=/run/credo/web-sync.token`` (``credo systemd service
---token-file``).
+--env``).
 """
 
 from __future__ import annotations
