@@ -24,6 +24,12 @@ is wrong, in one line, and a reload that fails keeps the running configuration. 
     path = "/run/credo/svcauto.ccache"; user = "credo-runner"
     [[account.hook]]
     argv = ["/usr/bin/systemctl", "reload", "nginx"]; timeout = 30
+    [[account.token]]                      # a cloud token for a service (issue 14), kept fresh
+    path = "/run/credo/web-sync.token"; user = "svc-web"   # 0600, owned by user
+    group = "tier1"                        # the worker group whose identity it carries
+    audience = "api://AzureADTokenExchange"; service = "web-sync"
+    [server]                               # where tokens come from (needed by [[account.token]])
+    url = "https://credo.corp.example.test:8443"; ca_file = "/etc/credo/server-ca.pem"
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ __all__ = [
     "DirectoryConfig",
     "Hook",
     "KeytabOutput",
+    "ServerConfig",
+    "TokenOutput",
     "load_config",
     "socket_path",
 ]
@@ -89,6 +97,25 @@ class CcacheOutput:
 
 
 @dataclass(frozen=True)
+class TokenOutput:
+    """A workload identity token kept fresh in a file for a service (``[[account.token]]``)."""
+
+    path: Path
+    user: str
+    uid: int
+    gid: int
+    group: str  # the worker group: subject credo:group:<group>, the same as its jobs'
+    audience: str
+    service: str  # the token's credo.service claim, for the audit
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    url: str | None = None
+    ca_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Hook:
     argv: tuple[str, ...]
     timeout: float = 30.0
@@ -105,6 +132,7 @@ class AccountConfig:
     export_groups: frozenset[str] = frozenset()
     ccaches: tuple[CcacheOutput, ...] = ()
     hooks: tuple[Hook, ...] = ()
+    tokens: tuple[TokenOutput, ...] = ()
 
     def allows(self, uid: int, gids: set[int]) -> bool:
         """May the local user ``uid`` (in groups ``gids``) have this account's tickets?"""
@@ -154,6 +182,7 @@ class AgentConfig:
     log_format: str = "text"
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     accounts: tuple[AccountConfig, ...] = ()
+    server: ServerConfig = field(default_factory=ServerConfig)
 
     def account(self, name: str) -> AccountConfig | None:
         bare = name.lower().rstrip("$")
@@ -223,6 +252,28 @@ def _ccache(path: Path, where: str, table: dict[str, Any]) -> CcacheOutput:
     return CcacheOutput(out, user.pw_name, user.pw_uid, user.pw_gid)
 
 
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
+
+
+def _token(path: Path, where: str, table: dict[str, Any], account: str) -> TokenOutput:
+    r = _Reader(path, table, where)
+    out = _absolute(r, "path")
+    user = _user(r, "user")
+    group = r.get("group", str, required=True)
+    if not group or not set(group) <= _NAME_CHARS:
+        raise r.fail("group", f"{group!r} is not a worker group's name")
+    audience = r.get("audience", str, required=True)
+    if not audience or any(c.isspace() for c in audience):
+        raise r.fail("audience", f"{audience!r}: give one audience, e.g. api://AzureADTokenExchange")
+    service = r.get("service", str, account)
+    if not service or not set(service) <= _NAME_CHARS:
+        raise r.fail(
+            "service", f"{service!r}: letters, digits, . _ - @ only (it names the service in the token)"
+        )
+    r.done()
+    return TokenOutput(out, user.pw_name, user.pw_uid, user.pw_gid, group, audience, service)
+
+
 def _hook(path: Path, where: str, table: dict[str, Any]) -> Hook:
     r = _Reader(path, table, where)
     argv = r.strings("argv")
@@ -272,6 +323,7 @@ def _account(path: Path, where: str, table: dict[str, Any]) -> AccountConfig:
         keytabs=tuple(_keytab(path, w, t) for w, t in r.tables("keytab")),
         ccaches=tuple(_ccache(path, w, t) for w, t in r.tables("ccache")),
         hooks=tuple(_hook(path, w, t) for w, t in r.tables("hook")),
+        tokens=tuple(_token(path, w, t, managed_account_sam(name)[:-1]) for w, t in r.tables("token")),
     )
     r.done()
     return account
@@ -326,6 +378,13 @@ def load_config(path: Path) -> AgentConfig:
         krb5_config=Path(krb5_config) if krb5_config else None,
     )
     d.done()
+    s = _Reader(path, r.sub("server"), "server")
+    credo_server = ServerConfig(url=s.get("url", str, None), ca_file=s.get("ca_file", str, None))
+    if credo_server.url is not None and not credo_server.url.startswith("https://"):
+        raise s.fail("url", f"{credo_server.url!r} is not an https:// URL (the credo server)")
+    if credo_server.ca_file is not None and not Path(credo_server.ca_file).is_file():
+        raise s.fail("ca_file", f"{credo_server.ca_file}: no such file")
+    s.done()
     accounts = tuple(_account(path, w, t) for w, t in r.tables("account"))
     seen: set[str] = set()
     outputs: set[Path] = set()
@@ -333,9 +392,15 @@ def load_config(path: Path) -> AgentConfig:
         if account.name.lower() in seen:
             raise ConfigError(f"{path}: account[{i}].name: {account.name} is configured twice")
         seen.add(account.name.lower())
-        for out_path in [*(k.path for k in account.keytabs), *(c.path for c in account.ccaches)]:
+        if account.tokens and credo_server.url is None:
+            raise ConfigError(
+                f"{path}: server.url: missing: account[{i}] has token outputs, which the credo server gives",
+                hint='add [server] url = "https://credo.example:8443" (and ca_file if its CA is private)',
+            )
+        paths = [*(k.path for k in account.keytabs), *(c.path for c in account.ccaches)]
+        for out_path in [*paths, *(t.path for t in account.tokens)]:
             if out_path in outputs:
                 raise ConfigError(f"{path}: account[{i}]: output {out_path} is written by another output too")
             outputs.add(out_path)
     r.done()
-    return AgentConfig(path, socket, state_dir, metrics, log_format, directory, accounts)
+    return AgentConfig(path, socket, state_dir, metrics, log_format, directory, accounts, credo_server)

@@ -38,6 +38,7 @@ from credo.agent.refresh import (
     run_hook,
     session_settings,
 )
+from credo.agent.tokens import TokenKeeper
 from credo.errors import CredoError
 
 __all__ = ["AccountState", "Agent"]
@@ -100,6 +101,7 @@ class Agent:
         self.metrics = Metrics(self.config.metrics_listen)
         self.work_dir = private_work_dir(self.socket.parent / ".agent-work")
         self.directory_link = DirectoryLink()  # restricted endpoints' logins (credo.agent.endpoints)
+        self.tokens = TokenKeeper()  # [[account.token]] outputs (credo.agent.tokens)
         self._reload = False
         self._stop = False
         # The loop's pause. Not time.sleep: under libfaketime (the rotation tests) with a real
@@ -128,6 +130,7 @@ class Agent:
                 else:
                     self.states[key].next_refresh = datetime.now(UTC)  # outputs may have changed
             self.config = config
+        self.tokens.configure(config)
 
     def reload(self) -> bool:
         try:
@@ -243,12 +246,17 @@ class Agent:
                 self.states[key].refreshing = True
         for key in due:
             self.pool.submit(self._refresh, key)
+        for path in self.tokens.due():
+            self.pool.submit(self.tokens.refresh, path)
 
     # -- views for the socket ---------------------------------------------------------------------
 
     def status(self, allowed: set[str] | None = None) -> list[dict[str, Any]]:
         with self.lock:
-            return [s.view() for k, s in sorted(self.states.items()) if allowed is None or k in allowed]
+            views = [s.view() for k, s in sorted(self.states.items()) if allowed is None or k in allowed]
+        for view in views:
+            view["tokens"] = self.tokens.view(view["account"])
+        return views
 
     # -- main loop --------------------------------------------------------------------------------
 

@@ -115,6 +115,13 @@ def agent_status(as_json: bool) -> None:
             click.echo(f"  error ({a['error']['cause']}): {a['error']['message']}")
             if a["error"]["hint"]:
                 click.echo(f"  hint: {a['error']['hint']}")
+        for t in a.get("tokens", []):
+            click.echo(f"  token {t['path']} ({t['audience']}, group {t['group']}): valid until "
+                       f"{t['expires_at'] or '-'}, next {t['next_refresh']}")  # fmt: skip
+            if t["error"]:
+                click.echo(f"    error ({t['error']['cause']}): {t['error']['message']}")
+                if t["error"]["hint"]:
+                    click.echo(f"    hint: {t['error']['hint']}")
 
 
 @agent.command("refresh")

@@ -14,12 +14,14 @@ import secrets
 import socket
 import ssl
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from credo.automation.identity import IssuedToken
 from credo.errors import InputError, NotPermittedError, UnreachableError, error_for_status
 from credo.krb.host import HostIdentity
 from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
@@ -174,6 +176,33 @@ class ServerClient:
             )
         data: dict[str, Any] = response.json()
         return data
+
+    # MERGE(oidc-core): minimal versions of the token calls of the issue-14 contract (point 3), so
+    # that delivery can be coded against them; oidc-core's own implementation replaces these two.
+    def job_token(self, job_id: str, lease: int, audience: str, runbook_subject: bool = False) -> IssuedToken:
+        """A token for a running job of this worker, for ``audience`` (one of its group's)."""
+        body = {"lease": lease, "audience": audience, "runbook_subject": runbook_subject}
+        return _issued(self.json("POST", f"/jobs/{job_id}/token", json=body))
+
+    def host_token(self, group: str, audience: str, service: str) -> IssuedToken:
+        """A token for a service on this host (the agent), authenticated as the computer account."""
+        headers = {"Authorization": f"Negotiate {self._negotiate_token()}"}
+        body = {"group": group, "audience": audience, "service": service}
+        response = self._send("POST", f"{API}/tokens", json=body, headers=headers)
+        if response.status_code != 200:
+            raise error_for_status(
+                response.status_code, f"POST /tokens: {response.status_code} {_title(response)}"
+            )
+        return _issued(response.json())
+
+
+def _issued(data: dict[str, Any]) -> IssuedToken:
+    return IssuedToken(
+        token=data["token"],
+        subject=data["subject"],
+        audience=data["audience"],
+        expires_at=datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00")),
+    )
 
 
 def _is_address(host: str) -> bool:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from credo.agent.client import AgentClient
+from credo.automation.identity import IssuedToken, WorkloadIdentity
 from credo.automation.jobs import MAX_STREAM_BYTES, Stream
 from credo.automation.runbooks import RunbookType
 from credo.errors import CredoError, EnvironmentProblem, NotFoundError, NotPermittedError, UnreachableError
@@ -63,8 +65,9 @@ from credo.names import SYSTEM_USERS
 from credo.worker.client import ServerClient, backoff
 from credo.worker.fence import LeaseFence
 from credo.worker.jobfiles import RuntimeDirectory, write_private_file
+from credo.worker.tokenfiles import JobTokens, TokenSource, identity_from_json
 
-__all__ = ["JobExecutor", "JobSpec", "Outcome"]
+__all__ = ["JobExecutor", "JobSpec", "Outcome", "claimed_jobs"]
 
 log = logging.getLogger(__name__)
 FLUSH_SECONDS = 0.05
@@ -87,6 +90,7 @@ class JobSpec:
     parameters: dict[str, Any]
     timeout_seconds: int
     content: bytes | None = None
+    identity: WorkloadIdentity | None = None  # the group's cloud identity: the job gets tokens
 
     @classmethod
     def from_claim(cls, data: dict[str, Any]) -> JobSpec:
@@ -95,7 +99,27 @@ class JobSpec:
             type=data["type"], content_hash=data["content_hash"], parameters=data["parameters"],
             timeout_seconds=data["timeout_seconds"],
             content=base64.b64decode(data["content"]) if data.get("content") else None,
+            identity=identity_from_json(data.get("identity")),
         )  # fmt: skip
+
+
+def claimed_jobs(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    """The jobs of a claim (or finish) answer, each with the answer's ``identity``: the worker's
+    group's workload identity, one for all of them (issue 14, contract point 3)."""
+    jobs: list[dict[str, Any]] = answer.get("jobs", [])
+    identity = answer.get("identity")
+    if identity is not None:
+        jobs = [job if "identity" in job else job | {"identity": identity} for job in jobs]
+    return jobs
+
+
+def job_token_source(client: ServerClient, job: JobSpec) -> TokenSource:
+    """The job's tokens, asked of the server with the job's lease (it refuses any other job's)."""
+
+    def source(audience: str, runbook_subject: bool) -> IssuedToken:
+        return client.job_token(job.job_id, job.lease_token, audience, runbook_subject)
+
+    return source
 
 
 class OutputSink:
@@ -411,8 +435,7 @@ class JobExecutor:
         except CredoError as exc:
             log.warning("job %s: the server did not take its result: %s", job.job_id, exc)
             return []
-        jobs: list[dict[str, Any]] = answer.get("jobs", [])
-        return jobs
+        return claimed_jobs(answer)
 
     def _content(self, job: JobSpec) -> bytes:
         content = job.content if job.content is not None else self._download(job)
@@ -490,7 +513,15 @@ class JobExecutor:
                 "PYTHONPATH": str(self.library.path),
                 "PYTHONUNBUFFERED": "1",
             }
-            return self._supervise(job, options, account, env, str(directory), sink)
+            if job.identity is None:
+                return self._supervise(job, options, account, env, str(directory), sink)
+            # The refresher stops before the directory (and the token files in it) is removed.
+            warn = functools.partial(sink.write, Stream.WARNING)
+            with JobTokens(
+                job.identity, files, job.job_id, job_token_source(self.client, job), warn=warn
+            ) as tokens:
+                env |= tokens.start()
+                return self._supervise(job, options, account, env, str(directory), sink)
 
     def _supervise(
         self, job: JobSpec, options: RunOptions, account: Any, env: dict[str, str], cwd: str, sink: OutputSink

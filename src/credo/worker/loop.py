@@ -25,7 +25,7 @@ from credo.automation.leases import DEFAULT_DRAIN_GRACE, DEFAULT_LEASE_SECONDS, 
 from credo.errors import CredoError
 from credo.gmsa.session import SessionSettings
 from credo.worker.client import ServerClient, backoff
-from credo.worker.executor import JobExecutor, JobSpec
+from credo.worker.executor import JobExecutor, JobSpec, claimed_jobs
 from credo.worker.fence import LeaseFence, boottime
 
 __all__ = ["Worker"]
@@ -175,7 +175,7 @@ class Worker:
         if self.draining:
             return []
         answer = self.client.json("POST", "/claim", params={"slots": free, "wait": CLAIM_WAIT_SECONDS})
-        jobs: list[dict[str, object]] = answer.get("jobs", [])
+        jobs: list[dict[str, object]] = claimed_jobs(answer)
         return jobs
 
     def _tell_server(self, final: bool) -> None:
