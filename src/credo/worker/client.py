@@ -14,12 +14,14 @@ import secrets
 import socket
 import ssl
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from credo.automation.identity import IssuedToken
 from credo.errors import InputError, NotPermittedError, UnreachableError, error_for_status
 from credo.krb.host import HostIdentity
 from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
@@ -166,6 +168,31 @@ class ServerClient:
             self.session_token = None
         raise NotPermittedError(f"the server keeps refusing {self.host.principal}: {_title(response)}")
 
+    def job_token(
+        self, job_id: int | str, lease: int | str, audience: str, runbook_subject: bool = False,
+        gmsa_sid: str | None = None,
+    ) -> IssuedToken:  # fmt: skip
+        """A token for one of this worker's running jobs (``lease``: its lease token from the claim).
+
+        403 (NotPermittedError): not this worker's current lease, an audience the group does not
+        list, or the server issues no tokens; 404 (NotFoundError): no such job."""
+        body: dict[str, Any] = {"lease": int(lease), "audience": audience, "runbook_subject": runbook_subject}
+        if gmsa_sid is not None:
+            body["gmsa_sid"] = gmsa_sid
+        return _issued(self.json("POST", f"/jobs/{job_id}/token", json=body))
+
+    def host_token(self, group: str, audience: str, service: str) -> IssuedToken:
+        """A token for a service on this host (Negotiate as the computer account, each time: the
+        host need not be registered as a worker, only allowed to serve ``group``)."""
+        headers = {"Authorization": f"Negotiate {self._negotiate_token()}"}
+        body = {"group": group, "audience": audience, "service": service}
+        response = self._send("POST", f"{API}/tokens", json=body, headers=headers)
+        if response.status_code >= 400:
+            raise error_for_status(
+                response.status_code, f"POST /tokens: {response.status_code} {_title(response)}"
+            )
+        return _issued(response.json())
+
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
@@ -174,6 +201,15 @@ class ServerClient:
             )
         data: dict[str, Any] = response.json()
         return data
+
+
+def _issued(answer: dict[str, Any]) -> IssuedToken:
+    return IssuedToken(
+        token=str(answer["token"]),
+        subject=str(answer["subject"]),
+        audience=str(answer["audience"]),
+        expires_at=datetime.fromisoformat(str(answer["expires_at"])),
+    )
 
 
 def _is_address(host: str) -> bool:
