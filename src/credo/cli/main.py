@@ -47,6 +47,7 @@ COMMANDS = {
     "agent": "credo.cli.agent:agent",
     "systemd": "credo.cli.systemd:systemd",
     "endpoint": "credo.cli.endpoint:endpoint",
+    "oidc": "credo.cli.oidc:oidc",
 }
 
 
