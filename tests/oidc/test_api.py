@@ -224,7 +224,7 @@ def test_tokens_never_reach_the_logs_or_the_database(world: World, caplog: pytes
         connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     stored = b"".join(p.read_bytes() for p in world.data_dir.glob("credo.db*"))
     for token in tokens:
-        header, payload, signature = token.split(".")
+        _header, payload, signature = token.split(".")
         for part in (payload, signature):
             assert part not in caplog.text
             assert part.encode() not in stored

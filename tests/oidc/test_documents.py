@@ -9,12 +9,12 @@ from pathlib import Path
 import jwt as pyjwt
 import pytest
 
+from credo.automation.identity import WorkloadIdentity
 from credo.errors import InputError
 from credo.oidc.documents import discovery, issuer_warning, publish, validate_issuer
 from credo.oidc.keys import KeyStore
 from credo.oidc.settings import validate_identity
 from credo.oidc.tokens import JobClaims, mint
-from credo.automation.identity import WorkloadIdentity
 from tests.oidc.conftest import GCP
 
 
