@@ -273,3 +273,28 @@ def test_worker_and_host_tokens_over_kerberos(lab: Lab, https_server: HttpsServe
     # WORKER2$ may not serve tier1: no token for it.
     refused = client_tokens(lab, https_server, "worker2", AZURE, job=False)
     assert refused["host_error"][0] == "NotPermittedError" and "may not serve" in refused["host_error"][1]
+
+
+def test_group_set_and_show_from_the_cli(https_server: HttpsServer) -> None:
+    def credo(*args: str) -> subprocess.CompletedProcess[str]:
+        return run([*CREDO, "group", *args], https_server.env())
+
+    bad = credo("set", "tier1", "--aws-role-arn", "arn:aws:iam::1:role/x")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.splitlines() == [
+        "credo: error: aws_role_arn: 'arn:aws:iam::1:role/x' is not an IAM role ARN",
+        "credo: hint: arn:aws:iam::123456789012:role/NAME",
+    ]
+    assert credo("set", "tier1", "--token-lifetime", "30").returncode == 2
+    assert credo("set", "tier1").returncode == 2  # nothing to set
+    assert credo("set", "nope", "--token-lifetime", "600").returncode == 6
+    good = credo("set", "tier1", "--token-audience", AZURE, "--azure-tenant-id", "11111111-2222-3333-4444-555555555555",
+                 "--azure-client-id", "66666666-7777-8888-9999-000000000000", "--runbook-subjects")  # fmt: skip
+    assert good.returncode == 0, good.stderr
+    shown = credo("get", "tier1").stdout
+    assert "token audiences" in shown and AZURE in shown and "runbook subjects      yes" in shown
+    identity = json.loads(credo("show", "tier1", "--json").stdout)["identity"]
+    assert identity["audiences"] == [AZURE] and identity["runbook_subjects"] is True
+    assert credo("set", "tier1", "--azure-tenant-id", "").returncode == 2  # the pair goes together
+    assert credo("set", "tier1", "--no-token-audiences").returncode == 0
+    assert "get no cloud token" in credo("show", "tier1").stdout
