@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from joserfc import jwt
@@ -94,16 +94,3 @@ def mint(
     expires = datetime.fromtimestamp(stamp + lifetime, UTC)
     return IssuedToken(token=token, subject=subject, audience=audience, expires_at=expires)
 
-
-def decode_unverified_header(token: str) -> dict[str, Any]:
-    """The protected header of a compact JWS (for ``credo oidc check`` to name the kid)."""
-    import base64
-    import json
-
-    head = token.split(".", 1)[0]
-    data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    return data
-
-
-def expiry(issued: IssuedToken) -> timedelta:
-    return issued.expires_at - datetime.now(UTC)
