@@ -93,4 +93,3 @@ def mint(
     token = jwt.encode(header, payload, key.key, algorithms=_ALGORITHMS)
     expires = datetime.fromtimestamp(stamp + lifetime, UTC)
     return IssuedToken(token=token, subject=subject, audience=audience, expires_at=expires)
-
