@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark and print a Markdown table to paste into BENCHMARKS.md.
 
-python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent, endpoint (default: all)
+python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent, endpoint, oidc (default: all)
 """
 
 from __future__ import annotations
@@ -13,7 +13,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import bench_agent, bench_audit, bench_automation, bench_endpoint, bench_gmsa, bench_lab
+from benchmarks import (
+    bench_agent,
+    bench_audit,
+    bench_automation,
+    bench_endpoint,
+    bench_gmsa,
+    bench_lab,
+    bench_oidc,
+)
 
 BENCHES = {
     "lab": bench_lab.run,
@@ -22,6 +30,7 @@ BENCHES = {
     "audit": bench_audit.run,
     "agent": bench_agent.run,
     "endpoint": bench_endpoint.run,
+    "oidc": bench_oidc.run,
 }
 
 

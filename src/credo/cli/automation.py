@@ -372,7 +372,92 @@ def group_show(name: str, as_json: bool, **params: Any) -> None:
         return
     result["allowed_workers"] = ", ".join(result["allowed_workers"]) or "-"
     result["workers"] = ", ".join(f"{w['principal']} ({w['status']})" for w in result["workers"]) or "-"
+    result.update(_identity_rows(result.pop("identity", None) or {}))
     emit_mapping(result)
+
+
+def _identity_rows(identity: dict[str, Any]) -> dict[str, Any]:
+    """The group's workload identity settings as table rows (docs/oidc.md)."""
+    if not identity.get("audiences"):
+        return {"token_audiences": "- (its jobs get no cloud token)"}
+    return {
+        "token_audiences": ", ".join(identity["audiences"]),
+        "token_lifetime": f"{identity['token_lifetime']} s",
+        "runbook_subjects": "yes" if identity.get("runbook_subjects") else "no",
+        "azure_tenant_id": identity.get("azure_tenant_id"),
+        "azure_client_id": identity.get("azure_client_id"),
+        "azure_authority_host": identity.get("azure_authority_host"),
+        "aws_role_arn": identity.get("aws_role_arn"),
+        "gcp_audience": identity.get("gcp_audience"),
+        "gcp_service_account": identity.get("gcp_service_account"),
+    }
+
+
+group.add_command(group_show, "get")
+
+
+@group.command("set")
+@click.argument("name")
+@click.option("--token-audience", "audiences", multiple=True,
+              help="An audience its jobs may get tokens for (repeatable; replaces the list): "
+              "api://AzureADTokenExchange, sts.amazonaws.com, a GCP provider URI.")  # fmt: skip
+@click.option("--no-token-audiences", is_flag=True, help="Clear the audiences: its jobs get no token.")
+@click.option("--azure-tenant-id", help="The target tenant (GUID); '' clears.")
+@click.option("--azure-client-id", help="The app registration's client id (GUID); '' clears.")
+@click.option("--azure-authority-host", help="https://login.microsoftonline.com (default), .us, .cn ...")
+@click.option("--aws-role-arn", help="arn:aws:iam::ACCOUNT:role/NAME; '' clears.")
+@click.option(
+    "--gcp-audience",
+    help="//iam.googleapis.com/projects/N/locations/global/workloadIdentityPools/P/providers/Q",
+)
+@click.option("--gcp-service-account", help="NAME@PROJECT.iam.gserviceaccount.com to impersonate; '' clears.")
+@click.option("--token-lifetime", type=int, help="Seconds, 60..3600 (default 600).")
+@click.option("--runbook-subjects/--no-runbook-subjects", default=None,
+              help="Let a runbook ask for its own subject credo:group:G:runbook:R.")  # fmt: skip
+@with_api
+@json_option
+def group_set(
+    name: str,
+    audiences: tuple[str, ...],
+    no_token_audiences: bool,
+    token_lifetime: int | None,
+    runbook_subjects: bool | None,
+    as_json: bool,
+    **params: Any,
+) -> None:
+    """Set worker group NAME's workload identity: which cloud tokens its jobs get.
+
+    Options left out keep their value. The server checks everything (GUIDs, ARN, provider URI).
+
+    \b
+    Example:
+      credo group set tier1 --token-audience api://AzureADTokenExchange \\
+          --azure-tenant-id 11111111-2222-3333-4444-555555555555 \\
+          --azure-client-id 66666666-7777-8888-9999-000000000000
+      credo oidc federated-credential --group tier1 --json > fic.json
+    """
+    body: dict[str, Any] = {}
+    if audiences and no_token_audiences:
+        raise InputError("--token-audience and --no-token-audiences contradict each other")
+    if audiences or no_token_audiences:
+        body["audiences"] = list(audiences)
+    for option in ("azure_tenant_id", "azure_client_id", "azure_authority_host", "aws_role_arn",
+                   "gcp_audience", "gcp_service_account"):  # fmt: skip
+        value = params.pop(option)
+        if value is not None:
+            body[option] = value or None  # '' clears
+    if token_lifetime is not None:
+        body["token_lifetime"] = token_lifetime
+    if runbook_subjects is not None:
+        body["runbook_subjects"] = runbook_subjects
+    if not body:
+        raise InputError("nothing to set", hint="give --token-audience, --azure-tenant-id, ... (see --help)")
+    result = _api(params).call("PATCH", f"/groups/{name}", json=body)
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"updated worker group {name}")
+    emit_mapping(_identity_rows(result["identity"]))
 
 
 @group.command("delete")

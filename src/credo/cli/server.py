@@ -37,6 +37,10 @@ __all__ = ["server", "worker"]
               help="A job's lease: a worker silent this long loses it and the job restarts elsewhere.")  # fmt: skip
 @click.option("--lost-after", type=click.FloatRange(min=1), default=60.0, show_default=True,
               help="Seconds without heartbeat before a worker is shown as lost.")  # fmt: skip
+@click.option("--oidc-issuer", envvar="CREDO_OIDC_ISSUER",
+              help="Be an OIDC issuer with this https URL, exactly as clouds will compare it (docs/oidc.md).")  # fmt: skip
+@click.option("--oidc-key-file", type=click.Path(dir_okay=False, path_type=Path), envvar="CREDO_OIDC_KEY_FILE",
+              help="The issuer's key store (default DATA_DIR/oidc-keys.json, created 0600).")  # fmt: skip
 def server(
     data_dir: Path | None,
     database: str | None,
@@ -46,12 +50,15 @@ def server(
     keytab: Path | None,
     lease_seconds: float,
     lost_after: float,
+    oidc_issuer: str | None,
+    oidc_key_file: Path | None,
 ) -> None:
     """Serve the runbook automation API (FastAPI; OpenAPI at /openapi.json).
 
     Runbooks, worker groups and jobs live in SQLite in the data dir, or in PostgreSQL with
     --database; migrations are applied at start. The admin token is written to
     DATA_DIR/admin.token (0600) on first start; workers authenticate with Kerberos.
+    With --oidc-issuer, jobs of groups with token audiences get cloud tokens (docs/oidc.md).
 
     \b
     Example:
@@ -68,6 +75,13 @@ def server(
         raise InputError(f"invalid --listen {listen!r}", hint="write HOST:PORT, e.g. 127.0.0.1:8400")
     if bool(tls_cert) != bool(tls_key):
         raise InputError("--tls-cert and --tls-key go together")
+    if oidc_issuer is not None:
+        from credo.oidc.documents import issuer_warning, validate_issuer
+
+        validate_issuer(oidc_issuer)
+        warning = issuer_warning(oidc_issuer)
+        if warning:
+            click.echo(f"credo: warning: {warning}", err=True)
     directory = data_dir or default_server_dir()
     config = ServerConfig(
         data_dir=directory,
@@ -75,6 +89,8 @@ def server(
         keytab=keytab,
         lease_seconds=lease_seconds,
         lost_after_seconds=lost_after,
+        oidc_issuer=oidc_issuer,
+        oidc_key_file=oidc_key_file,
     )
     # Bound before anything else starts, and handed to uvicorn: a port in use is one error line.
     sock = _listen_socket(host.strip("[]"), int(port), listen)

@@ -6,6 +6,10 @@ Each route declares that access and its body cap with ``@guard``; the gate (cred
 enforces both before the body is read.
 Claims long-poll: an idle worker's request waits until a job of its group is queued (or
 ``wait`` seconds pass), so a job starts as soon as it is submitted.
+With ``oidc_issuer`` set, the server is also an OIDC issuer (docs/oidc.md): it serves the
+discovery document and JWKS under ``/.well-known/`` (public) and mints tokens for running jobs
+(``POST .../jobs/{job_id}/token``, worker session) and for hosts' services (``POST /api/v1/tokens``,
+Negotiate).
 """
 
 # No `from __future__ import annotations`: FastAPI resolves the closures in endpoint signatures.
@@ -19,6 +23,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -30,8 +35,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from credo.automation.jobs import TERMINAL, JobState, Stream
 from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
-from credo.errors import CredoError, InputError
-from credo.server import limits, service
+from credo.errors import CredoError, InputError, NotFoundError
+from credo.oidc.documents import DISCOVERY_PATH, JWKS_PATH
+from credo.oidc.issuer import Issuer
+from credo.oidc.keys import KEY_FILE_NAME
+from credo.server import identity, limits, service
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
 from credo.server.gate import (
@@ -61,6 +69,10 @@ class ServerConfig:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     lost_after_seconds: float = 60.0
     sweep_interval: float = 1.0
+    # The OIDC issuer URL, exactly as the clouds will compare it (none: no tokens), and its key
+    # store (default: oidc-keys.json in the data dir, created 0600 at first start).
+    oidc_issuer: str | None = None
+    oidc_key_file: Path | None = None
 
     @property
     def leases(self) -> LeasePolicy:
@@ -94,6 +106,9 @@ class State:
     versions: service.VersionCache = field(default_factory=service.VersionCache)
     # Worker id -> who it is: registrations never change these, and deleting a group clears it.
     workers: dict[int, service.WorkerRef] = field(default_factory=dict)
+    issuer: Issuer | None = None
+    # Group id -> its identity for the claim answer (None: no tokens); cleared when a group changes.
+    identities: dict[int, dict[str, Any] | None] = field(default_factory=dict)
 
 
 # -- request bodies -------------------------------------------------------------------------------
@@ -135,6 +150,35 @@ class GroupIn(BaseModel):
     allow_system_user: bool = Field(
         default=False, description="Let jobs run as root or a system account (refused otherwise)"
     )
+
+
+class GroupUpdate(BaseModel):
+    """Workload identity settings (docs/oidc.md); a field left out is kept, null clears it."""
+
+    audiences: list[str] | None = Field(default=None, max_length=8, description="Token audiences; [] clears")
+    token_lifetime: int | None = Field(default=None, description="Seconds, 60..3600")
+    runbook_subjects: bool | None = None
+    azure_tenant_id: str | None = Field(default=None, max_length=64)
+    azure_client_id: str | None = Field(default=None, max_length=64)
+    azure_authority_host: str | None = Field(default=None, max_length=256)
+    aws_role_arn: str | None = Field(default=None, max_length=2048)
+    gcp_audience: str | None = Field(default=None, max_length=512)
+    gcp_service_account: str | None = Field(default=None, max_length=256)
+
+
+class JobTokenIn(BaseModel):
+    lease: int = Field(description="The job's lease token (from the claim)")
+    audience: str = Field(max_length=600)
+    runbook_subject: bool = False
+    gmsa_sid: str | None = Field(
+        default=None, max_length=200, description="The gMSA's SID, as the worker read it (for the claims)"
+    )
+
+
+class HostTokenIn(BaseModel):
+    group: str = Field(max_length=64)
+    audience: str = Field(max_length=600)
+    service: str = Field(max_length=256, description="The systemd unit the token is for")
 
 
 class JobIn(BaseModel):
@@ -216,6 +260,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         sessions=SessionTokens(),
         acceptor=NegotiateAcceptor(config.keytab),
     )
+    if config.oidc_issuer:
+        state.issuer = Issuer(config.oidc_issuer, config.oidc_key_file or config.data_dir / KEY_FILE_NAME)
     with db.session() as session:
         service.grace_leases(session, config.lease_seconds)
 
@@ -285,6 +331,12 @@ def create_app(config: ServerConfig) -> FastAPI:
             ref = service.worker_ref(session, worker_id, principal)
             state.workers[worker_id] = ref
         return ref
+
+    def identity_of(session: Any, group_id: int) -> dict[str, Any] | None:
+        """The claim answer's ``identity`` (contract §3), cached per group: claims are the hot path."""
+        if group_id not in state.identities:
+            state.identities[group_id] = identity.claim_identity(session, state.issuer, group_id)
+        return state.identities[group_id]
 
     def run(fn: Any, *args: Any) -> Any:
         def call() -> Any:
@@ -401,6 +453,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             "allowed_workers": group.allowed_workers,
             "allow_system_user": group.allow_system_user,
             "workers": [worker_view(w, group) for w in workers],
+            "identity": identity.identity_json(identity.group_identity(group)),
         }
 
     def worker_view(worker: Worker, group: WorkerGroup) -> dict[str, Any]:
@@ -447,11 +500,26 @@ def create_app(config: ServerConfig) -> FastAPI:
         result: dict[str, Any] = await run(lambda s: group_view(s, service.get_group(s, name)))
         return result
 
+    @app.patch(f"{API}/groups/{{name}}", dependencies=[Admin], tags=["groups"])
+    @guard(Access.ADMIN)
+    async def update_group(name: str, body: GroupUpdate) -> dict[str, Any]:
+        """Set the group's workload identity settings (the fields sent; null clears one)."""
+
+        def op(session: Any) -> dict[str, Any]:
+            group = service.get_group(session, name)
+            identity.set_group_identity(session, group, {f: getattr(body, f) for f in body.model_fields_set})
+            return group_view(session, group)
+
+        result: dict[str, Any] = await run(op)
+        state.identities.clear()
+        return result
+
     @app.delete(f"{API}/groups/{{name}}", status_code=204, dependencies=[Admin], tags=["groups"])
     @guard(Access.ADMIN, limits.NO_BODY)
     async def delete_group(name: str) -> Response:
         await run(service.delete_group, name)
         state.workers.clear()
+        state.identities.clear()
         return Response(status_code=204)
 
     @app.get(f"{API}/workers", dependencies=[Admin], tags=["workers"])
@@ -677,6 +745,8 @@ def create_app(config: ServerConfig) -> FastAPI:
                 if woken and session.scalar(select(Worker.status).where(Worker.id == worker_id)) != "online":
                     return worker.group_id, [], False
                 claimed = service.claim_jobs(session, worker, slots, config.lease_seconds, db.dialect)
+                if claimed:
+                    identity_of(session, worker.group_id)
                 return worker.group_id, service.claim_payloads(session, claimed, state.versions), True
 
             if group_id is not None:
@@ -687,7 +757,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             group_id, jobs, online = await run(op, group_id is not None)
             remaining = deadline - loop.time()
             if jobs or not online or remaining <= 0:
-                return {"jobs": jobs}
+                return {"jobs": jobs, "identity": state.identities.get(group_id) if jobs else None}
             event = state.notifier.event(group_id)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(event.wait(), timeout=min(remaining, 5.0))
@@ -753,10 +823,64 @@ def create_app(config: ServerConfig) -> FastAPI:
                     handover=ended_now and claim == 1,
                 )
                 answer["jobs"] = service.claim_payloads(session, claimed, state.versions)
+                answer["identity"] = identity_of(session, worker.group_id) if claimed else None
             return answer
 
         result: dict[str, Any] = await run(op)
         return result
+
+    @app.post(f"{API}/workers/{{worker_id}}/jobs/{{job_id}}/token", tags=["worker protocol"])
+    @guard(Access.WORKER, limits.TOKEN_BODY)
+    async def job_token(
+        worker_id: int, job_id: str, body: JobTokenIn, principal: Annotated[str, Depends(worker_principal)]
+    ) -> Response:
+        """A token for one of the worker's running jobs (403: not its lease, or an unlisted audience)."""
+
+        def op(session: Any) -> dict[str, Any]:
+            worker = known_worker(session, worker_id, principal)
+            issued = identity.job_token(
+                session, state.issuer, worker.id, worker.principal, job_id, body.lease, body.audience,
+                body.runbook_subject, body.gmsa_sid,
+            )  # fmt: skip
+            return identity.token_answer(issued)
+
+        return _no_store(await run(op))
+
+    @app.post(f"{API}/tokens", tags=["worker protocol"])
+    @guard(Access.NEGOTIATE, limits.TOKEN_BODY)
+    async def host_token(body: HostTokenIn, request: Request) -> Response:
+        """A token for a service on a host that may serve the group (Negotiate as its computer account)."""
+        principal = await worker_principal(request)
+        issued = await run(
+            identity.host_token, state.issuer, principal, body.group, body.audience, body.service
+        )
+        response = _no_store(identity.token_answer(issued))
+        reply = request.scope.get(NEGOTIATE_REPLY)
+        if reply:
+            response.headers["WWW-Authenticate"] = f"Negotiate {reply}"
+        return response
+
+    def well_known(document: str) -> Any:
+        async def serve() -> Response:
+            if state.issuer is None:
+                raise NotFoundError(
+                    "this server is no OIDC issuer",
+                    hint="start it with --oidc-issuer https://... (docs/oidc.md)",
+                )
+            body = state.issuer.discovery() if document == "discovery" else state.issuer.jwks()
+            # Cacheable: clouds refetch on their own schedule; five minutes lets a rotation show soon.
+            return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})
+
+        serve.__name__ = f"oidc_{document}"
+        return guard(Access.PUBLIC, limits.NO_BODY)(serve)
+
+    # At the root, and under the issuer's path if it has one (https://host/credo -> /credo/.well-known/...).
+    prefixes = {""}
+    if config.oidc_issuer:
+        prefixes.add(urlsplit(config.oidc_issuer).path.rstrip("/"))
+    for prefix in sorted(prefixes):
+        app.get(prefix + DISCOVERY_PATH, tags=["oidc"])(well_known("discovery"))
+        app.get(prefix + JWKS_PATH, tags=["oidc"])(well_known("jwks"))
 
     @app.get(f"{API}/health", tags=["server"])
     @guard(Access.PUBLIC, limits.NO_BODY)
@@ -769,6 +893,11 @@ def create_app(config: ServerConfig) -> FastAPI:
     )
     app.add_middleware(Gate, routes=app.router.routes, prefix=API, credentials=credentials)
     return app
+
+
+def _no_store(answer: dict[str, Any]) -> Response:
+    """A token answer: no cache may keep it (RFC 9111 §5.2.2.5)."""
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 async def _sweep(state: State) -> None:

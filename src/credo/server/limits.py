@@ -11,7 +11,7 @@ from __future__ import annotations
 from credo.automation.jobs import MAX_STREAM_BYTES
 from credo.automation.parameters import MAX_PARAMETERS_BYTES
 
-__all__ = ["DEFAULT_BODY", "JOB_BODY", "NO_BODY", "RUNBOOK_BODY", "WORKER_REPORT_BODY"]
+__all__ = ["DEFAULT_BODY", "JOB_BODY", "NO_BODY", "RUNBOOK_BODY", "TOKEN_BODY", "WORKER_REPORT_BODY"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -29,3 +29,5 @@ JOB_BODY = 2 * MAX_PARAMETERS_BYTES
 # A worker's output or finish batch: each stream keeps MAX_STREAM_BYTES, and text sent as JSON may
 # grow up to 6-fold (\u00XX escapes) for control bytes; a few streams fit.
 WORKER_REPORT_BODY = 8 * MAX_STREAM_BYTES
+# A token request: a lease, an audience (at most 600 characters, Entra's limit), a flag, a SID.
+TOKEN_BODY = 4 * KiB

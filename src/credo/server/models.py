@@ -79,6 +79,17 @@ class WorkerGroup(Base):
     # Jobs may run as root or a system account (uid < 100, nobody) only when this says so.
     allow_system_user: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    # Workload identity (credo.automation.identity.WorkloadIdentity): the audiences its jobs may
+    # get tokens for (none: no tokens) and what the worker tells each cloud's SDK.
+    token_audiences: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    token_lifetime: Mapped[int] = mapped_column(Integer, default=600)
+    runbook_subjects: Mapped[bool] = mapped_column(Boolean, default=False)
+    azure_tenant_id: Mapped[str | None] = mapped_column(String(36))
+    azure_client_id: Mapped[str | None] = mapped_column(String(36))
+    azure_authority_host: Mapped[str | None] = mapped_column(String(256))  # None: the default
+    aws_role_arn: Mapped[str | None] = mapped_column(String(2048))
+    gcp_audience: Mapped[str | None] = mapped_column(String(512))
+    gcp_service_account: Mapped[str | None] = mapped_column(String(256))
 
 
 class Worker(Base):

@@ -168,6 +168,31 @@ class ServerClient:
             self.session_token = None
         raise NotPermittedError(f"the server keeps refusing {self.host.principal}: {_title(response)}")
 
+    def job_token(
+        self, job_id: int | str, lease: int | str, audience: str, runbook_subject: bool = False,
+        gmsa_sid: str | None = None,
+    ) -> IssuedToken:  # fmt: skip
+        """A token for one of this worker's running jobs (``lease``: its lease token from the claim).
+
+        403 (NotPermittedError): not this worker's current lease, an audience the group does not
+        list, or the server issues no tokens; 404 (NotFoundError): no such job."""
+        body: dict[str, Any] = {"lease": int(lease), "audience": audience, "runbook_subject": runbook_subject}
+        if gmsa_sid is not None:
+            body["gmsa_sid"] = gmsa_sid
+        return _issued(self.json("POST", f"/jobs/{job_id}/token", json=body))
+
+    def host_token(self, group: str, audience: str, service: str) -> IssuedToken:
+        """A token for a service on this host (Negotiate as the computer account, each time: the
+        host need not be registered as a worker, only allowed to serve ``group``)."""
+        headers = {"Authorization": f"Negotiate {self._negotiate_token()}"}
+        body = {"group": group, "audience": audience, "service": service}
+        response = self._send("POST", f"{API}/tokens", json=body, headers=headers)
+        if response.status_code >= 400:
+            raise error_for_status(
+                response.status_code, f"POST /tokens: {response.status_code} {_title(response)}"
+            )
+        return _issued(response.json())
+
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
@@ -177,31 +202,13 @@ class ServerClient:
         data: dict[str, Any] = response.json()
         return data
 
-    # MERGE(oidc-core): minimal versions of the token calls of the issue-14 contract (point 3), so
-    # that delivery can be coded against them; oidc-core's own implementation replaces these two.
-    def job_token(self, job_id: str, lease: int, audience: str, runbook_subject: bool = False) -> IssuedToken:
-        """A token for a running job of this worker, for ``audience`` (one of its group's)."""
-        body = {"lease": lease, "audience": audience, "runbook_subject": runbook_subject}
-        return _issued(self.json("POST", f"/jobs/{job_id}/token", json=body))
 
-    def host_token(self, group: str, audience: str, service: str) -> IssuedToken:
-        """A token for a service on this host (the agent), authenticated as the computer account."""
-        headers = {"Authorization": f"Negotiate {self._negotiate_token()}"}
-        body = {"group": group, "audience": audience, "service": service}
-        response = self._send("POST", f"{API}/tokens", json=body, headers=headers)
-        if response.status_code != 200:
-            raise error_for_status(
-                response.status_code, f"POST /tokens: {response.status_code} {_title(response)}"
-            )
-        return _issued(response.json())
-
-
-def _issued(data: dict[str, Any]) -> IssuedToken:
+def _issued(answer: dict[str, Any]) -> IssuedToken:
     return IssuedToken(
-        token=data["token"],
-        subject=data["subject"],
-        audience=data["audience"],
-        expires_at=datetime.fromisoformat(data["expires_at"].replace("Z", "+00:00")),
+        token=str(answer["token"]),
+        subject=str(answer["subject"]),
+        audience=str(answer["audience"]),
+        expires_at=datetime.fromisoformat(str(answer["expires_at"])),
     )
 
 
