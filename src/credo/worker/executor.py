@@ -113,11 +113,14 @@ def claimed_jobs(answer: dict[str, Any]) -> list[dict[str, Any]]:
     return jobs
 
 
-def job_token_source(client: ServerClient, job: JobSpec) -> TokenSource:
-    """The job's tokens, asked of the server with the job's lease (it refuses any other job's)."""
+def job_token_source(client: ServerClient, job: JobSpec, gmsa_sid: str | None = None) -> TokenSource:
+    """The job's tokens, asked of the server with the job's lease (it refuses any other job's).
+
+    ``gmsa_sid``: the group gMSA's SID when this worker read the account (the server has no
+    directory access; the token's ``credo.gmsa_sid`` claim is null without it)."""
 
     def source(audience: str, runbook_subject: bool) -> IssuedToken:
-        return client.job_token(job.job_id, job.lease_token, audience, runbook_subject)
+        return client.job_token(job.job_id, job.lease_token, audience, runbook_subject, gmsa_sid=gmsa_sid)
 
     return source
 
@@ -222,6 +225,7 @@ class GmsaTickets:
         # instead of making one each.
         self._lock = threading.Lock()
         self._keys: dict[str, tuple[MemoryKeytab, str, datetime]] = {}
+        self.sids: dict[str, str] = {}  # gMSA name -> objectSid, of the accounts read here
         self._tickets: dict[tuple[str, int], tuple[str, datetime]] = {}
 
     def write(self, run_as: str, path: Path, timeout_seconds: int) -> None:
@@ -290,6 +294,7 @@ class GmsaTickets:
             cached[0].close()
         principal = f"{password.account.sam_account_name}@{realm}"
         self._keys[run_as] = (keytab, principal, password.refresh_after)
+        self.sids[run_as] = password.account.sid
         return keytab, principal
 
     def close(self) -> None:
@@ -518,7 +523,11 @@ class JobExecutor:
             # The refresher stops before the directory (and the token files in it) is removed.
             warn = functools.partial(sink.write, Stream.WARNING)
             with JobTokens(
-                job.identity, files, job.job_id, job_token_source(self.client, job), warn=warn
+                job.identity,
+                files,
+                job.job_id,
+                job_token_source(self.client, job, self.tickets.sids.get(run_as or "")),
+                warn=warn,
             ) as tokens:
                 env |= tokens.start()
                 return self._supervise(job, options, account, env, str(directory), sink)
