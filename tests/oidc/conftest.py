@@ -22,6 +22,8 @@ from fastapi.testclient import TestClient
 from credo.server import service
 from credo.server.app import ServerConfig, create_app
 from credo.server.database import sqlite_url
+from tests.clouds.conftest import clouds, sdk_python  # noqa: F401 - fixtures, shared with tests/clouds
+from tests.server.conftest import server_keytab, start_worker  # noqa: F401 - fixtures
 
 ISSUER = "https://issuer.example.test/credo"
 WORKER1 = "WORKER1$@CORP.EXAMPLE.TEST"

@@ -85,6 +85,7 @@ class Server:
     token: str = ""
     # Short, so that failover tests are quick; LeasePolicy derives the worker's fence from it.
     lease_seconds: float = 4.0
+    extra_args: tuple[str, ...] = ()  # more `credo server` options (--oidc-issuer URL ...)
     http: httpx.Client = field(init=False)
 
     def start(self) -> None:
@@ -92,6 +93,7 @@ class Server:
                 "--listen", f"127.0.0.1:{self.port}", "--lease-seconds", str(self.lease_seconds)]  # fmt: skip
         if self.database:
             argv += ["--database", self.database]
+        argv += list(self.extra_args)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CREDO_", "KRB5CCNAME"))}
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
