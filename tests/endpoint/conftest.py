@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from credo.lab import ENDPOINT_SEED, USERS, Lab, LabSettings
+from tests.support.identity import identity_env, run
 from tests.support.sshd import Sshd, local_users
 
 
@@ -26,8 +27,14 @@ def endpoint_users() -> Iterator[dict[str, Path]]:
 
 
 @pytest.fixture(scope="session")
-def user_ccache(lab: Lab) -> Callable[[str], str]:
-    """``user_ccache("jdoe")`` -> KRB5CCNAME of a fresh ccache of jdoe@REALM (from the lab's keytab)."""
+def user_ccache(lab: Lab, lab_settings: LabSettings) -> Callable[[str], str]:
+    """``user_ccache("jdoe")`` -> KRB5CCNAME of a fresh ccache of jdoe@REALM (from the lab's keytab).
+
+    The users are enabled first: `make demo` leaves jdoe disabled (its main job disables him)."""
+    admin = identity_env(lab, "admin")
+    for user in USERS:
+        run(["samba-tool", "user", "enable", user, "-H", lab_settings.ldap_url, "--use-kerberos=required"],
+            admin, check=True)  # fmt: skip
 
     def make(user: str) -> str:
         return lab.env(user).set["KRB5CCNAME"]
