@@ -29,7 +29,6 @@ from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -54,6 +53,20 @@ from credo.server.gate import (
 )
 from credo.server.models import Job, JobOutput, Runbook, RunbookVersion, Worker, WorkerGroup
 from credo.server.paths import prepare_data_dir
+from credo.server.schemas import (
+    DrainIn,
+    FinishIn,
+    GroupIn,
+    GroupUpdate,
+    HeartbeatIn,
+    HostTokenIn,
+    JobIn,
+    JobTokenIn,
+    OutputIn,
+    RegisterIn,
+    RunbookIn,
+    RunbookUpdate,
+)
 
 __all__ = ["ServerConfig", "create_app"]
 
@@ -109,128 +122,6 @@ class State:
     issuer: Issuer | None = None
     # Group id -> its identity for the claim answer (None: no tokens); cleared when a group changes.
     identities: dict[int, dict[str, Any] | None] = field(default_factory=dict)
-
-
-# -- request bodies -------------------------------------------------------------------------------
-
-
-class ParameterIn(BaseModel):
-    name: str
-    type: str = "string"
-    required: bool = False
-    default: Any = None
-    allowed: list[Any] | None = None
-    description: str | None = None
-
-
-class RunbookIn(BaseModel):
-    name: str = Field(max_length=64)
-    type: str = "python3"
-    content: str = Field(description="The script, base64-encoded", max_length=2 * 1024 * 1024)
-    description: str | None = None
-    parameters: list[ParameterIn] = []
-
-
-class RunbookUpdate(BaseModel):
-    content: str | None = Field(default=None, max_length=2 * 1024 * 1024)
-    description: str | None = None
-    parameters: list[ParameterIn] | None = None
-
-
-class GroupIn(BaseModel):
-    name: str = Field(max_length=64)
-    run_as: str | None = Field(
-        default=None, description="gMSA the jobs run as (NAME or NAME$); none: the worker's user"
-    )
-    local_user: str | None = None
-    max_concurrent: int = Field(default=4, ge=1, le=64)
-    workers: list[str] = Field(
-        default=[], description="Computer principals allowed to serve it (NAME$@REALM)", max_length=1000
-    )
-    allow_system_user: bool = Field(
-        default=False, description="Let jobs run as root or a system account (refused otherwise)"
-    )
-
-
-class GroupUpdate(BaseModel):
-    """Workload identity settings (docs/oidc.md); a field left out is kept, null clears it."""
-
-    audiences: list[str] | None = Field(default=None, max_length=8, description="Token audiences; [] clears")
-    token_lifetime: int | None = Field(default=None, description="Seconds, 60..3600")
-    runbook_subjects: bool | None = None
-    azure_tenant_id: str | None = Field(default=None, max_length=64)
-    azure_client_id: str | None = Field(default=None, max_length=64)
-    azure_authority_host: str | None = Field(default=None, max_length=256)
-    aws_role_arn: str | None = Field(default=None, max_length=2048)
-    gcp_audience: str | None = Field(default=None, max_length=512)
-    gcp_service_account: str | None = Field(default=None, max_length=256)
-
-
-class JobTokenIn(BaseModel):
-    lease: int = Field(description="The job's lease token (from the claim)")
-    audience: str = Field(max_length=600)
-    runbook_subject: bool = False
-    gmsa_sid: str | None = Field(
-        default=None, max_length=200, description="The gMSA's SID, as the worker read it (for the claims)"
-    )
-
-
-class HostTokenIn(BaseModel):
-    group: str = Field(max_length=64)
-    audience: str = Field(max_length=600)
-    service: str = Field(max_length=256, description="The systemd unit the token is for")
-
-
-class JobIn(BaseModel):
-    runbook: str
-    group: str
-    parameters: dict[str, Any] = {}
-    idempotency_key: str | None = Field(default=None, max_length=128)
-    timeout_seconds: int | None = Field(default=None, ge=1, le=7 * 86400)
-
-
-class RegisterIn(BaseModel):
-    group: str
-    hostname: str | None = None
-    slots: int = Field(default=1, ge=1, le=64)
-    instance: str | None = Field(
-        default=None, max_length=64, description="Random per worker process: another one means a restart"
-    )
-
-
-class Lease(BaseModel):
-    job_id: str
-    lease_token: int
-
-
-class HeartbeatIn(BaseModel):
-    leases: list[Lease] = []
-
-
-class DrainIn(BaseModel):
-    leases: list[Lease] = Field(default=[], description="The jobs the worker still runs")
-    final: bool = Field(default=False, description="The worker has stopped")
-
-
-class ChunkIn(BaseModel):
-    stream: Stream
-    text: str
-
-
-class OutputIn(BaseModel):
-    lease_token: int
-    chunks: list[ChunkIn]
-
-
-class FinishIn(BaseModel):
-    lease_token: int
-    chunks: list[ChunkIn] = Field(default=[], description="Last output chunks, stored before the result")
-    exit_code: int | None = None
-    reason: str | None = None
-    stopped: bool = False
-    handback: bool = Field(
-        default=False, description="The worker gave the job up before its end: run it again elsewhere"
-    )
 
 
 # -- app ---------------------------------------------------------------------------------------------
