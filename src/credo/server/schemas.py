@@ -2,8 +2,7 @@
 
 Requests (``...In``, ``...Update``) bound every field the caller sends; responses (``...Out``)
 are exactly what the routes answer, field for field (the README and the tests pin them).
-Times are ISO 8601 as Python's ``datetime.isoformat`` writes them (``+00:00``, not Pydantic's
-``Z``), so that answers read the same before and after these models (``Timestamp``).
+Times are ISO 8601 as Pydantic writes them (UTC as ``Z``).
 
 The worker protocol's answers (``Registration``, ``ClaimAnswer``, ``TokenAnswer``...) are the
 contract of ``credo.client`` and ``credo.worker``: change them together.
@@ -12,9 +11,9 @@ contract of ``credo.client`` and ``credo.worker``: change them together.
 # No `from __future__ import annotations`: FastAPI and Pydantic read these annotations at runtime.
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BaseModel, Field, PlainSerializer
+from pydantic import BaseModel, Field
 
 from credo.automation.jobs import Stream
 from credo.defaults import (
@@ -63,15 +62,10 @@ __all__ = [
     "RunbookOut",
     "RunbookUpdate",
     "RunbookVersionOut",
-    "Timestamp",
     "TokenAnswer",
     "Transition",
     "WorkerOut",
 ]
-
-# ``datetime.isoformat()``, as FastAPI's encoder wrote the plain dicts the routes used to return.
-Timestamp = Annotated[datetime, PlainSerializer(lambda value: value.isoformat(), return_type=str)]
-
 
 # -- runbooks ---------------------------------------------------------------------------------------
 
@@ -104,7 +98,7 @@ class RunbookUpdate(BaseModel):
 class RunbookVersionOut(BaseModel):
     version: int
     content_hash: str
-    created_at: Timestamp
+    created_at: datetime
 
 
 class RunbookOut(BaseModel):
@@ -114,7 +108,7 @@ class RunbookOut(BaseModel):
     parameters: list[Parameter] = Field(description="The draft's parameter declarations")
     published_version: int | None
     versions: list[RunbookVersionOut] = Field(description="Published versions, oldest first")
-    updated_at: Timestamp
+    updated_at: datetime
 
 
 class RunbookDetail(RunbookOut):
@@ -181,7 +175,7 @@ class WorkerOut(BaseModel):
     group: str
     hostname: str | None
     slots: int
-    last_heartbeat: Timestamp
+    last_heartbeat: datetime
     status: str = Field(description="online, lost (no heartbeat lately), draining or offline")
 
 
@@ -209,7 +203,7 @@ class JobIn(BaseModel):
 
 class Transition(BaseModel):
     state: str
-    at: Timestamp
+    at: datetime
     attempt: int
     worker: str | None
     detail: str | None
@@ -231,8 +225,8 @@ class JobOut(BaseModel):
     exit_code: int | None
     reason: str | None
     timeout_seconds: int
-    created_at: Timestamp | None
-    updated_at: Timestamp | None
+    created_at: datetime | None
+    updated_at: datetime | None
     transitions: list[Transition]
 
 
@@ -242,7 +236,7 @@ class ChunkOut(BaseModel):
     seq: int
     attempt: int
     text: str
-    at: Timestamp
+    at: datetime
 
 
 class OutputPage(BaseModel):
