@@ -128,12 +128,8 @@ async def sse_events(state: AppState, job_id: str, stream: Stream | None, after:
         page = await state.run(views.output_page, job_id, stream, cursor, SSE_PAGE)
         for chunk in page.chunks:
             cursor = chunk.seq if stream is not None else chunk.id
-            data = json.dumps(
-                {"id": chunk.id, "stream": chunk.stream, "seq": chunk.seq, "attempt": chunk.attempt,
-                 "text": chunk.text, "at": chunk.at},
-                default=str,
-            )  # fmt: skip
-            yield f"event: chunk\nid: {cursor}\ndata: {data}\n\n"
+            # The chunk as the output page has it, so that a client reads both alike.
+            yield f"event: chunk\nid: {cursor}\ndata: {chunk.model_dump_json()}\n\n"
         if page.complete and not page.chunks:
             yield f"event: end\ndata: {json.dumps({'state': page.state})}\n\n"
             return
