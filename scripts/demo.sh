@@ -47,6 +47,25 @@ for _ in $(seq 150); do
 done
 echo "server up: $CREDO_SERVER_URL (admin token in $DEMO/server/admin.token, 0600)"
 
+# The client configuration (credo.config): every credo command in any shell of this user finds the
+# demo's server and its admin token's file. The file names the token's path, never the token; 0600
+# all the same. A credo.toml that this demo did not write is left alone.
+CONFIG=${XDG_CONFIG_HOME:-$HOME/.config}/credo/credo.toml
+if [ ! -e "$CONFIG" ] || head -1 "$CONFIG" | grep -q '^# written by make demo'; then
+    mkdir -p "$(dirname "$CONFIG")"
+    (umask 077; cat >"$CONFIG" <<TOML
+# written by make demo: where the credo commands find the demo's server (docs/architecture.md)
+[server]
+url = "$CREDO_SERVER_URL"
+token_file = "$DEMO/server/admin.token"
+TOML
+    )
+    chmod 600 "$CONFIG"
+    echo "client configuration: $CONFIG (0600: the server's URL and the admin token's path)"
+else
+    echo "note: $CONFIG exists and was not written by the demo; add to it: [server] url = \"$CREDO_SERVER_URL\""
+fi
+
 step "5. Worker groups: tier1 (WORKER1\$) and tier2 (WORKER2\$), both run as svcauto\$ under local user credo-runner"
 show "$CREDO" group create tier1 --run-as svcauto --local-user credo-runner --worker "WORKER1\$@$REALM"
 show "$CREDO" group create tier2 --run-as svcauto --local-user credo-runner --worker "WORKER2\$@$REALM"
@@ -82,9 +101,9 @@ step "Done: what happened, and how to look around"
 cat <<TXT
   The job on tier1 ran on WORKER1\$ as CORP\\svcauto\$ (a gMSA whose password WORKER1\$ may retrieve)
   and disabled jdoe. The job on tier2 failed: WORKER2\$ may not retrieve svcauto\$'s password, and
-  the reason is in the job's error stream. The server and both workers keep running:
+  the reason is in the job's error stream. The server and both workers keep running, and any
+  shell finds them through $CONFIG:
 
-    export CREDO_SERVER_URL=$CREDO_SERVER_URL CREDO_SERVER_DIR=$CREDO_SERVER_DIR
     $CREDO job list
     $CREDO job show <id>                 # states with times, worker, attempts, exit code
     $CREDO job output <id> --stream verbose

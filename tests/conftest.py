@@ -18,6 +18,16 @@ from credo.lab import SEED, Lab, LabSettings, default_lab_dir
 from tests.support.identity import identity_env
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_user_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The tester's own credo.toml (``make demo`` writes one) must not steer the commands tests run:
+    XDG_CONFIG_HOME points at an empty directory, for this process and its subprocesses."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def lab() -> Lab:
     directory = Path(os.environ["CREDO_LAB_DIR"]) if os.environ.get("CREDO_LAB_DIR") else default_lab_dir()

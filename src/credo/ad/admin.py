@@ -1,6 +1,6 @@
 """An administrator's directory session: the caller's own Kerberos identity, never a password.
 
-Where the identity comes from (flags > environment > defaults, ARCHITECTURE.md):
+Where the identity comes from (flags > environment > defaults, docs/architecture.md):
 - ``--keytab`` / ``--principal`` (CREDO_ADMIN_KEYTAB / CREDO_ADMIN_PRINCIPAL): a TGT is obtained
   with that keytab into a private in-memory ccache, destroyed when the session closes;
 - otherwise the caller's ccache (KRB5CCNAME, or the default one after ``kinit admin``), which

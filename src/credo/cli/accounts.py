@@ -37,7 +37,7 @@ def _warn(message: str) -> None:
 
 
 def _local(value: str | None) -> str:
-    """An ISO 8601 UTC time shown in local time for people (ARCHITECTURE.md conventions)."""
+    """An ISO 8601 UTC time shown in local time for people (docs/architecture.md, conventions)."""
     if not value:
         return "-"
     return datetime.fromisoformat(value).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -1,83 +1,29 @@
-"""``credo runbook|group|job``: thin commands over the server's HTTP API (admin token)."""
+"""``credo runbook|group|job``: thin commands over the server's HTTP API (admin token, credo.client)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
+from credo.cli.api import client_from, with_api
 from credo.cli.output import emit_json, emit_mapping, json_option
-from credo.errors import InputError, NotPermittedError, UnreachableError, error_for_status
-from credo.server.paths import default_server_dir
+from credo.client import TERMINAL_STATES, Client
+from credo.defaults import (
+    DEFAULT_MAX_CONCURRENT,
+    MAX_CONCURRENT,
+    MAX_JOB_LIST,
+    MAX_JOB_TIMEOUT,
+    MAX_OUTPUT_PAGE,
+)
+from credo.errors import InputError
 
 __all__ = ["group", "job", "runbook", "workers_list"]
-
-TERMINAL = {"Completed", "Failed", "Stopped", "Suspended"}
-
-
-class Api:
-    """The admin side of the API. URL: --url / CREDO_SERVER_URL; token: CREDO_TOKEN or the token file."""
-
-    def __init__(self, url: str | None, token_file: Path | None) -> None:
-        self.url = (url or os.environ.get("CREDO_SERVER_URL") or "http://127.0.0.1:8400").rstrip("/")
-        token = os.environ.get("CREDO_TOKEN")
-        if not token:
-            path = (
-                token_file or Path(os.environ.get("CREDO_SERVER_DIR") or default_server_dir()) / "admin.token"
-            )
-            try:
-                token = path.read_text().strip()
-            except OSError as exc:
-                raise NotPermittedError(
-                    f"no admin token: cannot read {path} ({exc.strerror})",
-                    hint="set CREDO_TOKEN, or --token-file, or run where the server's data dir is readable",
-                ) from None
-        self.http = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
-
-    def call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, f"/api/v1{path}", **kwargs)
-        except httpx.TransportError as exc:
-            raise UnreachableError(
-                f"credo server at {self.url} does not answer: {exc}", hint="is `credo server` running?"
-            ) from exc
-        if response.status_code == 204:
-            return None
-        if response.status_code >= 400:
-            try:
-                problem = response.json()
-            except ValueError:
-                problem = {"title": response.text[:200]}
-            hint = problem.get("hint")
-            raise error_for_status(
-                response.status_code,
-                str(problem.get("title", response.reason_phrase)),
-                hint=str(hint) if hint else None,
-            )
-        return response.json()
-
-
-api_options = [
-    click.option("--url", envvar="CREDO_SERVER_URL", help="Server URL (default http://127.0.0.1:8400)."),
-    click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), help="Admin token file."),
-]
-
-
-def with_api(func: Any) -> Any:
-    for option in reversed(api_options):
-        func = option(func)
-    return func
-
-
-def _api(params: dict[str, Any]) -> Api:
-    return Api(params.pop("url", None), params.pop("token_file", None))
 
 
 def _read_parameters_file(path: Path | None) -> list[dict[str, Any]]:
@@ -135,7 +81,7 @@ def runbook_create(
         "name": name, "type": type_, "description": description,
         "content": base64.b64encode(file.read_bytes()).decode(), "parameters": _read_parameters_file(params_file),
     }  # fmt: skip
-    result = _api(params).call("POST", "/runbooks", json=body)
+    result = client_from(params).create_runbook(body)
     emit_json(result) if as_json else click.echo(f"created runbook {name} (draft)")
 
 
@@ -165,7 +111,7 @@ def runbook_update(
         body["content"] = base64.b64encode(file.read_bytes()).decode()
     if params_file is not None:
         body["parameters"] = _read_parameters_file(params_file)
-    result = _api(params).call("PATCH", f"/runbooks/{name}", json=body)
+    result = client_from(params).update_runbook(name, body)
     emit_json(result) if as_json else click.echo(f"updated the draft of {name}")
 
 
@@ -180,7 +126,7 @@ def runbook_publish(name: str, as_json: bool, **params: Any) -> None:
     Example:
       credo runbook publish hello
     """
-    result = _api(params).call("POST", f"/runbooks/{name}/publish")
+    result = client_from(params).publish_runbook(name)
     emit_json(result) if as_json else click.echo(
         f"published {name} version {result['version']} ({result['content_hash']})"
     )
@@ -196,7 +142,7 @@ def runbook_list(as_json: bool, **params: Any) -> None:
     Example:
       credo runbook list --json
     """
-    result = _api(params).call("GET", "/runbooks")
+    result = client_from(params).runbooks()
     if as_json:
         emit_json(result)
         return
@@ -217,7 +163,7 @@ def runbook_show(name: str, as_json: bool, **params: Any) -> None:
     Example:
       credo runbook show hello
     """
-    result = _api(params).call("GET", f"/runbooks/{name}")
+    result = client_from(params).runbook(name)
     if as_json:
         emit_json(result)
         return
@@ -242,7 +188,7 @@ def runbook_delete(name: str, **params: Any) -> None:
     Example:
       credo runbook delete hello
     """
-    _api(params).call("DELETE", f"/runbooks/{name}")
+    client_from(params).delete_runbook(name)
     click.echo(f"deleted {name}")
 
 
@@ -259,13 +205,8 @@ def runbook_test(name: str, group: str, pairs: tuple[str, ...], as_json: bool, *
     Example:
       credo runbook test hello --group tier1 -p who=world
     """
-    api = _api(params)
-    result = api.call(
-        "POST",
-        "/jobs",
-        params={"test": "true"},
-        json={"runbook": name, "group": group, "parameters": _pairs(pairs)},
-    )
+    api = client_from(params)
+    result = api.start_job({"runbook": name, "group": group, "parameters": _pairs(pairs)}, test=True)
     _follow(api, result["id"], None, as_json)
 
 
@@ -288,8 +229,8 @@ def group() -> None:
 @click.option("--local-user", help="Local Unix user the jobs run as (default: the worker's own user).")
 @click.option(
     "--max-concurrent",
-    type=click.IntRange(1, 64),
-    default=4,
+    type=click.IntRange(1, MAX_CONCURRENT),
+    default=DEFAULT_MAX_CONCURRENT,
     show_default=True,
     help="Jobs per worker at once.",
 )
@@ -330,7 +271,7 @@ def group_create(
         "workers": list(workers),
         "allow_system_user": allow_system_user,
     }
-    result = _api(params).call("POST", "/groups", json=body)
+    result = client_from(params).create_group(body)
     emit_json(result) if as_json else click.echo(f"created worker group {name}")
 
 
@@ -344,7 +285,7 @@ def group_list(as_json: bool, **params: Any) -> None:
     Example:
       credo group list
     """
-    result = _api(params).call("GET", "/groups")
+    result = client_from(params).groups()
     if as_json:
         emit_json(result)
         return
@@ -366,7 +307,7 @@ def group_show(name: str, as_json: bool, **params: Any) -> None:
     Example:
       credo group show tier1
     """
-    result = _api(params).call("GET", f"/groups/{name}")
+    result = client_from(params).group(name)
     if as_json:
         emit_json(result)
         return
@@ -452,7 +393,7 @@ def group_set(
         body["runbook_subjects"] = runbook_subjects
     if not body:
         raise InputError("nothing to set", hint="give --token-audience, --azure-tenant-id, ... (see --help)")
-    result = _api(params).call("PATCH", f"/groups/{name}", json=body)
+    result = client_from(params).update_group(name, body)
     if as_json:
         emit_json(result)
         return
@@ -470,7 +411,7 @@ def group_delete(name: str, **params: Any) -> None:
     Example:
       credo group delete tier1
     """
-    _api(params).call("DELETE", f"/groups/{name}")
+    client_from(params).delete_group(name)
     click.echo(f"deleted {name}")
 
 
@@ -490,32 +431,25 @@ def _pairs(pairs: tuple[str, ...]) -> dict[str, Any]:
     return values
 
 
-def _follow(api: Api, job_id: str, stream: str | None, as_json: bool) -> dict[str, Any]:
-    after = 0
-    while True:
-        query: dict[str, Any] = {"after": after}
-        if stream:
-            query["stream"] = stream
-        page = api.call("GET", f"/jobs/{job_id}/output", params=query)
-        for chunk in page["chunks"]:
-            after = chunk["seq"] if stream else chunk["id"]
-            if as_json:
-                click.echo(json.dumps(chunk))
-            else:
-                target = sys.stderr if chunk["stream"] != "output" else sys.stdout
-                prefix = "" if chunk["stream"] in ("output", "error") else f"{chunk['stream'].upper()}: "
-                target.write(prefix + chunk["text"])
-                target.flush()
-        if page["complete"] and not page["chunks"]:
-            job: dict[str, Any] = api.call("GET", f"/jobs/{job_id}")
-            if not as_json:
-                click.echo(
-                    f"job {job_id}: {job['state']}" + (f" ({job['reason']})" if job.get("reason") else ""),
-                    err=True,
-                )
-            return job
-        if not page["chunks"]:
-            time.sleep(0.2)
+def _follow(api: Client, job_id: str, stream: str | None, as_json: bool) -> dict[str, Any]:
+    """Print the job's output as the server's live feed (SSE) brings it; return the ended job."""
+    for event in api.output_events(job_id, stream=stream):
+        if event.event != "chunk":
+            continue  # "end": the job has ended and every chunk came
+        chunk = event.data
+        if as_json:
+            click.echo(json.dumps(chunk))
+        else:
+            target = sys.stderr if chunk["stream"] != "output" else sys.stdout
+            prefix = "" if chunk["stream"] in ("output", "error") else f"{chunk['stream'].upper()}: "
+            target.write(prefix + chunk["text"])
+            target.flush()
+    job = api.job(job_id)
+    if not as_json:
+        click.echo(
+            f"job {job_id}: {job['state']}" + (f" ({job['reason']})" if job.get("reason") else ""), err=True
+        )
+    return job
 
 
 @click.group("job")
@@ -541,7 +475,7 @@ def job() -> None:
 )
 @click.option("--idempotency-key", help="Starting twice with the same key returns the first job.")
 @click.option(
-    "--timeout", "timeout_seconds", type=click.IntRange(1, 7 * 86400), help="Seconds (default 3 h)."
+    "--timeout", "timeout_seconds", type=click.IntRange(1, MAX_JOB_TIMEOUT), help="Seconds (default 3 h)."
 )
 @click.option("--wait", is_flag=True, help="Wait until the job ends; exit 0 only if it completed.")
 @click.option("--follow", is_flag=True, help="Print its output as it comes, then wait.")
@@ -565,10 +499,10 @@ def job_start(runbook_name: str, group: str, pairs: tuple[str, ...], params_file
             raise InputError(f"{params_file}: expected a JSON object")
         values.update(loaded)
     values.update(_pairs(pairs))
-    api = _api(params)
+    api = client_from(params)
     body = {"runbook": runbook_name, "group": group, "parameters": values, "idempotency_key": idempotency_key,
             "timeout_seconds": timeout_seconds}  # fmt: skip
-    result = api.call("POST", "/jobs", json=body)
+    result = api.start_job(body)
     if not (wait or follow):
         emit_json(result) if as_json else click.echo(result["id"])
         return
@@ -580,10 +514,10 @@ def job_start(runbook_name: str, group: str, pairs: tuple[str, ...], params_file
     raise SystemExit(0 if final["state"] == "Completed" else 1)
 
 
-def _wait(api: Api, job_id: str) -> dict[str, Any]:
+def _wait(api: Client, job_id: str) -> dict[str, Any]:
     while True:
-        result: dict[str, Any] = api.call("GET", f"/jobs/{job_id}")
-        if result["state"] in TERMINAL:
+        result = api.job(job_id)
+        if result["state"] in TERMINAL_STATES:
             return result
         time.sleep(0.2)
 
@@ -591,7 +525,7 @@ def _wait(api: Api, job_id: str) -> dict[str, Any]:
 @job.command("list")
 @click.option("--state")
 @click.option("--group")
-@click.option("--limit", type=click.IntRange(1, 1000), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(1, MAX_JOB_LIST), default=50, show_default=True)
 @with_api
 @json_option
 def job_list(state: str | None, group: str | None, limit: int, as_json: bool, **params: Any) -> None:
@@ -601,12 +535,7 @@ def job_list(state: str | None, group: str | None, limit: int, as_json: bool, **
     Example:
       credo job list --state Failed
     """
-    query: dict[str, Any] = {"limit": limit}
-    if state:
-        query["state"] = state
-    if group:
-        query["group"] = group
-    result = _api(params).call("GET", "/jobs", params=query)
+    result = client_from(params).jobs(state=state, group=group, limit=limit)
     if as_json:
         emit_json(result)
         return
@@ -627,7 +556,7 @@ def job_show(job_id: str, as_json: bool, **params: Any) -> None:
     Example:
       credo job show 6f0c...
     """
-    result = _api(params).call("GET", f"/jobs/{job_id}")
+    result = client_from(params).job(job_id)
     if as_json:
         emit_json(result)
         return
@@ -653,14 +582,11 @@ def job_output(job_id: str, stream: str | None, follow: bool, as_json: bool, **p
     Example:
       credo job output 6f0c... --stream warning --follow
     """
-    api = _api(params)
+    api = client_from(params)
     if follow:
         _follow(api, job_id, stream, as_json)
         return
-    query: dict[str, Any] = {"after": 0, "limit": 10000}
-    if stream:
-        query["stream"] = stream
-    page = api.call("GET", f"/jobs/{job_id}/output", params=query)
+    page = api.output(job_id, stream=stream, limit=MAX_OUTPUT_PAGE)
     if as_json:
         emit_json(page)
         return
@@ -680,7 +606,7 @@ def job_stop(job_id: str, as_json: bool, **params: Any) -> None:
     Example:
       credo job stop 6f0c...
     """
-    result = _api(params).call("POST", f"/jobs/{job_id}/stop")
+    result = client_from(params).stop_job(job_id)
     emit_json(result) if as_json else click.echo(f"job {job_id}: {result['state']}")
 
 
@@ -697,7 +623,7 @@ def job_resume(job_id: str, as_json: bool, **params: Any) -> None:
     Example:
       credo job resume 6f0c...
     """
-    result = _api(params).call("POST", f"/jobs/{job_id}/resume")
+    result = client_from(params).resume_job(job_id)
     emit_json(result) if as_json else click.echo(f"job {job_id}: {result['state']}")
 
 
@@ -714,7 +640,7 @@ def workers_list(as_json: bool, **params: Any) -> None:
     Example:
       credo worker list
     """
-    result = _api(params).call("GET", "/workers")
+    result = client_from(params).workers()
     if as_json:
         emit_json(result)
         return

@@ -20,7 +20,7 @@ import click
 import httpx
 
 from credo.automation.identity import AWS_AUDIENCE, AZURE_AUDIENCE, group_subject
-from credo.cli.automation import _api, with_api
+from credo.cli.api import client_from, server_url, with_api
 from credo.cli.output import emit_json, json_option
 from credo.errors import CredoError, InputError, UnreachableError
 from credo.server.paths import default_server_dir
@@ -49,7 +49,7 @@ def _issuer(issuer: str | None, url: str | None) -> str:
 
     if issuer:
         return validate_issuer(issuer)
-    base = (url or os.environ.get("CREDO_SERVER_URL") or "http://127.0.0.1:8400").rstrip("/")
+    base = server_url(url)
     try:
         response = httpx.get(base + DISCOVERY_PATH, timeout=10)
     except httpx.TransportError as exc:
@@ -179,7 +179,7 @@ def _credential_name(group: str, runbook: str | None) -> str:
 
 def _triple(params: dict[str, Any], group: str, runbook: str | None) -> tuple[str, str, dict[str, Any]]:
     issuer = _issuer(params.pop("issuer", None), params.get("url"))
-    settings: dict[str, Any] = _api(params).call("GET", f"/groups/{group}")["identity"]
+    settings: dict[str, Any] = client_from(params).group(group)["identity"]
     if runbook and not settings.get("runbook_subjects"):
         raise InputError(
             f"worker group {group!r} does not give runbooks their own subject",

@@ -12,6 +12,8 @@ import click
 
 from credo.automation.leases import DEFAULT_DRAIN_GRACE, DEFAULT_LEASE_SECONDS
 from credo.cli.common import WORKER_FLAGS, session_settings, worker_session_options
+from credo.config import load_config
+from credo.defaults import DEFAULT_LISTEN, LOST_AFTER_SECONDS
 from credo.errors import EnvironmentProblem, InputError
 from credo.server.paths import default_server_dir
 
@@ -26,7 +28,7 @@ __all__ = ["server", "worker"]
     envvar="CREDO_DATABASE_URL",
     help="postgresql://user@host:port/db (default: SQLite in the data dir).",
 )
-@click.option("--listen", default="127.0.0.1:8400", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--listen", help=f"HOST:PORT to listen on (default {DEFAULT_LISTEN}).")
 @click.option(
     "--tls-cert", type=click.Path(dir_okay=False, exists=True), help="Serve HTTPS with this certificate..."
 )
@@ -35,7 +37,7 @@ __all__ = ["server", "worker"]
               help="Keytab with the server's HTTP/ keys, to accept workers' Kerberos (Negotiate).")  # fmt: skip
 @click.option("--lease-seconds", type=click.FloatRange(min=1), default=DEFAULT_LEASE_SECONDS, show_default=True,
               help="A job's lease: a worker silent this long loses it and the job restarts elsewhere.")  # fmt: skip
-@click.option("--lost-after", type=click.FloatRange(min=1), default=60.0, show_default=True,
+@click.option("--lost-after", type=click.FloatRange(min=1), default=LOST_AFTER_SECONDS, show_default=True,
               help="Seconds without heartbeat before a worker is shown as lost.")  # fmt: skip
 @click.option("--oidc-issuer", envvar="CREDO_OIDC_ISSUER",
               help="Be an OIDC issuer with this https URL, exactly as clouds will compare it (docs/oidc.md).")  # fmt: skip
@@ -44,7 +46,7 @@ __all__ = ["server", "worker"]
 def server(
     data_dir: Path | None,
     database: str | None,
-    listen: str,
+    listen: str | None,
     tls_cert: str | None,
     tls_key: str | None,
     keytab: Path | None,
@@ -70,9 +72,17 @@ def server(
     from credo.server.app import ServerConfig, create_app
     from credo.server.database import sqlite_url
 
+    # Flags and CREDO_* variables first, then credo.toml's [server_process], then the defaults.
+    settings = load_config().server_process
+    data_dir = data_dir or settings.data_dir
+    database = database or settings.database
+    listen = listen or settings.listen or DEFAULT_LISTEN
+    keytab = keytab or settings.keytab
+    oidc_issuer = oidc_issuer or settings.oidc_issuer
+    oidc_key_file = oidc_key_file or settings.oidc_key_file
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
-        raise InputError(f"invalid --listen {listen!r}", hint="write HOST:PORT, e.g. 127.0.0.1:8400")
+        raise InputError(f"invalid --listen {listen!r}", hint=f"write HOST:PORT, e.g. {DEFAULT_LISTEN}")
     if bool(tls_cert) != bool(tls_key):
         raise InputError("--tls-cert and --tls-key go together")
     if oidc_issuer is not None:
@@ -111,7 +121,7 @@ def _listen_socket(host: str, port: int, listen: str) -> socket.socket:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
         raise InputError(
-            f"invalid --listen {listen!r}: {exc.strerror}", hint="write HOST:PORT, e.g. 127.0.0.1:8400"
+            f"invalid --listen {listen!r}: {exc.strerror}", hint=f"write HOST:PORT, e.g. {DEFAULT_LISTEN}"
         ) from None
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -1,6 +1,6 @@
 """Group managed service accounts from a Linux host: retrieve, derive, test, keytab, run as.
 
-The flow (ARCHITECTURE.md, flow 1): host keytab -> TGT in a private ccache -> confidential LDAP ->
+The flow (docs/architecture.md, flow 1): host keytab -> TGT in a private ccache -> confidential LDAP ->
 msDS-ManagedPassword -> keys -> a ccache for NAME$ (``run_as``) or a keytab (``write_account_keytab``).
 
 The wire formats live apart: :mod:`credo.gmsa.blob` (msDS-ManagedPassword, MS-ADTS 2.2.19),

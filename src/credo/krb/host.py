@@ -1,6 +1,6 @@
 """The host's own identity: its computer account's keytab and ``NAME$@REALM`` principal.
 
-Resolution order (flags > environment > defaults, ARCHITECTURE.md): ``--host-keytab`` /
+Resolution order (flags > environment > defaults, docs/architecture.md): ``--host-keytab`` /
 ``--host-principal``, then CREDO_HOST_KEYTAB / CREDO_HOST_PRINCIPAL, then /etc/krb5.keytab and the
 first ``NAME$@REALM`` principal in it (what realmd, adcli and ``net ads join`` write).
 """

@@ -1,6 +1,7 @@
 """The worker's HTTP client: Negotiate as the computer account, then a session token.
 
-Outbound HTTPS only. A 401 (session expired, server restarted) makes it negotiate again; a
+Built on ``credo.client`` (the connection, the ``Authorization`` headers, statuses back to credo
+errors); this module adds what only a worker does. Outbound HTTPS only. A 401 (session expired, server restarted) makes it negotiate again; a
 connection failure is retried with backoff, so a worker rides out a server restart.
 """
 
@@ -12,7 +13,6 @@ import ipaddress
 import logging
 import secrets
 import socket
-import ssl
 import time
 from datetime import datetime
 from pathlib import Path
@@ -22,14 +22,14 @@ from urllib.parse import urlsplit
 import httpx
 
 from credo.automation.identity import IssuedToken
-from credo.errors import InputError, NotPermittedError, UnreachableError, error_for_status
+from credo.client import API, Client, bearer, error_from, negotiate, problem_title
+from credo.errors import InputError, NotPermittedError, UnreachableError
 from credo.krb.host import HostIdentity
 from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
 
 __all__ = ["ServerClient"]
 
 log = logging.getLogger(__name__)
-API = "/api/v1"
 
 
 def backoff(attempt: int, *, base: float = 0.2, cap: float = 5.0) -> float:
@@ -57,12 +57,11 @@ class ServerClient:
         self.slots = slots
         self.retry_for = retry_for
         self.service_host = urlsplit(self.url).hostname or "localhost"
-        self.http = httpx.Client(
-            base_url=self.url,
-            verify=ssl.create_default_context(cafile=ca_file) if ca_file else True,
-            timeout=httpx.Timeout(70.0, connect=10.0),
-            transport=transport,
-        )  # fmt: skip
+        # Claims long-poll up to a minute (credo.defaults.MAX_CLAIM_WAIT_SECONDS): reads wait longer.
+        self.client = Client(
+            self.url, ca_file=ca_file, timeout=httpx.Timeout(70.0, connect=10.0), transport=transport
+        )
+        self.http = self.client.http
         self.session_token: str | None = None
         self.registration: dict[str, Any] = {}
         # This process's identity for the server: a new one after a restart tells it that the
@@ -122,7 +121,7 @@ class ServerClient:
     def _accepts(self, token: bytes) -> bool:
         """Whether the server accepts a ticket: it checks Negotiate before the body, so an empty
         body is refused as invalid (422) only once the ticket was accepted; nothing registers."""
-        headers = {"Authorization": f"Negotiate {base64.b64encode(token).decode()}"}
+        headers = negotiate(base64.b64encode(token).decode())
         try:
             return self.http.post(f"{API}/workers/register", json={}, headers=headers).status_code == 422
         except httpx.TransportError:
@@ -132,9 +131,9 @@ class ServerClient:
         body = {"group": self.group, "hostname": self.host.sam_account_name, "slots": self.slots,
                 "instance": self.instance}  # fmt: skip
         response = self._send("POST", f"{API}/workers/register", json=body,
-                              headers={"Authorization": f"Negotiate {self._negotiate_token()}"})  # fmt: skip
+                              headers=negotiate(self._negotiate_token()))  # fmt: skip
         if response.status_code != 200:
-            raise NotPermittedError(f"the server refused {self.host.principal}: {_title(response)}")
+            raise NotPermittedError(f"the server refused {self.host.principal}: {problem_title(response)}")
         data: dict[str, Any] = response.json()
         self.session_token = data.pop("session_token")
         self.registration = data
@@ -161,12 +160,13 @@ class ServerClient:
         for _ in range(2):
             if self.session_token is None:
                 self.register()
-            headers = {"Authorization": f"Bearer {self.session_token}"}
+            assert self.session_token is not None
+            headers = bearer(self.session_token)
             response = self._send(method, f"{API}/workers/{self.worker_id}{path}", headers=headers, **kwargs)
             if response.status_code != 401:
                 return response
             self.session_token = None
-        raise NotPermittedError(f"the server keeps refusing {self.host.principal}: {_title(response)}")
+        raise NotPermittedError(f"the server keeps refusing {self.host.principal}: {problem_title(response)}")
 
     def job_token(
         self, job_id: int | str, lease: int | str, audience: str, runbook_subject: bool = False,
@@ -184,21 +184,16 @@ class ServerClient:
     def host_token(self, group: str, audience: str, service: str) -> IssuedToken:
         """A token for a service on this host (Negotiate as the computer account, each time: the
         host need not be registered as a worker, only allowed to serve ``group``)."""
-        headers = {"Authorization": f"Negotiate {self._negotiate_token()}"}
         body = {"group": group, "audience": audience, "service": service}
-        response = self._send("POST", f"{API}/tokens", json=body, headers=headers)
+        response = self._send("POST", f"{API}/tokens", json=body, headers=negotiate(self._negotiate_token()))
         if response.status_code >= 400:
-            raise error_for_status(
-                response.status_code, f"POST /tokens: {response.status_code} {_title(response)}"
-            )
+            raise error_from(response, f"POST /tokens: {response.status_code}")
         return _issued(response.json())
 
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)
         if response.status_code >= 400:
-            raise error_for_status(
-                response.status_code, f"{method} {path}: {response.status_code} {_title(response)}"
-            )
+            raise error_from(response, f"{method} {path}: {response.status_code}")
         data: dict[str, Any] = response.json()
         return data
 
@@ -234,10 +229,3 @@ def _names_of(address: str) -> list[str]:
                 names += fields[1:]
     # Service principals carry fully qualified names.
     return [name for name in dict.fromkeys(names) if "." in name]
-
-
-def _title(response: httpx.Response) -> str:
-    try:
-        return str(response.json().get("title", response.text))
-    except ValueError:
-        return response.text[:200]

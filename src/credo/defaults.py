@@ -1,0 +1,69 @@
+"""Limits and defaults of runbook automation shared by the server, its clients and the CLI: each once.
+
+The server enforces these limits and the CLI offers them as option ranges, so both read them
+from here. Limits that belong to the domain model stay beside it and are only referred to:
+``credo.automation.runbooks.MAX_RUNBOOK_BYTES`` (a runbook's size) and its name rule
+(``validate_runbook_name``: 1..64 characters, the ``MAX_NAME_CHARS`` below),
+``credo.automation.parameters.MAX_PARAMETERS_BYTES``, ``credo.automation.jobs.MAX_STREAM_BYTES``
+and ``MAX_ATTEMPTS``, ``credo.automation.leases.DEFAULT_LEASE_SECONDS``. The request-body caps
+the server's gate enforces are derived from those in ``credo.server.limits``.
+
+Nothing here does I/O or imports any other part of credo.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CLAIM_WAIT_SECONDS",
+    "DEFAULT_JOB_TIMEOUT",
+    "DEFAULT_LISTEN",
+    "DEFAULT_MAX_CONCURRENT",
+    "DEFAULT_PORT",
+    "DEFAULT_SERVER_URL",
+    "LOST_AFTER_SECONDS",
+    "MAX_AUDIENCE_CHARS",
+    "MAX_CLAIM_WAIT_SECONDS",
+    "MAX_CONCURRENT",
+    "MAX_GROUP_WORKERS",
+    "MAX_JOB_LIST",
+    "MAX_JOB_TIMEOUT",
+    "MAX_NAME_CHARS",
+    "MAX_OUTPUT_PAGE",
+    "MAX_RUNBOOK_BASE64_CHARS",
+    "MAX_SLOTS",
+]
+
+# -- where the server listens, and where clients look for it ----------------------------------------
+DEFAULT_PORT = 8400
+DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
+DEFAULT_SERVER_URL = f"http://{DEFAULT_LISTEN}"
+
+# -- names and sizes ----------------------------------------------------------------------------------
+# Runbook and worker group names (credo.automation.runbooks.validate_runbook_name; the tables'
+# String(64) columns).
+MAX_NAME_CHARS = 64
+# A runbook's content travels base64-encoded: MAX_RUNBOOK_BYTES (1 MiB) takes 4/3 of it; the API
+# accepts up to 2 MiB of text and checks the decoded size.
+MAX_RUNBOOK_BASE64_CHARS = 2 * 1024 * 1024
+# A token audience: Entra's limit for a federated credential's fields (docs/oidc.md).
+MAX_AUDIENCE_CHARS = 600
+# Computer principals listed as allowed to serve one worker group.
+MAX_GROUP_WORKERS = 1000
+
+# -- concurrency ----------------------------------------------------------------------------------
+DEFAULT_MAX_CONCURRENT = 4  # jobs per worker of a group at once
+MAX_CONCURRENT = 64
+MAX_SLOTS = 64  # job slots one worker process offers
+
+# -- time -------------------------------------------------------------------------------------------
+DEFAULT_JOB_TIMEOUT = 3 * 3600  # Azure Automation's sandbox limit: the default job timeout
+MAX_JOB_TIMEOUT = 7 * 86400
+# A worker without heartbeat this long is shown as lost (its jobs' leases decide their fate).
+LOST_AFTER_SECONDS = 60.0
+# An idle worker's claim waits this long for a job (long poll), at most MAX_CLAIM_WAIT_SECONDS.
+CLAIM_WAIT_SECONDS = 25.0
+MAX_CLAIM_WAIT_SECONDS = 60.0
+
+# -- listings ---------------------------------------------------------------------------------------
+MAX_JOB_LIST = 1000  # jobs in one listing
+MAX_OUTPUT_PAGE = 10000  # output chunks in one page

@@ -1,0 +1,108 @@
+"""What a running server holds: its configuration, database, credentials and in-process caches.
+
+One ``State`` per app (``app.state.credo``); routes reach it through ``credo.server.dependencies``.
+The caches hold only what never changes under them, or is cleared where it changes: who a worker
+is, a group's identity for claim answers, runbook versions (immutable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+
+from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
+from credo.defaults import LOST_AFTER_SECONDS
+from credo.oidc.issuer import Issuer
+from credo.server import identity, queue
+from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
+from credo.server.database import Database
+from credo.server.schemas import GroupIdentity
+
+__all__ = ["Notifier", "ServerConfig", "State"]
+
+T = TypeVar("T")
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path
+    database_url: str
+    keytab: Path | None = None
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    lost_after_seconds: float = LOST_AFTER_SECONDS
+    sweep_interval: float = 1.0
+    # The OIDC issuer URL, exactly as the clouds will compare it (none: no tokens), and its key
+    # store (default: oidc-keys.json in the data dir, created 0600 at first start).
+    oidc_issuer: str | None = None
+    oidc_key_file: Path | None = None
+
+    @property
+    def leases(self) -> LeasePolicy:
+        return LeasePolicy(self.lease_seconds)
+
+
+class Notifier:
+    """Wakes long-polling claims of a group when one of its jobs is queued (same process)."""
+
+    def __init__(self) -> None:
+        self._events: dict[int, asyncio.Event] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def event(self, group_id: int) -> asyncio.Event:
+        return self._events.setdefault(group_id, asyncio.Event())
+
+    def notify(self, group_id: int) -> None:
+        if self.loop is None:
+            return
+        self.loop.call_soon_threadsafe(lambda: self.event(group_id).set())
+
+
+@dataclass
+class State:
+    config: ServerConfig
+    db: Database
+    admin: AdminToken
+    sessions: SessionTokens
+    acceptor: NegotiateAcceptor
+    notifier: Notifier = field(default_factory=Notifier)
+    versions: queue.VersionCache = field(default_factory=queue.VersionCache)
+    # Worker id -> who it is: registrations never change these, and deleting a group clears it.
+    workers: dict[int, queue.WorkerRef] = field(default_factory=dict)
+    issuer: Issuer | None = None
+    # Group id -> its identity for the claim answer (None: no tokens); cleared when a group changes.
+    identities: dict[int, GroupIdentity | None] = field(default_factory=dict)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(session, *args)`` in one transaction, on a worker thread (the database blocks)."""
+
+        def call() -> T:
+            with self.db.session() as session:
+                return fn(session, *args)
+
+        return await run_in_threadpool(call)
+
+    def worker(self, session: Session, worker_id: int, principal: str) -> queue.WorkerRef:
+        """Who worker ``worker_id`` is, if it is ``principal``'s (NotPermittedError otherwise)."""
+        ref = self.workers.get(worker_id)
+        if ref is None or ref.principal != principal:
+            ref = queue.worker_ref(session, worker_id, principal)
+            self.workers[worker_id] = ref
+        return ref
+
+    def identity(self, session: Session, group_id: int) -> GroupIdentity | None:
+        """The claim answer's ``identity`` (contract §3), cached per group: claims are the hot path."""
+        if group_id not in self.identities:
+            found = identity.claim_identity(session, self.issuer, group_id)
+            self.identities[group_id] = GroupIdentity(**found) if found is not None else None
+        return self.identities[group_id]
+
+    def forget_groups(self) -> None:
+        """A group changed or went: what was cached of groups and their workers is stale."""
+        self.workers.clear()
+        self.identities.clear()
