@@ -429,3 +429,43 @@ def test_one_value_range_with_step_is_that_value() -> None:
     # Vixie: 3-3/2 is {3}; cronsim alone would read it as 3/2 (3, 5, 7, ...).
     assert parse_cron("0 3-3/2 * * *") == "0 3 * * *"
     assert parse_cron("0 1,3-3/2,5-9/2 * * mon-mon/2") == "0 1,3,5-9/2 * * mon"
+
+
+def test_lord_howe_fall_back_hour_field_with_star_minutes() -> None:
+    # 2024-04-07 02:00 +11:00 -> 01:30 +10:30. The next 02:00 is 15:30Z; cronsim alone jumped
+    # from 01:30 to 02:30 (16:00Z), an hour of real time, and skipped 02:00-02:29.
+    s = sched("* */2 * * *", "Australia/Lord_Howe")
+    assert next_fires(s, utc(2024, 4, 6, 14, 0), 1) == [utc(2024, 4, 6, 15, 30)]
+    assert next_fires(s, utc(2024, 4, 6, 15, 10), 1) == [utc(2024, 4, 6, 15, 30)]
+
+
+def test_midnight_that_does_not_exist_does_not_fire_hour_zero() -> None:
+    # America/Havana 2024-03-10 (a Sunday): 00:00 -05:00 -> 01:00 -04:00, there is no hour 0.
+    # cronsim alone built an imaginary 00:00 and fired at 01:00 (05:00Z).
+    fires = next_fires(sched("* */2 * * 0", "America/Havana"), utc(2024, 3, 10, 4, 0), 1)
+    assert fires == [utc(2024, 3, 10, 6, 0)]  # 02:00 -04:00
+
+
+def test_chatham_fall_back_off_the_hour() -> None:
+    # Pacific/Chatham 2024-04-07: 03:45 +13:45 -> 02:45 +12:45, so 02:45-03:44 happens twice.
+    # A real-clock job on even hours runs in both passes of 02:45-02:59.
+    s = sched("* */2 * * *", "Pacific/Chatham")
+    fires = next_fires(s, utc(2024, 4, 6, 13, 10), 40)
+    assert fires[:5] == [
+        utc(2024, 4, 6, 13, 11),
+        utc(2024, 4, 6, 13, 12),
+        utc(2024, 4, 6, 13, 13),
+        utc(2024, 4, 6, 13, 14),
+        utc(2024, 4, 6, 14, 0),
+    ]
+    assert fires[18] == utc(2024, 4, 6, 14, 14) and fires[19] == utc(2024, 4, 6, 15, 15)  # then 04:00 +12:45
+
+
+def test_lord_howe_hourly_runs_in_both_passes_of_the_repeated_half_hour() -> None:
+    # 2024-04-07 02:00 +11:00 -> 01:30 +10:30: 01:40 happens at 14:40Z and again at 15:10Z.
+    s = sched("40 * * * *", "Australia/Lord_Howe")
+    assert next_fires(s, utc(2024, 4, 6, 14, 30), 3) == [
+        utc(2024, 4, 6, 14, 40),
+        utc(2024, 4, 6, 15, 10),
+        utc(2024, 4, 6, 16, 10),
+    ]

@@ -83,8 +83,7 @@ MISFIRE_GRACE = timedelta(seconds=60)
 MAX_LISTED_FIRES = 100
 # ... and walks at most this many fires: a per-minute schedule after 70 days of downtime.
 MAX_SCANNED_FIRES = 100_000
-# How far next_fires may look for one fire before it gives up (cronsim's own bound is 50 years).
-_HORIZON_YEARS = 50
+_QUARTER = 900  # seconds
 
 _ALIASES = {
     "@yearly": "0 0 1 1 *",
@@ -197,13 +196,86 @@ class Schedule:
         return parse_timezone(self.timezone)
 
 
+class _CronSim(CronSim):
+    """cronsim 2.8 with its real-clock walk fixed (all found by the property tests).
+
+    Jobs with ``*`` in the minute or hour field are walked by cronsim on the real clock (aware
+    datetimes, steps of real time); fixed-time jobs in naive wall time, which this class leaves
+    to cronsim. Three faults of the real-clock walk around offset changes:
+
+    1. To the next hour cronsim adds 3600 s to hh:00. Where a change is not a whole hour or not
+       on the hour, that skips the start of a wall-clock hour: ``* */2 * * *`` missed 02:00-02:29
+       on Australia/Lord_Howe's fall-back day (back 30 minutes at 02:00) and the second pass of
+       02:45-02:59 on Pacific/Chatham's (back from 03:45 to 02:45).
+    2. To a given minute it adds the minutes' difference at once, which can jump over the
+       repeated part of an hour (``40 * * * *`` would miss the second 01:40 on Lord Howe).
+    3. ``replace(minute=0)`` or ``datetime.combine`` at local midnight can build a wall time
+       that does not exist (America/Havana has no 00:00 on its spring-forward day); it then
+       matched hour 0 and fired at the real 01:00. Such times are normalised through UTC.
+
+    Every offset and every change in tzdata since 1980 is a multiple of 15 minutes, so the wall
+    clock can only jump at a UTC quarter hour: a step never passes one, and between them the
+    wall clock runs with real time and big steps are exact.
+    """
+
+    def _aware(self) -> bool:
+        return self.dt.tzinfo is not None
+
+    def _normalise(self) -> None:
+        self.dt = self.dt.astimezone(UTC).astimezone(self.dt.tzinfo)
+
+    def _to_quarter(self) -> int:
+        return _QUARTER - int(self.dt.timestamp()) % _QUARTER
+
+    def advance_day(self) -> bool:
+        moved = super().advance_day()
+        if moved and self._aware():
+            self._normalise()
+        return moved
+
+    def advance_month(self) -> None:
+        before = self.dt
+        super().advance_month()
+        if self.dt is not before and self._aware():
+            self._normalise()
+
+    def advance_hour(self) -> bool:
+        if not self._aware():
+            return super().advance_hour()
+        if self.dt.hour in self.hours:
+            return False
+        self.dt = self.dt.replace(minute=0, second=0)
+        self._normalise()
+        day = self.dt.date()
+        while self.dt.hour not in self.hours:
+            self.tick(seconds=self._to_quarter())
+            if self.dt.date() != day:
+                break  # a new day: cronsim re-checks the month and day
+        return True
+
+    def advance_minute(self) -> bool:
+        if not self._aware():
+            return super().advance_minute()
+        if self.dt.minute in self.minutes:
+            return False
+        self.dt = self.dt.replace(second=0)
+        self._normalise()
+        hour = self.dt.hour
+        while self.dt.minute not in self.minutes:
+            ahead = 60 * min((m - self.dt.minute) % 60 for m in self.minutes)
+            self.tick(seconds=min(ahead, self._to_quarter()))
+            if self.dt.hour != hour:
+                break  # another hour: cronsim re-checks the day and hour
+        return True
+
+
 def _iter_fires(schedule: Schedule, after: datetime) -> Iterator[datetime]:
     """Fires strictly after ``after``, as UTC instants, in increasing order."""
     after = _aware_utc(after, "after")
     local = after.astimezone(schedule.zone)
     last = after
     try:
-        for fire in CronSim(schedule.cron, local):
+        for fire in _CronSim(schedule.cron, local):
             instant = fire.astimezone(UTC)
             # cronsim walks a fixed-time job in naive wall time: from a start inside the second
             # pass of a repeated hour it yields that hour's first pass, which lies before
