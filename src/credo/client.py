@@ -223,6 +223,21 @@ class Client:
         result: JSON = self.call("GET", f"/jobs/{job_id}/output", params=query)
         return result
 
+    # -- audit log ----------------------------------------------------------------------------------
+
+    def audit_records(self, *, since: str | None = None, page: int = 1000) -> Iterator[JSON]:
+        """Every audit record (from ``since``, ISO 8601), oldest first, a page at a time."""
+        after = 0
+        while True:
+            params: dict[str, Any] = {"after": after, "limit": page}
+            if since:
+                params["since"] = since
+            batch: list[JSON] = self.call("GET", "/audit-log", params=params)
+            yield from batch
+            if len(batch) < page:
+                return
+            after = int(batch[-1]["seq"])
+
     def output_events(self, job_id: str, *, stream: str | None = None, after: int = 0) -> Iterator[Event]:
         """The server's live feed of a job's output (``chunk`` events, then one ``end``), read
         as it comes; the feed ends with the job."""

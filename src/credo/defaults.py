@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_SERVER_URL",
     "LOST_AFTER_SECONDS",
     "MAX_AUDIENCE_CHARS",
+    "MAX_AUDIT_PAGE",
     "MAX_CLAIM_WAIT_SECONDS",
     "MAX_CONCURRENT",
     "MAX_GROUP_WORKERS",
@@ -66,4 +67,5 @@ MAX_CLAIM_WAIT_SECONDS = 60.0
 
 # -- listings ---------------------------------------------------------------------------------------
 MAX_JOB_LIST = 1000  # jobs in one listing
+MAX_AUDIT_PAGE = 5000  # audit records in one page of an export
 MAX_OUTPUT_PAGE = 10000  # output chunks in one page

@@ -9,8 +9,8 @@ from fastapi.testclient import TestClient
 from credo.server.app import ServerConfig, create_app
 from credo.server.database import sqlite_url
 
-# Answers that are no JSON document: the runbook's bytes, the live output feed, an empty 204.
-NOT_JSON = {"application/octet-stream", "text/event-stream"}
+# Answers that are no JSON document: the runbook's bytes, the live output feed, /metrics, an empty 204.
+NOT_JSON = {"application/octet-stream", "text/event-stream", "text/plain"}
 
 
 def test_every_success_answer_is_documented(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ COMMANDS = {
     "group": "credo.cli.automation:group",
     "job": "credo.cli.automation:job",
     "audit": "credo.cli.audit:audit",
+    "audit-log": "credo.cli.auditlog:audit_log",
     "kds": "credo.cli.accounts:kds",
     "account": "credo.cli.accounts:account",
     "agent": "credo.cli.agent:agent",

@@ -26,13 +26,14 @@ from fastapi.concurrency import run_in_threadpool
 from credo.oidc.issuer import Issuer
 from credo.oidc.keys import KEY_FILE_NAME
 from credo.server import queue
+from credo.server.audit import AuditTrail
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
 from credo.server.gate import Credentials, Gate, check_routes
 from credo.server.models import Job
 from credo.server.paths import prepare_data_dir
 from credo.server.problems import install_error_handlers
-from credo.server.routes import API, groups, health, jobs, oidc, runbooks, workers
+from credo.server.routes import API, auditlog, groups, health, jobs, metrics, oidc, runbooks, workers
 from credo.server.state import ServerConfig, State
 
 __all__ = ["API", "ServerConfig", "create_app"]
@@ -80,6 +81,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         workers.router,
         oidc.router,
         health.router,
+        auditlog.router,
+        metrics.router,
         oidc.well_known_router(config.oidc_issuer),
     ):
         app.router.routes.extend(router.routes)
@@ -89,6 +92,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         admin=state.admin.check, session=state.sessions.principal, negotiate=state.acceptor.accept
     )
     app.add_middleware(Gate, routes=app.router.routes, prefix=API, credentials=credentials)
+    # Added last, so outermost: it records the gate's refusals too (credo.server.audit).
+    app.add_middleware(AuditTrail, routes=app.router.routes, prefix=API, db=db)
     return app
 
 

@@ -47,6 +47,7 @@ from credo.errors import CredoError, InputError, NotPermittedError
 from credo.server import limits
 
 __all__ = [
+    "ACTOR",
     "NEGOTIATE_REPLY",
     "PRINCIPAL",
     "Access",
@@ -62,6 +63,8 @@ __all__ = [
 # Scope keys the gate sets for the handlers once a worker is authenticated.
 PRINCIPAL = "credo.principal"
 NEGOTIATE_REPLY = "credo.negotiate_reply"
+# Who the caller is, as the audit log names it (credo.server.audit): "admin", or the principal.
+ACTOR = "credo.actor"
 
 _POLICY = "__credo_policy__"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -203,6 +206,7 @@ class Gate:
         if policy.access is Access.ADMIN:
             if scheme != "bearer" or not self.credentials.admin(value):
                 raise Unauthenticated(Access.ADMIN)
+            scope[ACTOR] = "admin"
         elif policy.access is Access.WORKER:
             principal = self.credentials.session(value) if scheme == "bearer" else None
             if principal is None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AuditLog",
     "Base",
     "Job",
     "JobOutput",
@@ -166,3 +167,21 @@ class JobOutput(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+class AuditLog(Base):
+    """One audit record (credo.automation.auditlog): appended, never updated or deleted."""
+
+    __tablename__ = "audit_log"
+    # seq is the key and the chain's order: two writers that race for the same seq cannot both
+    # commit, so the chain never forks (credo.server.audit serializes them first).
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    time: Mapped[datetime] = mapped_column(index=True)
+    actor: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    outcome: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

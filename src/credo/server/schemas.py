@@ -28,6 +28,7 @@ from credo.defaults import (
 )
 
 __all__ = [
+    "AuditRecordOut",
     "ChunkIn",
     "ChunkOut",
     "ClaimAnswer",
@@ -391,3 +392,18 @@ class Jwks(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class AuditRecordOut(BaseModel):
+    """One audit record (credo.automation.auditlog): ``time`` as the chain encodes it."""
+
+    seq: int
+    time: str = Field(description="UTC, YYYY-MM-DDTHH:MM:SS.ffffffZ, as hashed")
+    actor: str
+    source: str
+    action: str
+    target: str
+    outcome: str
+    details: dict[str, Any]
+    prev: str
+    hash: str

@@ -19,9 +19,12 @@ from sqlalchemy.orm import Session
 from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
 from credo.defaults import LOST_AFTER_SECONDS
 from credo.oidc.issuer import Issuer
-from credo.server import identity, queue
+from credo.server import identity, queue, views
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
+from credo.server.clock import aware, now
 from credo.server.database import Database
+from credo.server.metrics import QueueSnapshot, ServerMetrics
+from credo.server.models import WorkerGroup
 from credo.server.schemas import GroupIdentity
 
 __all__ = ["Notifier", "ServerConfig", "State"]
@@ -77,6 +80,15 @@ class State:
     issuer: Issuer | None = None
     # Group id -> its identity for the claim answer (None: no tokens); cleared when a group changes.
     identities: dict[int, GroupIdentity | None] = field(default_factory=dict)
+    metrics: ServerMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = ServerMetrics(self.queue_snapshot)
+
+    def queue_snapshot(self) -> QueueSnapshot:
+        """What /metrics reads from the database at scrape time (blocking)."""
+        with self.db.session() as session:
+            return views.queue_snapshot(session, self.config.lost_after_seconds)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(session, *args)`` in one transaction, on a worker thread (the database blocks)."""
@@ -101,6 +113,20 @@ class State:
             found = identity.claim_identity(session, self.issuer, group_id)
             self.identities[group_id] = GroupIdentity(**found) if found is not None else None
         return self.identities[group_id]
+
+    def observe_claims(self, session: Session, group_id: int, claimed: list[queue.Claimed]) -> None:
+        """Submit-to-start of the jobs just claimed (first attempts: a retry's wait is not a start)."""
+        first = [c for c in claimed if c.attempt == 1]
+        if not first:
+            return
+        group = session.get(WorkerGroup, group_id)
+        stamp = now()
+        for c in first:
+            created = aware(c.created_at)
+            assert created is not None
+            self.metrics.job_started(
+                group.name if group else str(group_id), (stamp - created).total_seconds()
+            )
 
     def forget_groups(self) -> None:
         """A group changed or went: what was cached of groups and their workers is stale."""

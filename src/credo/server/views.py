@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from credo.automation.jobs import TERMINAL, JobState, Stream
 from credo.errors import NotFoundError
 from credo.server import identity
 from credo.server.clock import aware, now
+from credo.server.metrics import QueueSnapshot
 from credo.server.models import Job, JobOutput, JobTransition, Runbook, RunbookVersion, Worker, WorkerGroup
 from credo.server.schemas import (
     ChunkOut,
@@ -42,6 +44,7 @@ __all__ = [
     "list_runbooks",
     "list_workers",
     "output_page",
+    "queue_snapshot",
     "runbook_detail",
     "runbook_view",
     "worker_view",
@@ -263,4 +266,29 @@ def job_from_parts(
         created_at=aware(job.created_at),
         updated_at=aware(job.updated_at),
         transitions=[Transition(**(t | {"at": aware(t["at"])})) for t in transitions],
+    )
+
+
+# -- metrics -----------------------------------------------------------------------------------------
+
+
+def queue_snapshot(session: Session, lost_after: float) -> QueueSnapshot:
+    """What /metrics reads at scrape time: three grouped counts; every group appears, at 0 if idle."""
+    by_state = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+    names = {gid: name for gid, name in session.execute(select(WorkerGroup.id, WorkerGroup.name)).all()}
+    queued = session.execute(
+        select(Job.group_id, func.count()).where(Job.state == JobState.QUEUED.value).group_by(Job.group_id)
+    ).all()
+    # Online as ``worker_view`` has it: says online, and heard from within ``lost_after``.
+    online = session.execute(
+        select(Worker.group_id, func.count())
+        .where(Worker.status == "online", Worker.last_heartbeat > now() - timedelta(seconds=lost_after))
+        .group_by(Worker.group_id)
+    ).all()
+    queued_by_group = dict.fromkeys(names.values(), 0) | {names[g]: n for g, n in queued if g in names}
+    online_by_group = dict.fromkeys(names.values(), 0) | {names[g]: n for g, n in online if g in names}
+    return QueueSnapshot(
+        jobs_by_state={state: count for state, count in by_state},
+        queued_by_group=queued_by_group,
+        workers_online_by_group=online_by_group,
     )

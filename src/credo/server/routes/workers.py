@@ -121,6 +121,7 @@ async def claim(
             claimed = queue.claim_jobs(session, worker, slots, state.config.lease_seconds, state.db.dialect)
             if claimed:
                 state.identity(session, worker.group_id)
+                state.observe_claims(session, worker.group_id, claimed)
             return worker.group_id, queue.claim_payloads(session, claimed, state.versions), True
 
         if group_id is not None:
@@ -198,6 +199,7 @@ async def job_finish(
             state.db.dialect,
             handover=ended_now and claim == 1,
         )
+        state.observe_claims(session, worker.group_id, claimed)
         return FinishAnswer(
             state=finished,
             jobs=queue.claim_payloads(session, claimed, state.versions),

@@ -1,0 +1,194 @@
+"""The audit log in the server: every state-changing call appended, from one middleware.
+
+``AuditTrail`` is a pure ASGI middleware outside the gate (credo.server.gate), so that it sees
+the gate's refusals as well as the routes' answers. For each call that may change state (any
+method but GET, HEAD, OPTIONS) to a route of the API, it appends one record
+(credo.automation.auditlog) when the answer starts: who (``actor``), from where (the peer's
+address), what (``action``: ``job.start``, ``runbook.publish``..., from the route's resource
+and its endpoint's verb; ``target``: ``job/<id>``, ``runbook/<name>``...) and the outcome
+(``ok`` for 2xx and 3xx, ``denied`` for 401 and 403, ``failed`` otherwise). The record is
+committed before the answer's first byte leaves, so a caller that heard "done" finds the
+record. A route may add names and ids with ``note`` (the job a start created).
+
+Not recorded:
+
+- Paths that match no route: an anonymous scanner's guesses would fill an append-only table
+  with noise; they change nothing.
+- The worker's protocol loop (heartbeat, claim, output): several calls per second per worker,
+  each already recorded where it matters, in the job's state history (``job_transitions``:
+  state, time, attempt, worker). A worker's registration, drain, finish and token requests are
+  recorded.
+
+Appending is serialized: in PostgreSQL by a transaction-level advisory lock (several server
+processes share the table), in SQLite by its single writer; ``seq`` is the primary key besides,
+so two writers that raced could never both commit the same place in the chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from credo.automation.auditlog import AuditEntry, AuditOutcome, AuditRecord, append
+from credo.server import clock
+from credo.server.database import Database
+from credo.server.gate import ACTOR, PRINCIPAL
+from credo.server.models import AuditLog
+
+__all__ = ["AuditTrail", "note", "records", "write"]
+
+log = logging.getLogger(__name__)
+
+# The scope key of what a route adds (``note``); the gate sets ACTOR, who the caller is.
+_NOTE = "credo.audit"
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The worker's protocol loop (see the module docstring), by endpoint name.
+_UNAUDITED = frozenset({"worker_heartbeat", "claim", "job_append"})
+# Any constant: the key of PostgreSQL's advisory lock that orders appends (pg_advisory_xact_lock
+# takes a bigint; this one spells "credoaud" in ASCII).
+_LOCK_KEY = 0x637265646F617564
+_RETRIES = 5
+
+
+def note(request: Request, *, target: str | None = None, **details: Any) -> None:
+    """Add names and ids to the call's audit record (never a secret: auditlog refuses such keys)."""
+    noted: dict[str, Any] = request.scope.setdefault(_NOTE, {"details": {}})
+    if target is not None:
+        noted["target"] = target
+    noted["details"].update(details)
+
+
+def _last(session: Session) -> AuditRecord | None:
+    row = session.scalars(select(AuditLog).order_by(AuditLog.seq.desc()).limit(1)).first()
+    return _record(row) if row is not None else None
+
+
+def _record(row: AuditLog) -> AuditRecord:
+    time = clock.aware(row.time)
+    assert time is not None
+    entry = AuditEntry(
+        time=time,
+        actor=row.actor,
+        source=row.source,
+        action=row.action,
+        target=row.target,
+        outcome=AuditOutcome(row.outcome),
+        details=row.details,
+    )
+    return AuditRecord(seq=row.seq, entry=entry, prev=row.prev, hash=row.hash)
+
+
+def _append(session: Session, dialect: str, entry: AuditEntry) -> AuditRecord:
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    record = append(_last(session), entry)
+    e = record.entry
+    row = AuditLog(
+        seq=record.seq, time=e.time, actor=e.actor, source=e.source, action=e.action, target=e.target,
+        outcome=str(e.outcome), details=dict(e.details), prev=record.prev, hash=record.hash,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return record
+
+
+def write(db: Database, entry: AuditEntry) -> AuditRecord:
+    """Append ``entry`` in a transaction of its own (blocking: run it in a thread)."""
+    for attempt in range(_RETRIES):
+        try:
+            with db.session() as session:
+                return _append(session, db.dialect, entry)
+        except (IntegrityError, OperationalError):
+            # Another process took this seq first (SQLite: its snapshot went stale): read again.
+            if attempt == _RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def records(session: Session, since: datetime | None, after: int, limit: int) -> list[AuditRecord]:
+    """Records in chain order: with ``seq > after`` and, with ``since``, from that time on."""
+    query = select(AuditLog).where(AuditLog.seq > after)
+    if since is not None:
+        query = query.where(AuditLog.time >= since)
+    return [_record(row) for row in session.scalars(query.order_by(AuditLog.seq).limit(limit))]
+
+
+def _outcome(status: int) -> AuditOutcome:
+    if status < 400:
+        return AuditOutcome.OK
+    if status in (401, 403):
+        return AuditOutcome.DENIED
+    return AuditOutcome.FAILED
+
+
+def _singular(resource: str) -> str:
+    return resource.removesuffix("s") if resource.endswith("s") else resource
+
+
+class AuditTrail:
+    """The ASGI middleware (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], prefix: str, db: Database) -> None:
+        self.app = app
+        self.routes = routes
+        self.prefix = prefix
+        self.db = db
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in _READ_METHODS:
+            await self.app(scope, receive, send)
+            return
+        route, params = self._route(scope)
+        if route is None or getattr(route.endpoint, "__name__", "") in _UNAUDITED:
+            await self.app(scope, receive, send)
+            return
+
+        async def audited_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry = self._entry(scope, route, params, int(message["status"]))
+                try:
+                    await run_in_threadpool(write, self.db, entry)
+                except Exception:  # the call has happened; say loudly that its record is missing
+                    log.exception("audit record of %s %s not written", entry.action, entry.target)
+            await send(message)
+
+        await self.app(scope, receive, audited_send)
+
+    def _route(self, scope: Scope) -> tuple[Route | None, dict[str, Any]]:
+        if not scope["path"].startswith(self.prefix):
+            return None, {}
+        for route in self.routes:
+            match, child = route.matches(scope)
+            if match is Match.FULL and isinstance(route, Route):
+                return route, dict(child.get("path_params", {}))
+        return None, {}
+
+    def _entry(self, scope: Scope, route: Route, params: dict[str, Any], status: int) -> AuditEntry:
+        # /api/v1/jobs/{job_id}/stop -> resource "job"; stop_job -> verb "stop".
+        segments = route.path.removeprefix(self.prefix).strip("/").split("/")
+        resource = _singular(segments[0]) if segments and segments[0] else "api"
+        verb = getattr(route.endpoint, "__name__", "call").split("_")[0]
+        ids: Iterable[str] = (str(v) for v in params.values())
+        noted: dict[str, Any] = scope.get(_NOTE, {"details": {}})
+        details: dict[str, Any] = {"method": scope["method"], "status": status, **noted["details"]}
+        actor = scope.get(ACTOR) or scope.get(PRINCIPAL) or "anonymous"
+        client = scope.get("client")
+        return AuditEntry(
+            time=clock.now(),
+            actor=str(actor),
+            source=str(client[0]) if client else "",
+            action=f"{resource}.{verb}",
+            target=noted.get("target") or "/".join((resource, *ids)),
+            outcome=_outcome(status),
+            details=details,
+        )

@@ -1,0 +1,203 @@
+"""The audit log wired in: every state-changing call recorded by one middleware, chained, exported.
+
+Fast lane: the app in process (FastAPI TestClient) on SQLite and on the private PostgreSQL
+cluster. Real lane: `credo server` and `credo audit-log export` as processes.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import sqlite3
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from credo.automation.auditlog import GENESIS, AuditEntry, AuditOutcome, canonical, from_json_line, verify
+from credo.server import audit, clock
+from credo.server.app import ServerConfig, create_app
+from credo.server.database import Database, sqlite_url
+from tests.server.conftest import Server, free_port
+from tests.support.identity import CREDO
+
+RUNBOOK = {
+    "name": "hello",
+    "type": "python3",
+    "content": base64.b64encode(b"print('hi')\n").decode(),
+    "parameters": [],
+}
+
+
+def _fresh_pg(postgres_url: str) -> str:
+    name = f"a{os.getpid()}_{free_port()}"
+    subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path / "data")
+    return _fresh_pg(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def client(tmp_path: Path, database_url: str) -> Iterator[TestClient]:
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", database_url=database_url))
+    token = (tmp_path / "data" / "admin.token").read_text().strip()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client
+
+
+def _records(client: TestClient, **params: Any) -> list[dict[str, Any]]:
+    response = client.get("/api/v1/audit-log", params=params)
+    assert response.status_code == 200, response.text
+    records: list[dict[str, Any]] = response.json()
+    return records
+
+
+def _chain(records: list[dict[str, Any]]) -> Any:
+    return verify([from_json_line(canonical(r).decode()) for r in records])
+
+
+def test_state_changing_calls_are_recorded_with_who_where_what_and_outcome(client: TestClient) -> None:
+    assert client.post("/api/v1/runbooks", json=RUNBOOK).status_code == 201
+    assert client.post("/api/v1/runbooks/hello/publish").status_code == 200
+    # Denied by the gate: no credentials.
+    assert client.post("/api/v1/runbooks/hello/publish", headers={"Authorization": ""}).status_code == 401
+    # Allowed, then failed: no such group.
+    bad = client.post("/api/v1/jobs", json={"runbook": "hello", "group": "nope", "parameters": {}})
+    assert bad.status_code == 404
+    assert client.delete("/api/v1/runbooks/hello").status_code == 204
+    # Reads and unknown paths are not recorded.
+    assert client.get("/api/v1/runbooks").status_code == 200
+    assert client.post("/api/v1/no-such-thing").status_code == 404
+
+    records = _records(client)
+    seen = [(r["actor"], r["action"], r["target"], r["outcome"], r["details"]["status"]) for r in records]
+    assert seen == [
+        ("admin", "runbook.create", "runbook", "ok", 201),
+        ("admin", "runbook.publish", "runbook/hello", "ok", 200),
+        ("anonymous", "runbook.publish", "runbook/hello", "denied", 401),
+        ("admin", "job.start", "job", "failed", 404),
+        ("admin", "runbook.delete", "runbook/hello", "ok", 204),
+    ]
+    assert {r["source"] for r in records} == {"testclient"}  # the peer's address, as the server sees it
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    result = _chain(records)
+    assert result.ok and result.count == 5 and result.anchor == GENESIS
+
+
+def test_pages_and_since(client: TestClient) -> None:
+    for i in range(5):
+        client.post("/api/v1/runbooks", json=RUNBOOK | {"name": f"rb{i}"})
+    first = _records(client, limit=2)
+    rest = _records(client, after=first[-1]["seq"])
+    assert [r["seq"] for r in first + rest] == [1, 2, 3, 4, 5]
+    later = _records(client, since=rest[0]["time"])
+    assert [r["seq"] for r in later] == [3, 4, 5]
+    assert (
+        verify([from_json_line(canonical(r).decode()) for r in later], anchor=None).anchor
+        == first[-1]["hash"]
+    )
+
+
+def test_the_audit_log_is_admin_only(client: TestClient) -> None:
+    assert client.get("/api/v1/audit-log", headers={"Authorization": ""}).status_code == 401
+
+
+def test_concurrent_writers_on_two_engines_keep_one_chain(database_url: str, tmp_path: Path) -> None:
+    """Two servers' engines appending at once (threads, separate connections): no fork, no gap."""
+    (tmp_path / "data").mkdir(exist_ok=True)
+    first = Database(database_url)
+    first.upgrade()
+    second = Database(database_url)
+    errors: list[BaseException] = []
+
+    def writer(db: Database, name: str) -> None:
+        try:
+            for i in range(15):
+                entry = AuditEntry(
+                    clock.now(), "admin", "127.0.0.1", "job.start", f"job/{name}{i}", AuditOutcome.OK
+                )
+                audit.write(db, entry)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(db, n)) for db, n in ((first, "a"), (second, "b"))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    with first.session() as session:
+        found = audit.records(session, None, 0, 1000)
+    assert [r.seq for r in found] == list(range(1, 31))
+    assert verify(found).ok
+    first.engine.dispose()
+    second.engine.dispose()
+
+
+def test_postgresql_refuses_update_delete_and_truncate(postgres_url: str, tmp_path: Path) -> None:
+    url = _fresh_pg(postgres_url)
+    db = Database(url)
+    db.upgrade()
+    audit.write(
+        db, AuditEntry(clock.now(), "admin", "127.0.0.1", "runbook.create", "runbook", AuditOutcome.OK)
+    )
+    db.engine.dispose()
+    for statement in (
+        "UPDATE audit_log SET actor = 'mallory'",
+        "DELETE FROM audit_log",
+        "TRUNCATE audit_log",
+    ):
+        with psycopg.connect(url) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege) as caught:
+            conn.execute(statement)
+        assert "append-only" in str(caught.value)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT actor FROM audit_log").fetchall() == [("admin",)]
+
+
+# -- real lane: `credo server` and `credo audit-log export` ------------------------------------------
+
+
+def _export(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CREDO, "audit-log", "export", *args], env=server.env(), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_export_verifies_the_chain_and_fails_on_a_changed_record(sqlite_server: Server) -> None:
+    for i in range(3):
+        assert sqlite_server.api("POST", "/runbooks", json=RUNBOOK | {"name": f"rb{i}"}).status_code == 201
+
+    ok = _export(sqlite_server)
+    assert ok.returncode == 0, ok.stderr
+    lines = ok.stdout.splitlines()
+    assert len(lines) == 3
+    records = [from_json_line(line) for line in lines]
+    assert records[0].entry.source == "127.0.0.1"
+    assert "3 audit records, chain verified" in ok.stderr
+
+    # SQLite has no trigger: someone with the file rewrites history; the chain shows it.
+    with sqlite3.connect(sqlite_server.data_dir / "credo.db") as conn:
+        conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 2")
+    broken = _export(sqlite_server)
+    assert broken.returncode == 1
+    assert (
+        "credo: error: audit log chain broken: seq 2: hash does not match the record (changed)"
+        in broken.stderr
+    )
+    assert "credo: hint:" in broken.stderr
+    assert "Traceback" not in broken.stderr
+    assert len(broken.stdout.splitlines()) == 3  # written in full, to be examined
+
+    bad = _export(sqlite_server, "--since", "yesterday")
+    assert bad.returncode == 2 and "credo: error: --since 'yesterday' is not an ISO 8601 time" in bad.stderr
