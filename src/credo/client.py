@@ -223,6 +223,31 @@ class Client:
         result: JSON = self.call("GET", f"/jobs/{job_id}/output", params=query)
         return result
 
+    # -- schedules ----------------------------------------------------------------------------------
+
+    def create_schedule(self, body: JSON) -> JSON:
+        result: JSON = self.call("POST", "/schedules", json=body)
+        return result
+
+    def schedules(self) -> list[JSON]:
+        result: list[JSON] = self.call("GET", "/schedules")
+        return result
+
+    def schedule(self, name: str) -> JSON:
+        result: JSON = self.call("GET", f"/schedules/{name}")
+        return result
+
+    def pause_schedule(self, name: str) -> JSON:
+        result: JSON = self.call("POST", f"/schedules/{name}/pause")
+        return result
+
+    def resume_schedule(self, name: str) -> JSON:
+        result: JSON = self.call("POST", f"/schedules/{name}/resume")
+        return result
+
+    def delete_schedule(self, name: str) -> None:
+        self.call("DELETE", f"/schedules/{name}")
+
     # -- audit log ----------------------------------------------------------------------------------
 
     def audit_records(self, *, since: str | None = None, page: int = 1000) -> Iterator[JSON]:

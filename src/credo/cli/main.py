@@ -41,6 +41,7 @@ COMMANDS = {
     "runbook": "credo.cli.automation:runbook",
     "group": "credo.cli.automation:group",
     "job": "credo.cli.automation:job",
+    "schedule": "credo.cli.schedule:schedule",
     "audit": "credo.cli.audit:audit",
     "audit-log": "credo.cli.auditlog:audit_log",
     "kds": "credo.cli.accounts:kds",

@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from credo.oidc.issuer import Issuer
 from credo.oidc.keys import KEY_FILE_NAME
-from credo.server import queue
+from credo.server import queue, scheduling
 from credo.server.audit import AuditTrail
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
@@ -33,7 +33,18 @@ from credo.server.gate import Credentials, Gate, check_routes
 from credo.server.models import Job
 from credo.server.paths import prepare_data_dir
 from credo.server.problems import install_error_handlers
-from credo.server.routes import API, auditlog, groups, health, jobs, metrics, oidc, runbooks, workers
+from credo.server.routes import (
+    API,
+    auditlog,
+    groups,
+    health,
+    jobs,
+    metrics,
+    oidc,
+    runbooks,
+    schedules,
+    workers,
+)
 from credo.server.state import ServerConfig, State
 
 __all__ = ["API", "ServerConfig", "create_app"]
@@ -61,10 +72,12 @@ def create_app(config: ServerConfig) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.notifier.loop = asyncio.get_running_loop()
         sweeper = asyncio.create_task(_sweep(state))
+        scheduler = asyncio.create_task(_schedule(state))
         try:
             yield
         finally:
             sweeper.cancel()
+            scheduler.cancel()
             db.engine.dispose()
 
     app = FastAPI(title="credo", version="1", lifespan=lifespan, openapi_url="/openapi.json")
@@ -78,6 +91,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         groups.router,
         groups.workers_router,
         jobs.router,
+        schedules.router,
         workers.router,
         oidc.router,
         health.router,
@@ -113,3 +127,19 @@ async def _sweep(state: State) -> None:
                 state.notifier.notify(group_id)
         except Exception:  # the sweeper must survive a database hiccup
             log.exception("lease sweep failed; retrying in %.1f s", state.config.sweep_interval)
+
+
+async def _schedule(state: State) -> None:
+    """Fire due schedules every ``schedule_interval`` seconds (credo.server.scheduling.tick)."""
+    while True:
+        await asyncio.sleep(state.config.schedule_interval)
+        try:
+            fired = await state.run(scheduling.tick, state.db.dialect, None)
+            for f in fired:
+                if f.started:
+                    state.metrics.schedule_fires.labels(f.schedule).inc(f.started)
+                    state.notifier.notify(f.group_id)
+                if f.missed:
+                    state.metrics.schedule_misses.labels(f.schedule, f.policy).inc(f.missed)
+        except Exception:  # the scheduler must survive a database hiccup; the window waits for it
+            log.exception("schedule tick failed; retrying in %.1f s", state.config.schedule_interval)

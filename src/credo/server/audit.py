@@ -27,6 +27,8 @@ so two writers that raced could never both commit the same place in the chain.
 from __future__ import annotations
 
 import logging
+import random
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -45,7 +47,7 @@ from credo.server.database import Database
 from credo.server.gate import ACTOR, PRINCIPAL
 from credo.server.models import AuditLog
 
-__all__ = ["AuditTrail", "note", "records", "write"]
+__all__ = ["AuditTrail", "append_in", "note", "records", "write"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,9 @@ _UNAUDITED = frozenset({"worker_heartbeat", "claim", "job_append"})
 # Any constant: the key of PostgreSQL's advisory lock that orders appends (pg_advisory_xact_lock
 # takes a bigint; this one spells "credoaud" in ASCII).
 _LOCK_KEY = 0x637265646F617564
-_RETRIES = 5
+# Appends that lost a race for a seq (SQLite: another process wrote between the read of the tail
+# and the insert) try again after a short random pause, so that the racers spread out.
+_RETRIES = 20
 
 
 def note(request: Request, *, target: str | None = None, **details: Any) -> None:
@@ -88,7 +92,8 @@ def _record(row: AuditLog) -> AuditRecord:
     return AuditRecord(seq=row.seq, entry=entry, prev=row.prev, hash=row.hash)
 
 
-def _append(session: Session, dialect: str, entry: AuditEntry) -> AuditRecord:
+def append_in(session: Session, dialect: str, entry: AuditEntry) -> AuditRecord:
+    """Append ``entry`` in the caller's transaction (the scheduler's fires: with what they did)."""
     if dialect == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     record = append(_last(session), entry)
@@ -107,11 +112,12 @@ def write(db: Database, entry: AuditEntry) -> AuditRecord:
     for attempt in range(_RETRIES):
         try:
             with db.session() as session:
-                return _append(session, db.dialect, entry)
+                return append_in(session, db.dialect, entry)
         except (IntegrityError, OperationalError):
             # Another process took this seq first (SQLite: its snapshot went stale): read again.
             if attempt == _RETRIES - 1:
                 raise
+            time.sleep(random.uniform(0.001, 0.02) * (attempt + 1))  # noqa: S311 - jitter, not a secret
     raise AssertionError("unreachable")
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "JobTransition",
     "Runbook",
     "RunbookVersion",
+    "Schedule",
+    "ScheduleFire",
     "Worker",
     "WorkerGroup",
 ]
@@ -185,3 +187,41 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class Schedule(Base):
+    """A runbook's schedule (credo.automation.schedules): cron in a time zone, its last handled fire."""
+
+    __tablename__ = "schedules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    runbook_id: Mapped[int] = mapped_column(ForeignKey("runbooks.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("worker_groups.id", ondelete="CASCADE"), index=True)
+    cron: Mapped[str] = mapped_column(String(256))
+    timezone: Mapped[str] = mapped_column(String(64))
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    missed_runs: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    # The window due_fires starts from (None: created_at), and the first fire after it: the
+    # scheduler selects rows with next_fire <= now, so an idle tick reads an index, not every row.
+    last_fire: Mapped[datetime | None]
+    next_fire: Mapped[datetime | None] = mapped_column(index=True)
+    # Missed fires beyond those listed one by one in schedule_fires (a long outage).
+    missed_uncounted: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class ScheduleFire(Base):
+    """One fire: on time or missed, run or not, the job it started or why it could not."""
+
+    __tablename__ = "schedule_fires"
+    __table_args__ = (UniqueConstraint("schedule_id", "at", name="uq_schedule_fire"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime]
+    missed: Mapped[bool] = mapped_column(Boolean)
+    run: Mapped[bool] = mapped_column(Boolean)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    error: Mapped[str | None] = mapped_column(Text)
+    handled_at: Mapped[datetime]

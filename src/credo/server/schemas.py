@@ -37,6 +37,7 @@ __all__ = [
     "DrainIn",
     "FinishAnswer",
     "FinishIn",
+    "FireOut",
     "GroupIdentity",
     "GroupIn",
     "GroupOut",
@@ -63,6 +64,8 @@ __all__ = [
     "RunbookOut",
     "RunbookUpdate",
     "RunbookVersionOut",
+    "ScheduleIn",
+    "ScheduleOut",
     "TokenAnswer",
     "Transition",
     "WorkerOut",
@@ -407,3 +410,39 @@ class AuditRecordOut(BaseModel):
     details: dict[str, Any]
     prev: str
     hash: str
+
+
+class ScheduleIn(BaseModel):
+    name: str = Field(max_length=MAX_NAME_CHARS)
+    runbook: str = Field(max_length=MAX_NAME_CHARS)
+    group: str = Field(max_length=MAX_NAME_CHARS)
+    cron: str = Field(max_length=256, description="Five fields, or @daily...; read in `timezone`")
+    timezone: str = Field(default="UTC", max_length=64, description="IANA time zone")
+    parameters: dict[str, Any] = {}
+    enabled: bool = True
+    missed_runs: str = Field(default="skip", pattern="^(skip|run-once)$")
+
+
+class FireOut(BaseModel):
+    at: datetime
+    missed: bool
+    run: bool
+    job_id: str | None
+    error: str | None
+
+
+class ScheduleOut(BaseModel):
+    name: str
+    runbook: str
+    group: str
+    cron: str
+    timezone: str
+    parameters: dict[str, Any]
+    enabled: bool
+    missed_runs: str
+    created_at: datetime
+    last_fire: datetime | None
+    next_fire: datetime | None
+    missed: int = Field(description="Fires missed so far (server down or stalled)")
+    next_runs: list[datetime] = Field(default=[], description="The next fires (show only)")
+    fires: list[FireOut] = Field(default=[], description="The latest fires, newest first (show only)")

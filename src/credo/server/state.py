@@ -40,6 +40,9 @@ class ServerConfig:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     lost_after_seconds: float = LOST_AFTER_SECONDS
     sweep_interval: float = 1.0
+    # How often the scheduler looks for due schedules: well inside MISFIRE_GRACE (60 s), so a
+    # fire counts as on time unless the server was down or stalled.
+    schedule_interval: float = 5.0
     # The OIDC issuer URL, exactly as the clouds will compare it (none: no tokens), and its key
     # store (default: oidc-keys.json in the data dir, created 0600 at first start).
     oidc_issuer: str | None = None

@@ -9,6 +9,17 @@ Each route declares who may call it and its body cap with ``@guard`` under its `
 from __future__ import annotations
 
 from credo.server.api import API
-from credo.server.routes import auditlog, groups, health, jobs, metrics, oidc, runbooks, workers
+from credo.server.routes import auditlog, groups, health, jobs, metrics, oidc, runbooks, schedules, workers
 
-__all__ = ["API", "auditlog", "groups", "health", "jobs", "metrics", "oidc", "runbooks", "workers"]
+__all__ = [
+    "API",
+    "auditlog",
+    "groups",
+    "health",
+    "jobs",
+    "metrics",
+    "oidc",
+    "runbooks",
+    "schedules",
+    "workers",
+]
