@@ -163,7 +163,7 @@ EXPORTED: dict[str, list[str]] = {
     "credo.errors": ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "ConfidentialityRequired", "Conflict", "CredoError",
                      "EnvironmentProblem", "InputError", "NotFoundError", "NotPermittedError",
                      "UnreachableError", "error_for_status"],
-    "credo.server.routes": ["API", "auditlog", "groups", "health", "jobs", "metrics", "oidc", "runbooks", "schedules", "workers"],
+    "credo.server.routes": ["API", "auditlog", "groups", "health", "jobs", "metrics", "oidc", "runbooks", "schedules", "webhooks", "workers"],
 }  # fmt: skip
 # Packages whose face is empty: their modules are imported by name.
 NO_FACE = ["credo.ad", "credo.agent", "credo.automation", "credo.cli", "credo.endpoint", "credo.oidc",

@@ -248,6 +248,31 @@ class Client:
     def delete_schedule(self, name: str) -> None:
         self.call("DELETE", f"/schedules/{name}")
 
+    # -- webhooks -----------------------------------------------------------------------------------
+
+    def create_webhook(self, body: JSON) -> JSON:
+        result: JSON = self.call("POST", "/webhooks", json=body)
+        return result
+
+    def webhooks(self) -> list[JSON]:
+        result: list[JSON] = self.call("GET", "/webhooks")
+        return result
+
+    def webhook(self, name: str) -> JSON:
+        result: JSON = self.call("GET", f"/webhooks/{name}")
+        return result
+
+    def rotate_webhook(self, name: str, overlap_seconds: int) -> JSON:
+        result: JSON = self.call("POST", f"/webhooks/{name}/rotate", params={"overlap": overlap_seconds})
+        return result
+
+    def set_webhook_enabled(self, name: str, enabled: bool) -> JSON:
+        result: JSON = self.call("POST", f"/webhooks/{name}/{'enable' if enabled else 'disable'}")
+        return result
+
+    def delete_webhook(self, name: str) -> None:
+        self.call("DELETE", f"/webhooks/{name}")
+
     # -- audit log ----------------------------------------------------------------------------------
 
     def audit_records(self, *, since: str | None = None, page: int = 1000) -> Iterator[JSON]:

@@ -42,6 +42,7 @@ COMMANDS = {
     "group": "credo.cli.automation:group",
     "job": "credo.cli.automation:job",
     "schedule": "credo.cli.schedule:schedule",
+    "webhook": "credo.cli.webhook:webhook",
     "audit": "credo.cli.audit:audit",
     "audit-log": "credo.cli.auditlog:audit_log",
     "kds": "credo.cli.accounts:kds",

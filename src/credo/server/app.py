@@ -43,6 +43,7 @@ from credo.server.routes import (
     oidc,
     runbooks,
     schedules,
+    webhooks,
     workers,
 )
 from credo.server.state import ServerConfig, State
@@ -92,6 +93,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         groups.workers_router,
         jobs.router,
         schedules.router,
+        webhooks.router,
+        webhooks.hooks_router,
         workers.router,
         oidc.router,
         health.router,

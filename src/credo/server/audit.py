@@ -64,11 +64,25 @@ _LOCK_KEY = 0x637265646F617564
 _RETRIES = 20
 
 
-def note(request: Request, *, target: str | None = None, **details: Any) -> None:
-    """Add names and ids to the call's audit record (never a secret: auditlog refuses such keys)."""
+def note(
+    request: Request,
+    *,
+    target: str | None = None,
+    actor: str | None = None,
+    skip: bool = False,
+    **details: Any,
+) -> None:
+    """Add names and ids to the call's audit record (never a secret: auditlog refuses such keys).
+
+    ``actor``: who the route found the caller to be (a webhook); ``skip``: record nothing (a
+    public route's call that named nothing that exists, so that strangers cannot fill the log).
+    """
     noted: dict[str, Any] = request.scope.setdefault(_NOTE, {"details": {}})
     if target is not None:
         noted["target"] = target
+    if actor is not None:
+        noted["actor"] = actor
+    noted["skip"] = skip
     noted["details"].update(details)
 
 
@@ -160,7 +174,7 @@ class AuditTrail:
             return
 
         async def audited_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and not scope.get(_NOTE, {}).get("skip"):
                 entry = self._entry(scope, route, params, int(message["status"]))
                 try:
                     await run_in_threadpool(write, self.db, entry)
@@ -187,7 +201,7 @@ class AuditTrail:
         ids: Iterable[str] = (str(v) for v in params.values())
         noted: dict[str, Any] = scope.get(_NOTE, {"details": {}})
         details: dict[str, Any] = {"method": scope["method"], "status": status, **noted["details"]}
-        actor = scope.get(ACTOR) or scope.get(PRINCIPAL) or "anonymous"
+        actor = noted.get("actor") or scope.get(ACTOR) or scope.get(PRINCIPAL) or "anonymous"
         client = scope.get("client")
         return AuditEntry(
             time=clock.now(),

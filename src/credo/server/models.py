@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -29,6 +30,8 @@ __all__ = [
     "RunbookVersion",
     "Schedule",
     "ScheduleFire",
+    "Webhook",
+    "WebhookSignature",
     "Worker",
     "WorkerGroup",
 ]
@@ -37,6 +40,7 @@ __all__ = [
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {
         datetime: DateTime(timezone=True),
+        float: Float,
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
@@ -225,3 +229,36 @@ class ScheduleFire(Base):
     job_id: Mapped[str | None] = mapped_column(String(36))
     error: Mapped[str | None] = mapped_column(Text)
     handled_at: Mapped[datetime]
+
+
+class Webhook(Base):
+    """A signed webhook (credo.automation.webhooks): only the URL token's hash, the secrets sealed."""
+
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    url_hash: Mapped[str] = mapped_column(String(80), unique=True)
+    runbook_id: Mapped[int] = mapped_column(ForeignKey("runbooks.id", ondelete="CASCADE"), index=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("worker_groups.id", ondelete="CASCADE"), index=True)
+    parameter: Mapped[str] = mapped_column(String(64))  # the runbook parameter the body becomes
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    expires_at: Mapped[datetime | None]
+    secret_sealed: Mapped[str] = mapped_column(String(256))
+    previous_sealed: Mapped[str | None] = mapped_column(String(256))
+    previous_until: Mapped[datetime | None]
+    # The token bucket's state, changed under the row's lock (several processes share it).
+    rate_capacity: Mapped[int] = mapped_column(Integer)
+    rate_per_minute: Mapped[int] = mapped_column(Integer)
+    bucket_tokens: Mapped[float | None]
+    bucket_updated: Mapped[float | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class WebhookSignature(Base):
+    """Signatures accepted within the replay window: a unique key, so a replay fails everywhere."""
+
+    __tablename__ = "webhook_signatures"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    until: Mapped[float]

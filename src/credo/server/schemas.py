@@ -68,6 +68,9 @@ __all__ = [
     "ScheduleOut",
     "TokenAnswer",
     "Transition",
+    "WebhookAccepted",
+    "WebhookIn",
+    "WebhookOut",
     "WorkerOut",
 ]
 
@@ -446,3 +449,32 @@ class ScheduleOut(BaseModel):
     missed: int = Field(description="Fires missed so far (server down or stalled)")
     next_runs: list[datetime] = Field(default=[], description="The next fires (show only)")
     fires: list[FireOut] = Field(default=[], description="The latest fires, newest first (show only)")
+
+
+class WebhookIn(BaseModel):
+    name: str = Field(max_length=MAX_NAME_CHARS)
+    runbook: str = Field(max_length=MAX_NAME_CHARS)
+    group: str = Field(max_length=MAX_NAME_CHARS)
+    parameter: str = Field(max_length=MAX_NAME_CHARS, description="The runbook parameter the body becomes")
+    expires_seconds: int | None = Field(default=None, ge=60, le=366 * 86400)
+    rate_per_minute: int = Field(default=60, ge=1, le=6000)
+    rate_burst: int = Field(default=10, ge=1, le=1000)
+
+
+class WebhookOut(BaseModel):
+    name: str
+    runbook: str
+    group: str
+    parameter: str
+    enabled: bool
+    expires_at: datetime | None
+    previous_until: datetime | None = Field(description="Until when the previous secret is accepted")
+    rate_per_minute: int
+    rate_burst: int
+    created_at: datetime
+    url: str | None = Field(default=None, description="Only in the answer to create: shown once")
+    secret: str | None = Field(default=None, description="Only in the answers to create and rotate")
+
+
+class WebhookAccepted(BaseModel):
+    job_id: str

@@ -17,9 +17,10 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
+from credo.automation.webhooks import SecretSealer
 from credo.defaults import LOST_AFTER_SECONDS
 from credo.oidc.issuer import Issuer
-from credo.server import identity, queue, views
+from credo.server import identity, queue, views, webhooks
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.clock import aware, now
 from credo.server.database import Database
@@ -84,9 +85,12 @@ class State:
     # Group id -> its identity for the claim answer (None: no tokens); cleared when a group changes.
     identities: dict[int, GroupIdentity | None] = field(default_factory=dict)
     metrics: ServerMetrics = field(init=False)
+    # Seals and opens webhook signing secrets (the key file in the data dir).
+    sealer: SecretSealer = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics(self.queue_snapshot)
+        self.sealer = webhooks.load_sealer(self.config.data_dir)
 
     def queue_snapshot(self) -> QueueSnapshot:
         """What /metrics reads from the database at scrape time (blocking)."""

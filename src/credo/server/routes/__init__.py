@@ -9,7 +9,18 @@ Each route declares who may call it and its body cap with ``@guard`` under its `
 from __future__ import annotations
 
 from credo.server.api import API
-from credo.server.routes import auditlog, groups, health, jobs, metrics, oidc, runbooks, schedules, workers
+from credo.server.routes import (
+    auditlog,
+    groups,
+    health,
+    jobs,
+    metrics,
+    oidc,
+    runbooks,
+    schedules,
+    webhooks,
+    workers,
+)
 
 __all__ = [
     "API",
@@ -21,5 +32,6 @@ __all__ = [
     "oidc",
     "runbooks",
     "schedules",
+    "webhooks",
     "workers",
 ]
