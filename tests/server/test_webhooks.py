@@ -152,6 +152,11 @@ def test_rate_limit_body_cap_and_schema(app_client: tuple[TestClient, Database])
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) >= 1
     big = b'{"x": "' + b"a" * (512 * 1024) + b'"}'
     assert _send(client, url, big, [secret]).status_code == 413
+    assert _send(client, url[:-4] + "AAAA", big, None).status_code == 413
+    # The gate refused both before the route ran: nothing names a webhook, nothing is recorded.
+    assert [
+        r["details"]["status"] for r in client.get("/api/v1/audit-log").json() if r["action"] == "hook.call"
+    ] == [202, 202, 429]
     # A signed body that does not fit the runbook's schema: a 422 to the signer, no job.
     made2 = _create(client, name="strict")
     wrong = _send(client, made2["url"], b'"just text"', [made2["secret"]])

@@ -13,7 +13,8 @@ record. A route may add names and ids with ``note`` (the job a start created).
 Not recorded:
 
 - Paths that match no route: an anonymous scanner's guesses would fill an append-only table
-  with noise; they change nothing.
+  with noise; they change nothing. Likewise calls to a public route (a webhook's URL) that the
+  route does not ``note``: an unknown token, or a body the gate refused before the route ran.
 - The worker's protocol loop (heartbeat, claim, output): several calls per second per worker,
   each already recorded where it matters, in the job's state history (``job_transitions``:
   state, time, attempt, worker). A worker's registration, drain, finish and token requests are
@@ -44,7 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from credo.automation.auditlog import AuditEntry, AuditOutcome, AuditRecord, append
 from credo.server import clock
 from credo.server.database import Database
-from credo.server.gate import ACTOR, PRINCIPAL
+from credo.server.gate import ACTOR, PRINCIPAL, Access, declared_policy
 from credo.server.models import AuditLog
 
 __all__ = ["AuditTrail", "append_in", "note", "records", "write"]
@@ -174,7 +175,7 @@ class AuditTrail:
             return
 
         async def audited_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and not scope.get(_NOTE, {}).get("skip"):
+            if message["type"] == "http.response.start" and self._recorded(scope, route):
                 entry = self._entry(scope, route, params, int(message["status"]))
                 try:
                     await run_in_threadpool(write, self.db, entry)
@@ -183,6 +184,16 @@ class AuditTrail:
             await send(message)
 
         await self.app(scope, receive, audited_send)
+
+    @staticmethod
+    def _recorded(scope: Scope, route: Route) -> bool:
+        noted = scope.get(_NOTE)
+        if noted is not None:
+            return not noted.get("skip")
+        # A public route's call is recorded only when the route says what it was about: the gate's
+        # 413 to a stranger's oversized guess at a webhook URL names nothing that exists.
+        policy = declared_policy(route)
+        return policy is None or policy.access is not Access.PUBLIC
 
     def _route(self, scope: Scope) -> tuple[Route | None, dict[str, Any]]:
         if not scope["path"].startswith(self.prefix):

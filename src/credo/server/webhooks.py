@@ -37,6 +37,7 @@ __all__ = [
     "call",
     "create_webhook",
     "delete_webhook",
+    "get_webhook",
     "list_webhooks",
     "load_sealer",
     "rotate_webhook",
@@ -59,7 +60,7 @@ def load_sealer(data_dir: Path) -> rules.SecretSealer:
     return rules.SecretSealer(keys)
 
 
-def _get(session: Session, name: str) -> Webhook:
+def get_webhook(session: Session, name: str) -> Webhook:
     row = session.scalar(select(Webhook).where(Webhook.name == name))
     if row is None:
         raise NotFoundError(f"webhook {name!r} does not exist", hint="credo webhook list")
@@ -113,7 +114,7 @@ def rotate_webhook(
     session: Session, sealer: rules.SecretSealer, name: str, overlap_seconds: int
 ) -> WebhookOut:
     """A new current secret; the old one stays accepted for the overlap. The URL stays."""
-    row = _get(session, name)
+    row = get_webhook(session, name)
     stamp = now()
     secret = rules.new_signing_secret()
     row.previous_sealed, row.previous_until = row.secret_sealed, stamp + timedelta(seconds=overlap_seconds)
@@ -123,13 +124,13 @@ def rotate_webhook(
 
 
 def set_enabled(session: Session, name: str, enabled: bool) -> WebhookOut:
-    row = _get(session, name)
+    row = get_webhook(session, name)
     row.enabled, row.updated_at = enabled, now()
     return webhook_view(session, row)
 
 
 def delete_webhook(session: Session, name: str) -> None:
-    session.delete(_get(session, name))
+    session.delete(get_webhook(session, name))
 
 
 def list_webhooks(session: Session) -> list[WebhookOut]:

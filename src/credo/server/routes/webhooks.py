@@ -42,7 +42,7 @@ async def list_webhooks(state: AppState) -> list[WebhookOut]:
 @router.get("/{name}")
 @guard(Access.ADMIN, limits.NO_BODY)
 async def show_webhook(name: str, state: AppState) -> WebhookOut:
-    return await state.run(lambda s: service.webhook_view(s, service._get(s, name)))
+    return await state.run(lambda s: service.webhook_view(s, service.get_webhook(s, name)))
 
 
 @router.post("/{name}/rotate")
