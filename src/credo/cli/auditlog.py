@@ -19,7 +19,12 @@ __all__ = ["audit_log"]
 
 @click.group("audit-log")
 def audit_log() -> None:
-    """The server's audit log: every state-changing API call, chained by SHA-256."""
+    """The server's audit log: every state-changing API call, chained by SHA-256.
+
+    \b
+    Example:
+      credo audit-log export > audit.jsonl
+    """
 
 
 @audit_log.command("export")

@@ -15,7 +15,12 @@ __all__ = ["schedule"]
 
 @click.group()
 def schedule() -> None:
-    """Start a runbook at times named by a cron expression in a time zone (see docs/control-plane.md)."""
+    """Start a runbook at times named by a cron expression in a time zone (see docs/control-plane.md).
+
+    \b
+    Example:
+      credo schedule create nightly --runbook cleanup --group tier1 --cron '30 2 * * *'
+    """
 
 
 @schedule.command("create")
@@ -58,7 +63,12 @@ def schedule_create(name: str, runbook: str, group: str, cron: str, timezone: st
 @with_api
 @json_option
 def schedule_list(as_json: bool, **params: Any) -> None:
-    """List schedules with their next fire."""
+    """List schedules with their next fire.
+
+    \b
+    Example:
+      credo schedule list
+    """
     result = client_from(params).schedules()
     if as_json:
         emit_json(result)
@@ -75,7 +85,12 @@ def schedule_list(as_json: bool, **params: Any) -> None:
 @with_api
 @json_option
 def schedule_show(name: str, as_json: bool, **params: Any) -> None:
-    """A schedule, its next runs and its latest fires (missed ones marked)."""
+    """A schedule, its next runs and its latest fires (missed ones marked).
+
+    \b
+    Example:
+      credo schedule show nightly
+    """
     result = client_from(params).schedule(name)
     emit_json(result) if as_json else _show(result)
 
@@ -85,7 +100,12 @@ def schedule_show(name: str, as_json: bool, **params: Any) -> None:
 @with_api
 @json_option
 def schedule_pause(name: str, as_json: bool, **params: Any) -> None:
-    """Pause: times that pass while paused are neither run nor missed."""
+    """Pause: times that pass while paused are neither run nor missed.
+
+    \b
+    Example:
+      credo schedule pause nightly
+    """
     result = client_from(params).pause_schedule(name)
     emit_json(result) if as_json else click.echo(f"schedule {name}: paused")
 
@@ -95,7 +115,12 @@ def schedule_pause(name: str, as_json: bool, **params: Any) -> None:
 @with_api
 @json_option
 def schedule_resume(name: str, as_json: bool, **params: Any) -> None:
-    """Resume from now on."""
+    """Resume from now on.
+
+    \b
+    Example:
+      credo schedule resume nightly
+    """
     result = client_from(params).resume_schedule(name)
     emit_json(result) if as_json else click.echo(f"schedule {name}: next fire {result['next_fire']}")
 
@@ -104,7 +129,12 @@ def schedule_resume(name: str, as_json: bool, **params: Any) -> None:
 @click.argument("name")
 @with_api
 def schedule_delete(name: str, **params: Any) -> None:
-    """Delete a schedule and the record of its fires (the audit log keeps them)."""
+    """Delete a schedule and the record of its fires (the audit log keeps them).
+
+    \b
+    Example:
+      credo schedule delete nightly
+    """
     client_from(params).delete_schedule(name)
     click.echo(f"schedule {name}: deleted")
 

@@ -15,7 +15,12 @@ __all__ = ["webhook"]
 
 @click.group()
 def webhook() -> None:
-    """URLs that start a runbook when called with a valid signature (see docs/control-plane.md)."""
+    """URLs that start a runbook when called with a valid signature (see docs/control-plane.md).
+
+    \b
+    Example:
+      credo webhook create ticket --runbook intake --group tier1 --parameter ticket
+    """
 
 
 @webhook.command("create")
@@ -55,7 +60,12 @@ def webhook_create(name: str, runbook: str, group: str, parameter: str, expires:
 @with_api
 @json_option
 def webhook_list(as_json: bool, **params: Any) -> None:
-    """List webhooks (never their URL or secret)."""
+    """List webhooks (never their URL or secret).
+
+    \b
+    Example:
+      credo webhook list
+    """
     result = client_from(params).webhooks()
     if as_json:
         emit_json(result)
@@ -72,7 +82,12 @@ def webhook_list(as_json: bool, **params: Any) -> None:
 @with_api
 @json_option
 def webhook_show(name: str, as_json: bool, **params: Any) -> None:
-    """A webhook's settings."""
+    """A webhook's settings.
+
+    \b
+    Example:
+      credo webhook show ticket
+    """
     result = client_from(params).webhook(name)
     emit_json(result) if as_json else emit_mapping(result, title=f"webhook {name}")
 
@@ -84,7 +99,12 @@ def webhook_show(name: str, as_json: bool, **params: Any) -> None:
 @with_api
 @json_option
 def webhook_rotate(name: str, overlap: str, as_json: bool, **params: Any) -> None:
-    """A new signing secret, shown once; the URL stays the same."""
+    """A new signing secret, shown once; the URL stays the same.
+
+    \b
+    Example:
+      credo webhook rotate ticket --overlap 24h
+    """
     seconds = 0 if overlap.strip() == "0" else int(parse_lifetime(overlap).total_seconds())
     result = client_from(params).rotate_webhook(name, seconds)
     if as_json:
@@ -98,7 +118,12 @@ def webhook_rotate(name: str, overlap: str, as_json: bool, **params: Any) -> Non
 @click.argument("name")
 @with_api
 def webhook_disable(name: str, **params: Any) -> None:
-    """Refuse its calls (with the same 404 as an unknown URL)."""
+    """Refuse its calls (with the same 404 as an unknown URL).
+
+    \b
+    Example:
+      credo webhook disable ticket
+    """
     client_from(params).set_webhook_enabled(name, False)
     click.echo(f"webhook {name}: disabled")
 
@@ -107,7 +132,12 @@ def webhook_disable(name: str, **params: Any) -> None:
 @click.argument("name")
 @with_api
 def webhook_enable(name: str, **params: Any) -> None:
-    """Accept its calls again."""
+    """Accept its calls again.
+
+    \b
+    Example:
+      credo webhook enable ticket
+    """
     client_from(params).set_webhook_enabled(name, True)
     click.echo(f"webhook {name}: enabled")
 
@@ -116,6 +146,11 @@ def webhook_enable(name: str, **params: Any) -> None:
 @click.argument("name")
 @with_api
 def webhook_delete(name: str, **params: Any) -> None:
-    """Delete a webhook: its URL answers 404 from now on."""
+    """Delete a webhook: its URL answers 404 from now on.
+
+    \b
+    Example:
+      credo webhook delete ticket
+    """
     client_from(params).delete_webhook(name)
     click.echo(f"webhook {name}: deleted")
