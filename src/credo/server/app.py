@@ -3,8 +3,10 @@
 ``create_app`` only assembles: the data dir and database, the server's state, one router per
 resource (credo.server.routes), the error handlers (credo.server.problems) and the gate.
 
-Admin endpoints take ``Authorization: Bearer <admin token>``; worker endpoints take a worker
-session token obtained with Kerberos (``POST /api/v1/workers/register`` with Negotiate).
+User endpoints take ``Authorization: Negotiate`` (a user's Kerberos ticket) or ``Bearer`` (an API
+token, or the admin token for bootstrap), then check the route's permission (credo.server.access);
+worker endpoints take a worker session token obtained with Kerberos (``POST
+/api/v1/workers/register`` with Negotiate).
 Each route declares that access and its body cap with ``@guard``; the gate (credo.server.gate)
 enforces both before the body is read.
 With ``oidc_issuer`` set, the server is also an OIDC issuer (docs/oidc.md): it serves the
@@ -25,14 +27,15 @@ from fastapi.concurrency import run_in_threadpool
 
 from credo.oidc.issuer import Issuer
 from credo.oidc.keys import KEY_FILE_NAME
-from credo.server import queue
+from credo.server import queue, tokens
+from credo.server.access import check_needs
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
-from credo.server.gate import Credentials, Gate, check_routes
+from credo.server.gate import Caller, CallerKind, Credentials, Gate, check_routes
 from credo.server.models import Job
 from credo.server.paths import prepare_data_dir
 from credo.server.problems import install_error_handlers
-from credo.server.routes import API, groups, health, jobs, oidc, runbooks, workers
+from credo.server.routes import API, auth, groups, health, jobs, oidc, runbooks, workers
 from credo.server.state import ServerConfig, State
 
 __all__ = ["API", "ServerConfig", "create_app"]
@@ -80,13 +83,28 @@ def create_app(config: ServerConfig) -> FastAPI:
         workers.router,
         oidc.router,
         health.router,
+        auth.router,
         oidc.well_known_router(config.oidc_issuer),
     ):
         app.router.routes.extend(router.routes)
 
     check_routes(app.router.routes, API)
+    check_needs(app.router.routes)
+
+    def api_token(presented: str) -> Caller | None:
+        with db.session() as session:
+            found = tokens.verify(session, presented)
+        if found is None:
+            return None
+        role = found.role.value if found.role else None
+        name = f"token {found.name} ({found.id})"
+        return Caller(CallerKind.API_TOKEN, name, found.id, role, found.created_by)
+
     credentials = Credentials(
-        admin=state.admin.check, session=state.sessions.principal, negotiate=state.acceptor.accept
+        admin=state.admin.check,
+        session=state.sessions.principal,
+        api_token=api_token,
+        negotiate=state.acceptor.accept,
     )
     app.add_middleware(Gate, routes=app.router.routes, prefix=API, credentials=credentials)
     return app

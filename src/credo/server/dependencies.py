@@ -1,19 +1,32 @@
 """What routes get injected: the server's state, and who the caller is.
 
-The gate (credo.server.gate) has checked the credentials before the body was read; ``admin`` and
-``worker_principal`` repeat the check, cheaply, so that a route never runs without it.
+The gate (credo.server.gate) has checked the credentials before the body was read; ``authorize``
+and ``worker_principal`` repeat the check, cheaply, so that a route never runs without it, and
+``authorize`` checks the route's permission (credo.server.access) for the caller.
 """
 
 # No `from __future__ import annotations`: FastAPI reads these signatures at runtime.
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from starlette.routing import Route
 
-from credo.server.gate import NEGOTIATE_REPLY, PRINCIPAL, Access, Unauthenticated
+from credo.server.access import Forbidden, decide
+from credo.server.gate import CALLER, NEGOTIATE_REPLY, PRINCIPAL, Access, Caller, Unauthenticated
 from credo.server.state import State
 
-__all__ = ["Admin", "AppState", "Principal", "admin", "get_state", "negotiate_reply", "worker_principal"]
+__all__ = [
+    "Admin",
+    "AppState",
+    "Principal",
+    "SignedIn",
+    "authorize",
+    "get_state",
+    "negotiate_reply",
+    "worker_principal",
+]
 
 
 def get_state(request: Request) -> State:
@@ -21,10 +34,22 @@ def get_state(request: Request) -> State:
     return state
 
 
-async def admin(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-    scheme, _, value = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not get_state(request).admin.check(value.strip()):
+async def authorize(request: Request, response: Response) -> Caller:
+    """The caller the gate signed in, if the route's permission is theirs (403 naming what is
+    missing otherwise); a Negotiate reply token goes back with the answer."""
+    caller = request.scope.get(CALLER)
+    route = request.scope.get("route")
+    if not isinstance(caller, Caller) or not isinstance(route, Route):
         raise Unauthenticated(Access.ADMIN)
+    state = get_state(request)
+    # The directory may be asked for the caller's groups: not on the event loop.
+    decision = await run_in_threadpool(
+        decide, caller, request.method, route.path, request.path_params, state.grants, state.groups_of
+    )
+    if not decision:
+        raise Forbidden(caller, decision)
+    negotiate_reply(request, response)
+    return caller
 
 
 async def worker_principal(request: Request) -> str:
@@ -44,4 +69,5 @@ def negotiate_reply(request: Request, response: Response) -> None:
 
 AppState = Annotated[State, Depends(get_state)]
 Principal = Annotated[str, Depends(worker_principal)]
-Admin = Depends(admin)
+Admin = Depends(authorize)
+SignedIn = Annotated[Caller, Depends(authorize)]

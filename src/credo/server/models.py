@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ApiToken",
     "Base",
     "Job",
     "JobOutput",
@@ -166,3 +167,19 @@ class JobOutput(Base):
     attempt: Mapped[int] = mapped_column(Integer)
     text: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime]
+
+
+class ApiToken(Base):
+    """A named API token (credo.automation.api_tokens): its SHA-256, never the token."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    # A role of its own (credo.automation.rbac.Role), else its creator's (docs/control-plane.md).
+    role: Mapped[str | None] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -17,6 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
+from credo.automation.rbac import Grant
 from credo.defaults import LOST_AFTER_SECONDS
 from credo.oidc.issuer import Issuer
 from credo.server import identity, queue
@@ -101,6 +102,16 @@ class State:
             found = identity.claim_identity(session, self.issuer, group_id)
             self.identities[group_id] = GroupIdentity(**found) if found is not None else None
         return self.identities[group_id]
+
+    def grants(self) -> list[Grant]:
+        """The role grants (credo.automation.rbac). Not stored yet: no user has a role, only the
+        admin token and API tokens do (docs/control-plane.md, "Sign-in and roles")."""
+        return []
+
+    def groups_of(self, principal: str) -> frozenset[str]:
+        """The names and SIDs a user's grants are matched against. Until the directory is read
+        (tokenGroups), only the principal itself."""
+        return frozenset({principal.casefold()})
 
     def forget_groups(self) -> None:
         """A group changed or went: what was cached of groups and their workers is stale."""
