@@ -198,6 +198,24 @@ class Client:
         result: list[JSON] = self.call("GET", "/workers")
         return result
 
+    # -- API tokens --------------------------------------------------------------------------------
+
+    def create_token(self, name: str, expires: str, role: str | None = None) -> JSON:
+        """A new API token: the answer's ``token`` is its only appearance in clear."""
+        body: JSON = {"name": name, "expires": expires}
+        if role:
+            body["role"] = role
+        result: JSON = self.call("POST", "/auth/tokens", json=body)
+        return result
+
+    def tokens(self) -> list[JSON]:
+        result: list[JSON] = self.call("GET", "/auth/tokens")
+        return result
+
+    def revoke_token(self, token_id: str) -> JSON:
+        result: JSON = self.call("DELETE", f"/auth/tokens/{token_id}")
+        return result
+
     # -- jobs ---------------------------------------------------------------------------------------
 
     def start_job(self, body: JSON, *, test: bool = False) -> JSON:

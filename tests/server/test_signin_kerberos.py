@@ -1,0 +1,61 @@
+"""Real lane: signing in to a real `credo server` with a user's own Kerberos ticket (Negotiate,
+real MIT Kerberos against the Samba lab) and with named API tokens through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from credo.lab import Lab
+from tests.cli.test_error_lines import one_error
+from tests.server.conftest import Server
+from tests.support.identity import credo, identity_env
+
+
+def user_env(lab: Lab, server: Server, tmp_path: Path, identity: str | None) -> dict[str, str]:
+    """The CLI as a user: the identity's ccache, no token anywhere (no readable admin.token)."""
+    return identity_env(lab, identity) | {
+        "CREDO_SERVER_URL": server.kerberos_url,
+        "CREDO_SERVER_DIR": str(tmp_path / "not-the-server"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+
+
+def test_a_user_signs_in_with_their_own_ticket(sqlite_server: Server, lab: Lab, tmp_path: Path) -> None:
+    # Administrator holds no credo role (no grant yet): signed in by Negotiate, then refused by
+    # name with what is missing (403, exit 5), never asked for a token (401).
+    error, hint = one_error(credo("job", "list", env=user_env(lab, sqlite_server, tmp_path, "admin")), 5)
+    assert error.startswith("Administrator@CORP.EXAMPLE.TEST may not do this: needs role reader or")
+    assert "credo role grant" in hint
+
+
+def test_without_a_ticket_or_token_the_cli_says_how_to_sign_in(
+    sqlite_server: Server, lab: Lab, tmp_path: Path
+) -> None:
+    env = user_env(lab, sqlite_server, tmp_path, "admin") | {"KRB5CCNAME": f"FILE:{tmp_path / 'no-ccache'}"}
+    env.pop("KRB5_CLIENT_KTNAME")  # else GSS-API gets a ticket from the lab's client keytab
+    error, hint = one_error(credo("job", "list", env=env), 5)
+    assert error.startswith("no API token, and no Kerberos ticket for HTTP/")
+    assert "kinit" in hint and "CREDO_TOKEN" in hint
+
+
+def test_api_tokens_through_the_cli(sqlite_server: Server, tmp_path: Path) -> None:
+    admin = sqlite_server.env()
+    made = credo("token", "create", "ci-deploy", "--expires", "1d", "--role", "reader", env=admin)
+    assert made.returncode == 0, made.stderr
+    token = made.stdout.strip()
+    assert token.startswith("credo_") and "shown only now" in made.stderr
+    as_token = admin | {"CREDO_TOKEN": token}
+    assert credo("job", "list", env=as_token).returncode == 0
+    # A reader may not create a group: exit 5 naming the role it needs.
+    error, _ = one_error(credo("group", "create", "g1", "--run-as", "svcauto", env=as_token), 5)
+    assert "needs role admin" in error
+    listed = credo("token", "list", env=admin)
+    assert listed.returncode == 0 and token not in listed.stdout
+    line = next(row for row in listed.stdout.splitlines() if "ci-deploy" in row)
+    token_id, _, role = line.split()[:3]
+    assert role == "reader" and "never" not in line and line.endswith("active")
+    assert credo("token", "revoke", token_id, env=admin).returncode == 0
+    error, _ = one_error(credo("job", "list", env=as_token), 5)
+    assert error == "sign-in required"
+    error, _ = one_error(credo("token", "create", "x", "--expires", "2y", env=admin), 2)
+    assert error == "invalid lifetime '2y'"
