@@ -31,7 +31,7 @@ MAY_USE: dict[str, set[str]] = {
     "client": {"http_negotiate"},
     "http_negotiate": set(),
     "config": set(),
-    "server": {"automation", "oidc"},
+    "server": {"automation", "oidc", "gmsa.session", "endpoint.directory"},
     "agent": {"krb", "ad", "gmsa", "automation", "endpoint", "worker.client"},
     "endpoint": {"ad", "agent"},
     "worker": {"krb", "gmsa", "automation", "client", "http_negotiate", "agent.client"},
@@ -164,7 +164,7 @@ EXPORTED: dict[str, list[str]] = {
     "credo.errors": ["EXIT_INTERNAL", "EXIT_INTERRUPTED", "ConfidentialityRequired", "Conflict", "CredoError",
                      "EnvironmentProblem", "InputError", "NotFoundError", "NotPermittedError",
                      "UnreachableError", "error_for_status"],
-    "credo.server.routes": ["API", "auth", "groups", "health", "jobs", "oidc", "runbooks", "workers"],
+    "credo.server.routes": ["API", "auth", "groups", "health", "jobs", "oidc", "roles", "runbooks", "workers"],
 }  # fmt: skip
 # Packages whose face is empty: their modules are imported by name.
 NO_FACE = ["credo.ad", "credo.agent", "credo.automation", "credo.cli", "credo.endpoint", "credo.oidc",

@@ -216,6 +216,23 @@ class Client:
         result: JSON = self.call("DELETE", f"/auth/tokens/{token_id}")
         return result
 
+    # -- role grants -------------------------------------------------------------------------------
+
+    def grant_role(
+        self, role: str, group: str, runbooks: list[str] | None = None, worker_groups: list[str] | None = None
+    ) -> JSON:
+        body: JSON = {"role": role, "group": group, "runbooks": runbooks, "worker_groups": worker_groups}
+        result: JSON = self.call("POST", "/roles", json=body)
+        return result
+
+    def grants(self) -> list[JSON]:
+        result: list[JSON] = self.call("GET", "/roles")
+        return result
+
+    def revoke_grant(self, grant_id: int) -> JSON:
+        result: JSON = self.call("DELETE", f"/roles/{grant_id}")
+        return result
+
     # -- jobs ---------------------------------------------------------------------------------------
 
     def start_job(self, body: JSON, *, test: bool = False) -> JSON:

@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from starlette.routing import Route
 
-from credo.automation.rbac import Role
-from credo.server.access import NEEDS
+from credo.automation.rbac import Decision, Grant, Role
+from credo.server.access import NEEDS, decide
 from credo.server.app import API, ServerConfig, create_app
 from credo.server.clock import now
 from credo.server.database import sqlite_url
-from credo.server.gate import Access, declared_policy
+from credo.server.gate import Access, Caller, CallerKind, declared_policy
 from credo.server.models import ApiToken
 
 
@@ -130,6 +130,9 @@ EXPECTED: dict[tuple[str, str], set[Role]] = {
     ("POST", "/auth/tokens"): ADMIN,
     ("GET", "/auth/tokens"): ADMIN,
     ("DELETE", "/auth/tokens/{token_id}"): ADMIN,
+    ("POST", "/roles"): ADMIN,
+    ("GET", "/roles"): ADMIN,
+    ("DELETE", "/roles/{grant_id}"): ADMIN,
 }
 
 
@@ -184,3 +187,28 @@ def test_every_user_route_for_every_role(app: FastAPI, client: TestClient, role:
 def test_a_token_without_a_role_has_its_creators_the_admin_token_s(app: FastAPI, client: TestClient) -> None:
     token = create(client, app, "no-role", None)["token"]
     assert client.get(f"{API}/auth/tokens", headers=bearer(token)).status_code == 200
+
+
+def test_a_user_has_the_roles_granted_to_their_groups_on_their_scope() -> None:
+    """The decision for a Negotiate user (groups injected: the directory part is the real lane's)."""
+    user = Caller(CallerKind.USER, "jdoe@CORP.EXAMPLE.TEST")
+    grants = [
+        Grant(Role.OPERATOR, "corp\\helpdesk", frozenset({"disable-user"}), frozenset({"tier1"})),
+        Grant(Role.READER, "S-1-5-21-1-2-3-1105"),
+    ]
+    groups = frozenset({"jdoe@corp.example.test", "corp\\helpdesk", "s-1-5-21-1-2-3-1105"})
+
+    def decision(method: str, path: str, **params: str) -> Decision:
+        return decide(user, method, f"{API}{path}", params, lambda: grants, lambda _p: groups)
+
+    assert decision("GET", "/jobs")
+    assert decision("GET", "/groups/{name}", name="tier2")
+    refused = decision("POST", "/groups")
+    assert not refused and refused.missing == "needs role admin on all runbooks and worker groups"
+    # Starting jobs names no runbook in its path: a scoped operator grant does not cover "all".
+    assert not decision("POST", "/jobs")
+    stranger = decide(user, "GET", f"{API}/jobs", {}, lambda: grants, lambda _p: frozenset({"x"}))
+    assert (
+        stranger.missing
+        == "needs role reader or operator or author or admin on all runbooks and worker groups"
+    )

@@ -59,3 +59,25 @@ def test_api_tokens_through_the_cli(sqlite_server: Server, tmp_path: Path) -> No
     assert error == "sign-in required"
     error, _ = one_error(credo("token", "create", "x", "--expires", "2y", env=admin), 2)
     assert error == "invalid lifetime '2y'"
+
+
+def test_roles_granted_to_a_group_count_through_the_directory(
+    sqlite_server: Server, lab: Lab, tmp_path: Path
+) -> None:
+    user = user_env(lab, sqlite_server, tmp_path, "admin")
+    admin = sqlite_server.env()
+    # Administrator is in Domain Admins: the server reads that from tokenGroups as svccredo$.
+    made = credo("role", "grant", "reader", "--group", "CORP\\Domain Admins", "--json", env=admin)
+    assert made.returncode == 0, made.stderr
+    listed = credo("job", "list", env=user)
+    assert listed.returncode == 0, listed.stderr
+    error, _ = one_error(credo("group", "create", "g1", "--run-as", "svcauto", env=user), 5)
+    assert error == (
+        "Administrator@CORP.EXAMPLE.TEST may not do this: needs role admin on all runbooks and worker groups"
+    )
+    rows = credo("role", "list", env=admin).stdout
+    assert "CORP\\Domain Admins" in rows and "reader" in rows
+    grant_id = next(line.split()[0] for line in rows.splitlines() if "Domain Admins" in line)
+    assert credo("role", "revoke", grant_id, env=admin).returncode == 0
+    # The grants are read again at once in this process; the user's groups stay cached (60 s).
+    one_error(credo("job", "list", env=user), 5)

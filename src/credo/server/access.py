@@ -65,6 +65,9 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("POST", f"{API}/auth/tokens"): Need(_ADMIN),
     ("GET", f"{API}/auth/tokens"): Need(_ADMIN),
     ("DELETE", f"{API}/auth/tokens/{{token_id}}"): Need(_ADMIN),
+    ("POST", f"{API}/roles"): Need(_ADMIN),
+    ("GET", f"{API}/roles"): Need(_ADMIN),
+    ("DELETE", f"{API}/roles/{{grant_id}}"): Need(_ADMIN),
 }
 
 
@@ -110,9 +113,10 @@ def decide(
         principal = caller.token_creator or ""
     else:
         principal = caller.name
-    return allowed(
-        grants(), groups_of(principal), need.permission, runbook=runbook, worker_group=worker_group
-    )
+    current = grants()
+    # No grant at all (a fresh server): no need to ask the directory who the user is.
+    groups = groups_of(principal) if current and principal else frozenset()
+    return allowed(current, groups, need.permission, runbook=runbook, worker_group=worker_group)
 
 
 def _as_role(role: Role, permission: Permission, runbook: str | None, worker_group: str | None) -> Decision:

@@ -31,11 +31,12 @@ from credo.server import queue, tokens
 from credo.server.access import check_needs
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
+from credo.server.directory import GroupResolver
 from credo.server.gate import Caller, CallerKind, Credentials, Gate, check_routes
 from credo.server.models import Job
 from credo.server.paths import prepare_data_dir
 from credo.server.problems import install_error_handlers
-from credo.server.routes import API, auth, groups, health, jobs, oidc, runbooks, workers
+from credo.server.routes import API, auth, groups, health, jobs, oidc, roles, runbooks, workers
 from credo.server.state import ServerConfig, State
 
 __all__ = ["API", "ServerConfig", "create_app"]
@@ -53,6 +54,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         admin=AdminToken(config.data_dir / "admin.token"),
         sessions=SessionTokens(),
         acceptor=NegotiateAcceptor(config.keytab),
+        groups=GroupResolver(config.keytab),
     )
     if config.oidc_issuer:
         state.issuer = Issuer(config.oidc_issuer, config.oidc_key_file or config.data_dir / KEY_FILE_NAME)
@@ -84,6 +86,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         oidc.router,
         health.router,
         auth.router,
+        roles.router,
         oidc.well_known_router(config.oidc_issuer),
     ):
         app.router.routes.extend(router.routes)

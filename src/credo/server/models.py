@@ -25,6 +25,7 @@ __all__ = [
     "JobOutput",
     "JobStream",
     "JobTransition",
+    "RoleGrant",
     "Runbook",
     "RunbookVersion",
     "Worker",
@@ -183,3 +184,17 @@ class ApiToken(Base):
     expires_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None]
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RoleGrant(Base):
+    """A role (credo.automation.rbac.Role) for an AD group, on some runbooks and worker groups."""
+
+    __tablename__ = "role_grants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # The group as the admin wrote it: DOMAIN\\name or a SID (compared case-insensitively).
+    group: Mapped[str] = mapped_column(String(256))
+    runbooks: Mapped[list[Any] | None] = mapped_column(JSON)  # None: all runbooks
+    worker_groups: Mapped[list[Any] | None] = mapped_column(JSON)  # None: all worker groups
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]

@@ -39,6 +39,8 @@ __all__ = [
     "DrainIn",
     "FinishAnswer",
     "FinishIn",
+    "GrantIn",
+    "GrantOut",
     "GroupIdentity",
     "GroupIn",
     "GroupOut",
@@ -420,3 +422,19 @@ class ApiTokenOut(BaseModel):
 
 class ApiTokenCreated(ApiTokenOut):
     token: str = Field(description="The token: shown this once, stored only hashed")
+
+
+# -- roles (admin) --------------------------------------------------------------------------------
+
+
+class GrantIn(BaseModel):
+    role: str = Field(description="reader, operator, author or admin")
+    group: str = Field(min_length=1, max_length=256, description="An AD group: DOMAIN\\name or its SID")
+    runbooks: list[str] | None = Field(default=None, description="None: all runbooks")
+    worker_groups: list[str] | None = Field(default=None, description="None: all worker groups")
+
+
+class GrantOut(GrantIn):
+    id: int
+    created_by: str
+    created_at: datetime

@@ -9,6 +9,6 @@ Each route declares who may call it and its body cap with ``@guard`` under its `
 from __future__ import annotations
 
 from credo.server.api import API
-from credo.server.routes import auth, groups, health, jobs, oidc, runbooks, workers
+from credo.server.routes import auth, groups, health, jobs, oidc, roles, runbooks, workers
 
-__all__ = ["API", "auth", "groups", "health", "jobs", "oidc", "runbooks", "workers"]
+__all__ = ["API", "auth", "groups", "health", "jobs", "oidc", "roles", "runbooks", "workers"]
