@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from starlette.routing import Route
 
-from credo.automation.rbac import Decision, Grant, Role
-from credo.server.access import NEEDS, decide
+from credo.automation.rbac import Decision, Grant, Permission, Role
+from credo.server.access import NEEDS, decide, decide_on
 from credo.server.app import API, ServerConfig, create_app
 from credo.server.clock import now
 from credo.server.database import sqlite_url
@@ -205,8 +205,16 @@ def test_a_user_has_the_roles_granted_to_their_groups_on_their_scope() -> None:
     assert decision("GET", "/groups/{name}", name="tier2")
     refused = decision("POST", "/groups")
     assert not refused and refused.missing == "needs role admin on all runbooks and worker groups"
-    # Starting jobs names no runbook in its path: a scoped operator grant does not cover "all".
-    assert not decision("POST", "/jobs")
+    # Starting a job: some grant allows running somewhere (the route then checks its body's target).
+    assert decision("POST", "/jobs")
+    assert decide_on(user, Permission.RUN, "disable-user", "tier1", lambda: grants, lambda _p: groups)
+    outside = decide_on(user, Permission.RUN, "disable-user", "tier2", lambda: grants, lambda _p: groups)
+    assert outside.missing == "needs role operator or admin on runbook disable-user in worker group tier2"
+    # A job's routes are checked on the job's runbook and worker group.
+    target = ("disable-user", "tier1")
+    assert decide(
+        user, "POST", f"{API}/jobs/{{job_id}}/stop", {}, lambda: grants, lambda _p: groups, target=target
+    )
     stranger = decide(user, "GET", f"{API}/jobs", {}, lambda: grants, lambda _p: frozenset({"x"}))
     assert (
         stranger.missing

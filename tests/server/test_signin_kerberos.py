@@ -3,11 +3,12 @@ real MIT Kerberos against the Samba lab) and with named API tokens through the C
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from credo.lab import Lab
+from credo.lab import Lab, LabSettings
 from tests.cli.test_error_lines import one_error
-from tests.server.conftest import Server
+from tests.server.conftest import Server, create_group, create_runbook, start_job
 from tests.support.identity import credo, identity_env
 
 
@@ -81,3 +82,31 @@ def test_roles_granted_to_a_group_count_through_the_directory(
     assert credo("role", "revoke", grant_id, env=admin).returncode == 0
     # The grants are read again at once in this process; the user's groups stay cached (60 s).
     one_error(credo("job", "list", env=user), 5)
+
+
+def test_a_scoped_operator_runs_and_stops_only_their_runbooks_jobs_in_their_groups(
+    sqlite_server: Server, lab: Lab, lab_settings: LabSettings, tmp_path: Path
+) -> None:
+    for group in ("tier1", "tier2"):
+        create_group(sqlite_server, group, ["worker1"], lab_settings.realm)
+    for runbook in ("disable-user", "wipe-disk"):
+        create_runbook(sqlite_server, runbook, "print('hi')\n")
+    admin = sqlite_server.env()
+    scoped = ["--runbook", "disable-user", "--worker-group", "tier1"]
+    made = credo("role", "grant", "operator", "--group", "CORP\\Domain Admins", *scoped, env=admin)
+    assert made.returncode == 0, made.stderr
+    user = user_env(lab, sqlite_server, tmp_path, "admin")
+    started = credo("job", "start", "disable-user", "--group", "tier1", "--json", env=user)
+    assert started.returncode == 0, started.stderr
+    job_id = json.loads(started.stdout)["id"]
+    assert credo("job", "stop", job_id, env=user).returncode == 0
+    for runbook, group in (("disable-user", "tier2"), ("wipe-disk", "tier1")):
+        error, _ = one_error(credo("job", "start", runbook, "--group", group, env=user), 5)
+        assert error.endswith(f"needs role operator or admin on runbook {runbook} in worker group {group}")
+    # A job out of scope is out of sight: refused alike whether it exists or not.
+    other = start_job(sqlite_server, "wipe-disk", "tier2")["id"]
+    for job in (other, "00000000-0000-0000-0000-000000000000"):
+        error, _ = one_error(credo("job", "show", job, env=user), 5)
+        assert error.endswith(
+            "needs role reader or operator or author or admin on all runbooks and worker groups"
+        )

@@ -22,14 +22,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 from starlette.routing import BaseRoute, Route
 
 from credo.automation.rbac import Decision, Grant, Permission, Role, allowed
 from credo.errors import NotPermittedError
 from credo.server.api import API
 from credo.server.gate import ADMIN_CALLER, Access, Caller, CallerKind, declared_policy
+from credo.server.models import Job, Runbook, WorkerGroup
 
-__all__ = ["NEEDS", "Forbidden", "Need", "check_needs", "decide"]
+__all__ = ["NEEDS", "Forbidden", "Need", "check_needs", "decide", "decide_on", "job_target"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class Need:
     permission: Permission
     runbook: str | None = None  # the path parameter that names the runbook
     worker_group: str | None = None  # ... and the worker group
+    job: str | None = None  # ... or the job, whose runbook and worker group are the target
+    # The body names the target: the route checks it with ``check_target`` once it is parsed.
+    in_body: bool = False
 
 
 _R, _RUN, _AUTHOR, _ADMIN = Permission.READ, Permission.RUN, Permission.AUTHOR, Permission.ADMIN
@@ -55,13 +61,13 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("PATCH", f"{API}/groups/{{name}}"): Need(_ADMIN, worker_group="name"),
     ("DELETE", f"{API}/groups/{{name}}"): Need(_ADMIN, worker_group="name"),
     ("GET", f"{API}/workers"): Need(_R),
-    ("POST", f"{API}/jobs"): Need(_RUN),
+    ("POST", f"{API}/jobs"): Need(_RUN, in_body=True),
     ("GET", f"{API}/jobs"): Need(_R),
-    ("GET", f"{API}/jobs/{{job_id}}"): Need(_R),
-    ("POST", f"{API}/jobs/{{job_id}}/stop"): Need(_RUN),
-    ("POST", f"{API}/jobs/{{job_id}}/resume"): Need(_RUN),
-    ("GET", f"{API}/jobs/{{job_id}}/output"): Need(_R),
-    ("GET", f"{API}/jobs/{{job_id}}/output/events"): Need(_R),
+    ("GET", f"{API}/jobs/{{job_id}}"): Need(_R, job="job_id"),
+    ("POST", f"{API}/jobs/{{job_id}}/stop"): Need(_RUN, job="job_id"),
+    ("POST", f"{API}/jobs/{{job_id}}/resume"): Need(_RUN, job="job_id"),
+    ("GET", f"{API}/jobs/{{job_id}}/output"): Need(_R, job="job_id"),
+    ("GET", f"{API}/jobs/{{job_id}}/output/events"): Need(_R, job="job_id"),
     ("POST", f"{API}/auth/tokens"): Need(_ADMIN),
     ("GET", f"{API}/auth/tokens"): Need(_ADMIN),
     ("DELETE", f"{API}/auth/tokens/{{token_id}}"): Need(_ADMIN),
@@ -98,25 +104,62 @@ def decide(
     path_params: Mapping[str, str],
     grants: Callable[[], list[Grant]],
     groups_of: Callable[[str], frozenset[str]],
+    *,
+    target: tuple[str | None, str | None] | None = None,
 ) -> Decision:
-    """May ``caller`` call the route ``method path``?"""
+    """May ``caller`` call the route ``method path``? ``target``: the (runbook, worker group) it
+    acts on, when they come from elsewhere than the path (a job's, a body's)."""
     need = NEEDS[(method, path)]
-    runbook = path_params.get(need.runbook) if need.runbook else None
-    worker_group = path_params.get(need.worker_group) if need.worker_group else None
+    if need.in_body:
+        return decide_on(caller, need.permission, None, None, grants, groups_of, anywhere=True)
+    if target is not None:
+        runbook, worker_group = target
+    else:
+        runbook = path_params.get(need.runbook) if need.runbook else None
+        worker_group = path_params.get(need.worker_group) if need.worker_group else None
+    return decide_on(caller, need.permission, runbook, worker_group, grants, groups_of)
+
+
+def decide_on(
+    caller: Caller,
+    permission: Permission,
+    runbook: str | None,
+    worker_group: str | None,
+    grants: Callable[[], list[Grant]],
+    groups_of: Callable[[str], frozenset[str]],
+    *,
+    anywhere: bool = False,
+) -> Decision:
+    """May ``caller`` do ``permission`` on ``runbook`` in ``worker_group`` (None: on all)? With
+    ``anywhere``: on some runbook and worker group (before a body names which)."""
     if caller.kind is CallerKind.ADMIN_TOKEN:
-        return _as_role(Role.ADMIN, need.permission, runbook, worker_group)
+        return _as_role(Role.ADMIN, permission, runbook, worker_group)
     if caller.kind is CallerKind.API_TOKEN:
         if caller.token_role is not None:
-            return _as_role(Role(caller.token_role), need.permission, runbook, worker_group)
+            return _as_role(Role(caller.token_role), permission, runbook, worker_group)
         if caller.token_creator == ADMIN_CALLER:
-            return _as_role(Role.ADMIN, need.permission, runbook, worker_group)
+            return _as_role(Role.ADMIN, permission, runbook, worker_group)
         principal = caller.token_creator or ""
     else:
         principal = caller.name
     current = grants()
+    if anywhere:
+        current = [Grant(grant.role, grant.group) for grant in current]
     # No grant at all (a fresh server): no need to ask the directory who the user is.
     groups = groups_of(principal) if current and principal else frozenset()
-    return allowed(current, groups, need.permission, runbook=runbook, worker_group=worker_group)
+    return allowed(current, groups, permission, runbook=runbook, worker_group=worker_group)
+
+
+def job_target(session: Session, job_id: str) -> tuple[str | None, str | None]:
+    """A job's (runbook, worker group) names; (None, None) for no such job (then only a grant on
+    all of them lets the caller on, to hear 404: a scoped grant learns nothing of others' jobs)."""
+    row = session.execute(
+        select(Runbook.name, WorkerGroup.name)
+        .join(Job, Job.runbook_id == Runbook.id)
+        .join(WorkerGroup, Job.group_id == WorkerGroup.id)
+        .where(Job.id == job_id)
+    ).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def _as_role(role: Role, permission: Permission, runbook: str | None, worker_group: str | None) -> Decision:

@@ -13,7 +13,8 @@ from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.routing import Route
 
-from credo.server.access import Forbidden, decide
+from credo.automation.rbac import Permission
+from credo.server.access import NEEDS, Forbidden, decide, decide_on, job_target
 from credo.server.gate import CALLER, NEGOTIATE_REPLY, PRINCIPAL, Access, Caller, Unauthenticated
 from credo.server.state import State
 
@@ -23,6 +24,7 @@ __all__ = [
     "Principal",
     "SignedIn",
     "authorize",
+    "check_target",
     "get_state",
     "negotiate_reply",
     "worker_principal",
@@ -36,20 +38,46 @@ def get_state(request: Request) -> State:
 
 async def authorize(request: Request, response: Response) -> Caller:
     """The caller the gate signed in, if the route's permission is theirs (403 naming what is
-    missing otherwise); a Negotiate reply token goes back with the answer."""
+    missing otherwise); a Negotiate reply token goes back with the answer. A route whose body names
+    its target is checked by the route itself (``check_target``)."""
     caller = request.scope.get(CALLER)
     route = request.scope.get("route")
     if not isinstance(caller, Caller) or not isinstance(route, Route):
         raise Unauthenticated(Access.ADMIN)
     state = get_state(request)
-    # The directory may be asked for the caller's groups: not on the event loop.
+    need = NEEDS[(request.method, route.path)]
+    target = None
+    if need.job is not None:
+        target = await state.run(job_target, request.path_params.get(need.job, ""))
+    # The directory may be asked for the caller's groups: not on the event loop. (A route whose
+    # body names its target is checked here for the permission anywhere, then by the route.)
     decision = await run_in_threadpool(
-        decide, caller, request.method, route.path, request.path_params, state.grants, state.groups_of
-    )
+        lambda: decide(
+            caller, request.method, route.path, request.path_params, state.grants, state.groups_of,
+            target=target,
+        )
+    )  # fmt: skip
+    if not decision and target is not None:
+        # Refused a job: word it as for a job that does not exist, so that a refusal does not tell
+        # a caller which runbook and worker group another team's job has.
+        decision = decide(
+            caller, request.method, route.path, {}, state.grants, lambda _p: frozenset(), target=(None, None)
+        )
     if not decision:
         raise Forbidden(caller, decision)
     negotiate_reply(request, response)
     return caller
+
+
+async def check_target(
+    state: State, caller: Caller, permission: Permission, runbook: str | None, worker_group: str | None
+) -> None:
+    """For a route whose body names its target: may ``caller`` do ``permission`` there?"""
+    decision = await run_in_threadpool(
+        decide_on, caller, permission, runbook, worker_group, state.grants, state.groups_of
+    )
+    if not decision:
+        raise Forbidden(caller, decision)
 
 
 async def worker_principal(request: Request) -> str:
