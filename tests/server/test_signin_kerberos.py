@@ -103,8 +103,11 @@ def test_a_scoped_operator_runs_and_stops_only_their_runbooks_jobs_in_their_grou
     for runbook, group in (("disable-user", "tier2"), ("wipe-disk", "tier1")):
         error, _ = one_error(credo("job", "start", runbook, "--group", group, env=user), 5)
         assert error.endswith(f"needs role operator or admin on runbook {runbook} in worker group {group}")
-    # A job out of scope is out of sight: refused alike whether it exists or not.
+    # A job out of scope is out of sight: refused alike whether it exists or not, and not listed.
     other = start_job(sqlite_server, "wipe-disk", "tier2")["id"]
+    listed = credo("job", "list", "--json", env=user)
+    assert listed.returncode == 0, listed.stderr
+    assert [job["id"] for job in json.loads(listed.stdout)] == [job_id]
     for job in (other, "00000000-0000-0000-0000-000000000000"):
         error, _ = one_error(credo("job", "show", job, env=user), 5)
         assert error.endswith(

@@ -43,6 +43,8 @@ class Need:
     job: str | None = None  # ... or the job, whose runbook and worker group are the target
     # The body names the target: the route checks it with ``check_target`` once it is parsed.
     in_body: bool = False
+    # A list: the route keeps the items the caller may see (``rbac.visible``).
+    filtered: bool = False
 
 
 _R, _RUN, _AUTHOR, _ADMIN = Permission.READ, Permission.RUN, Permission.AUTHOR, Permission.ADMIN
@@ -62,7 +64,7 @@ NEEDS: dict[tuple[str, str], Need] = {
     ("DELETE", f"{API}/groups/{{name}}"): Need(_ADMIN, worker_group="name"),
     ("GET", f"{API}/workers"): Need(_R),
     ("POST", f"{API}/jobs"): Need(_RUN, in_body=True),
-    ("GET", f"{API}/jobs"): Need(_R),
+    ("GET", f"{API}/jobs"): Need(_R, filtered=True),
     ("GET", f"{API}/jobs/{{job_id}}"): Need(_R, job="job_id"),
     ("POST", f"{API}/jobs/{{job_id}}/stop"): Need(_RUN, job="job_id"),
     ("POST", f"{API}/jobs/{{job_id}}/resume"): Need(_RUN, job="job_id"),
@@ -110,7 +112,7 @@ def decide(
     """May ``caller`` call the route ``method path``? ``target``: the (runbook, worker group) it
     acts on, when they come from elsewhere than the path (a job's, a body's)."""
     need = NEEDS[(method, path)]
-    if need.in_body:
+    if need.in_body or need.filtered:
         return decide_on(caller, need.permission, None, None, grants, groups_of, anywhere=True)
     if target is not None:
         runbook, worker_group = target

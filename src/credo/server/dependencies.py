@@ -27,6 +27,7 @@ __all__ = [
     "check_target",
     "get_state",
     "negotiate_reply",
+    "visible",
     "worker_principal",
 ]
 
@@ -67,6 +68,18 @@ async def authorize(request: Request, response: Response) -> Caller:
         raise Forbidden(caller, decision)
     negotiate_reply(request, response)
     return caller
+
+
+async def visible(state: State, caller: Caller, targets: list[tuple[str | None, str | None]]) -> list[bool]:
+    """For a list route: which of the items (runbook, worker group) may ``caller`` see?"""
+
+    def check() -> list[bool]:
+        return [
+            bool(decide_on(caller, Permission.READ, runbook, group, state.grants, state.groups_of))
+            for runbook, group in targets
+        ]
+
+    return await run_in_threadpool(check)
 
 
 async def check_target(

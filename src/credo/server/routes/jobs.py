@@ -16,7 +16,7 @@ from credo.automation.rbac import Permission
 from credo.defaults import MAX_JOB_LIST, MAX_OUTPUT_PAGE
 from credo.server import catalog, limits, queue, views
 from credo.server.api import API
-from credo.server.dependencies import Admin, AppState, SignedIn, check_target
+from credo.server.dependencies import Admin, AppState, SignedIn, check_target, visible
 from credo.server.gate import Access, guard
 from credo.server.schemas import JobIn, JobOut, OutputPage
 
@@ -56,6 +56,7 @@ async def start_job(
 @guard(Access.ADMIN, limits.NO_BODY)
 async def list_jobs(
     state: AppState,
+    caller: SignedIn,
     state_filter: Annotated[str | None, Query(alias="state")] = None,
     group: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_JOB_LIST)] = 50,
@@ -64,7 +65,10 @@ async def list_jobs(
         group_id = catalog.get_group(session, group).id if group else None
         return views.list_jobs(session, state_filter, group_id, limit)
 
-    return await state.run(op)
+    jobs = await state.run(op)
+    # Only the jobs of runbooks and worker groups the caller may read (a page may come out short).
+    seen = await visible(state, caller, [(job.runbook, job.group) for job in jobs])
+    return [job for job, shown in zip(jobs, seen, strict=True) if shown]
 
 
 @router.get("/{job_id}")
