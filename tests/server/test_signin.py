@@ -220,3 +220,19 @@ def test_a_user_has_the_roles_granted_to_their_groups_on_their_scope() -> None:
         stranger.missing
         == "needs role reader or operator or author or admin on all runbooks and worker groups"
     )
+
+
+def test_a_user_route_without_a_row_in_the_table_stops_the_server() -> None:
+    from fastapi import APIRouter
+
+    from credo.server.access import check_needs
+    from credo.server.gate import guard
+
+    router = APIRouter()
+
+    @router.get(f"{API}/forgotten")
+    @guard(Access.ADMIN)
+    async def forgotten() -> None: ...
+
+    with pytest.raises(RuntimeError, match=r"GET /api/v1/forgotten has no row in credo.server.access.NEEDS"):
+        check_needs(router.routes)
