@@ -6,8 +6,8 @@
 - ``error_from``: an error answer back to the credo error it stands for, through the one table
   beside those classes (``credo.errors.error_for_status``), so that the CLI exits with the code
   the server meant; a server that does not answer is an ``UnreachableError`` (exit 4).
-- ``bearer`` and ``negotiate``: the one place that writes ``Authorization`` headers (RFC 6750
-  §2.1, RFC 4559 §4).
+- ``bearer``, ``negotiate`` and ``negotiating``: the one place that writes ``Authorization``
+  headers (RFC 6750 §2.1, RFC 4559 §4; the SPNEGO tokens come from ``credo.http_negotiate``).
 
 The worker protocol (Negotiate, sessions, retries) is ``credo.worker.client`` on top of this.
 """
@@ -20,10 +20,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
 from credo.errors import CredoError, UnreachableError, error_for_status
+from credo.http_negotiate import NegotiateAuth
 
 __all__ = [
     "API",
@@ -33,6 +35,7 @@ __all__ = [
     "bearer",
     "error_from",
     "negotiate",
+    "negotiating",
     "problem_title",
 ]
 
@@ -45,6 +48,12 @@ JSON = dict[str, Any]
 def bearer(token: str) -> dict[str, str]:
     """``Authorization: Bearer`` (RFC 6750 §2.1): the admin token, a worker's session token."""
     return {"Authorization": f"Bearer {token}"}
+
+
+def negotiating(url: str) -> NegotiateAuth:
+    """Sign in as the user (RFC 4559): a fresh Negotiate token for ``HTTP@<url's host>`` on each
+    request, from the default ccache (``kinit``)."""
+    return NegotiateAuth(urlsplit(url).hostname or "localhost")
 
 
 def negotiate(token: str) -> dict[str, str]:
@@ -84,7 +93,8 @@ class Event:
 
 
 class Client:
-    """``credo server``'s API over HTTP(S). ``headers``: the credentials (``bearer(...)``)."""
+    """``credo server``'s API over HTTP(S). The credentials: ``headers`` (``bearer(...)``: an API
+    token or the admin token) or ``auth`` (``negotiating(url)``: the user's own Kerberos ticket)."""
 
     def __init__(
         self,
@@ -94,11 +104,13 @@ class Client:
         ca_file: str | Path | None = None,
         timeout: float | httpx.Timeout = 60.0,
         transport: httpx.BaseTransport | None = None,
+        auth: httpx.Auth | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.http = httpx.Client(
             base_url=self.url,
             headers=headers,
+            auth=auth,
             verify=ssl.create_default_context(cafile=str(ca_file)) if ca_file else True,
             timeout=timeout,
             transport=transport,
@@ -184,6 +196,41 @@ class Client:
 
     def workers(self) -> list[JSON]:
         result: list[JSON] = self.call("GET", "/workers")
+        return result
+
+    # -- API tokens --------------------------------------------------------------------------------
+
+    def create_token(self, name: str, expires: str, role: str | None = None) -> JSON:
+        """A new API token: the answer's ``token`` is its only appearance in clear."""
+        body: JSON = {"name": name, "expires": expires}
+        if role:
+            body["role"] = role
+        result: JSON = self.call("POST", "/auth/tokens", json=body)
+        return result
+
+    def tokens(self) -> list[JSON]:
+        result: list[JSON] = self.call("GET", "/auth/tokens")
+        return result
+
+    def revoke_token(self, token_id: str) -> JSON:
+        result: JSON = self.call("DELETE", f"/auth/tokens/{token_id}")
+        return result
+
+    # -- role grants -------------------------------------------------------------------------------
+
+    def grant_role(
+        self, role: str, group: str, runbooks: list[str] | None = None, worker_groups: list[str] | None = None
+    ) -> JSON:
+        body: JSON = {"role": role, "group": group, "runbooks": runbooks, "worker_groups": worker_groups}
+        result: JSON = self.call("POST", "/roles", json=body)
+        return result
+
+    def grants(self) -> list[JSON]:
+        result: list[JSON] = self.call("GET", "/roles")
+        return result
+
+    def revoke_grant(self, grant_id: int) -> JSON:
+        result: JSON = self.call("DELETE", f"/roles/{grant_id}")
         return result
 
     # -- jobs ---------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from credo.lab import Lab, LabSettings
+from credo.lab import Lab, LabPaths, LabSettings, default_lab_dir
 from tests.support.identity import CREDO, identity_env, run
 
 RUNNER = "credo-runner"
@@ -86,6 +86,8 @@ class Server:
     # Short, so that failover tests are quick; LeasePolicy derives the worker's fence from it.
     lease_seconds: float = 4.0
     extra_args: tuple[str, ...] = ()  # more `credo server` options (--oidc-issuer URL ...)
+    # Where the server finds the KDC and the directory (to read users' groups for role grants).
+    directory_env: dict[str, str] = field(default_factory=dict)
     http: httpx.Client = field(init=False)
 
     def start(self) -> None:
@@ -95,6 +97,7 @@ class Server:
             argv += ["--database", self.database]
         argv += list(self.extra_args)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CREDO_", "KRB5CCNAME"))}
+        env |= self.directory_env
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -156,6 +159,10 @@ def _make_server(tmp: Path, database: str | None, keytab: Path, lab_settings: La
         keytab=keytab,
         port=port,
         log=tmp / "server.log",
+        directory_env={
+            "KRB5_CONFIG": str(LabPaths(default_lab_dir()).krb5_conf),
+            "CREDO_LDAP_URL": f"ldap://{lab_settings.dc_fqdn}",
+        },
     )
 
 

@@ -145,9 +145,10 @@ def test_malformed_json_without_a_token_is_401_not_422(sqlite_server: Server) ->
         f"{sqlite_server.url}/api/v1/jobs", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 401
-    assert response.headers["www-authenticate"] == 'Bearer realm="credo"'
+    assert response.headers["www-authenticate"] == 'Negotiate, Bearer realm="credo"'
     assert response.json() == {
-        "title": "admin token required",
+        "title": "sign-in required",
         "status": 401,
-        "hint": "send Authorization: Bearer <admin token>",
+        "hint": "sign in with Kerberos (kinit, then Authorization: Negotiate), or send Authorization: "
+        "Bearer <API token or admin token>",
     }

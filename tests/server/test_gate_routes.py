@@ -22,7 +22,11 @@ from credo.server.database import sqlite_url
 from credo.server.gate import Access, check_routes, declared_policy, guard
 
 WORKER = "WORKER1$@CORP.EXAMPLE.TEST"
-CHALLENGE = {Access.ADMIN: 'Bearer realm="credo"', Access.WORKER: "Negotiate", Access.NEGOTIATE: "Negotiate"}
+CHALLENGE = {
+    Access.ADMIN: 'Negotiate, Bearer realm="credo"',
+    Access.WORKER: "Negotiate",
+    Access.NEGOTIATE: "Negotiate",
+}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +109,7 @@ def test_a_wrong_token_is_401_too(client: TestClient) -> None:
     for token in ("Bearer not-the-token", "Basic YTpi", "Bearer", "Negotiate"):
         response = client.get(f"{API}/jobs", headers={"Authorization": token})
         assert response.status_code == 401, token
-        assert response.headers["www-authenticate"] == 'Bearer realm="credo"'
+        assert response.headers["www-authenticate"] == 'Negotiate, Bearer realm="credo"'
     # An admin token is no worker session.
     response = client.post(f"{API}/workers/1/claim", headers={"Authorization": "Bearer not-a-session"})
     assert (response.status_code, response.headers["www-authenticate"]) == (401, "Negotiate")
@@ -116,9 +120,10 @@ def test_the_admin_refusal_names_no_server_file(app: FastAPI, client: TestClient
     data_dir = str(app.state.credo.config.data_dir)
     assert data_dir not in response.text and "admin.token" not in response.text
     assert response.json() == {
-        "title": "admin token required",
+        "title": "sign-in required",
         "status": 401,
-        "hint": "send Authorization: Bearer <admin token>",
+        "hint": "sign in with Kerberos (kinit, then Authorization: Negotiate), or send Authorization: "
+        "Bearer <API token or admin token>",
     }
 
 

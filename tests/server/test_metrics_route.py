@@ -36,7 +36,7 @@ def test_a_remote_caller_needs_the_admin_token(client: tuple[TestClient, str]) -
     http, token = client  # TestClient's peer is "testclient": not a loopback address
     refused = http.get("/metrics")
     assert refused.status_code == 401
-    assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert "Bearer" in refused.headers["www-authenticate"]
     assert http.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
     answer = http.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200

@@ -26,7 +26,7 @@ def test_admin_commands_without_the_right_token_are_exit_5_and_name_no_server_fi
 ) -> None:
     env = sqlite_server.env() | {"CREDO_TOKEN": "not-the-token"}
     error, hint = one_error(credo("job", "list", env=env), 5)
-    assert error == "admin token required"
+    assert error == "sign-in required"
     assert str(sqlite_server.data_dir) not in hint and "admin.token" not in hint
 
 

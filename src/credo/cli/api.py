@@ -1,8 +1,9 @@
 """The options of the commands that talk to ``credo server``, and the client they build.
 
 Where the server is: ``--url`` > ``CREDO_SERVER_URL`` > ``[server] url`` in credo.toml
-(credo.config) > http://127.0.0.1:8400. The admin token: ``CREDO_TOKEN`` > ``--token-file`` >
-``[server] token_file`` > ``admin.token`` in ``CREDO_SERVER_DIR`` or the default data dir.
+(credo.config) > http://127.0.0.1:8400. The credentials: ``CREDO_TOKEN`` (an API token or the
+admin token) > ``--token-file`` > ``[server] token_file`` > ``admin.token`` in ``CREDO_SERVER_DIR``
+or the default data dir, if readable > the user's own Kerberos ticket (HTTP Negotiate).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
-from credo.client import Client, bearer
+from credo.client import Client, bearer, negotiating
 from credo.config import load_config
 from credo.defaults import DEFAULT_SERVER_URL
 from credo.errors import NotPermittedError
@@ -48,23 +49,22 @@ def server_url(url: str | None) -> str:
 
 
 def client_from(params: dict[str, Any]) -> Client:
-    """The admin client for a command's ``--url`` and ``--token-file`` (popped from ``params``)."""
+    """The client for a command's ``--url`` and ``--token-file`` (popped from ``params``)."""
     settings = load_config().server
     url = server_url(params.pop("url", None))
     token_file: Path | None = params.pop("token_file", None)
     token = os.environ.get("CREDO_TOKEN")
     if not token:
-        path = (
-            token_file
-            or settings.token_file
-            or Path(os.environ.get("CREDO_SERVER_DIR") or default_server_dir()) / "admin.token"
-        )
+        named = token_file or settings.token_file
+        path = named or Path(os.environ.get("CREDO_SERVER_DIR") or default_server_dir()) / "admin.token"
         try:
             token = path.read_text().strip()
         except OSError as exc:
+            if named is None:
+                # No token configured and none readable here: sign in as the user (Kerberos).
+                return Client(url, auth=negotiating(url), ca_file=settings.ca_file)
             raise NotPermittedError(
-                f"no admin token: cannot read {path} ({exc.strerror})",
-                hint="set CREDO_TOKEN, or --token-file, or [server] token_file in credo.toml, "
-                "or run where the server's data dir is readable",
+                f"cannot read the token file {path} ({exc.strerror})",
+                hint="fix its permissions, or unset it and sign in with Kerberos (kinit)",
             ) from None
     return Client(url, headers=bearer(token), ca_file=settings.ca_file)

@@ -51,6 +51,7 @@ COMMANDS = {
     "systemd": "credo.cli.systemd:systemd",
     "endpoint": "credo.cli.endpoint:endpoint",
     "token": "credo.cli.token:token",
+    "role": "credo.cli.role:role",
     "oidc": "credo.cli.oidc:oidc",
 }
 

@@ -1,4 +1,5 @@
-"""``credo token get``: an Entra ID access token through the job's federated token (issue 14).
+"""``credo token get``: an Entra ID access token through the job's federated token (issue 14);
+``credo token create|list|revoke``: the server's named API tokens for automation (issue 15).
 
 The command line twin of ``credo.runbook.token``, for bash runbooks and for trying a federated
 credential by hand: ``az``-free, it posts the client-credentials grant with the job's token as
@@ -8,8 +9,11 @@ goes to stdout only; it is never logged, and errors never carry it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
+from credo.cli.api import client_from, with_api
 from credo.cli.output import emit_json, json_option
 from credo.errors import (
     CredoError,
@@ -36,7 +40,7 @@ _KINDS: dict[str, type[CredoError]] = {
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def token() -> None:
-    """Cloud tokens for jobs and services with a workload identity.
+    """Cloud tokens for jobs (get); the server's API tokens for automation (create, list, revoke).
 
     \b
     Example (in a job of a group with --token-audience api://AzureADTokenExchange):
@@ -89,3 +93,74 @@ def get(tenant_id: str, client_id: str, scope: str, authority_host: str | None, 
         emit_json(answer)
     else:
         click.echo(answer["access_token"])
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--expires", required=True, help="Lifetime: 30m, 12h, 90d or 2w (at most 366d).")
+@click.option(
+    "--role",
+    type=click.Choice(["reader", "operator", "author", "admin"]),
+    help="The token's role on all runbooks and worker groups (default: yours).",
+)
+@with_api
+@json_option
+def token_create(name: str, expires: str, role: str | None, as_json: bool, **params: Any) -> None:
+    """Create an API token for automation; it is printed this once (the server keeps its hash).
+
+    \b
+    Example:
+      credo token create ci-deploy --expires 90d --role operator
+      CREDO_TOKEN=credo_... credo job list
+    """
+    created = client_from(params).create_token(name, expires, role)
+    if as_json:
+        emit_json(created)
+        return
+    click.echo(created["token"])
+    click.echo(
+        f"credo: token {created['name']} (id {created['id']}) expires {created['expires_at']}; "
+        "it is shown only now",
+        err=True,
+    )
+
+
+@token.command("list")
+@with_api
+@json_option
+def token_list(as_json: bool, **params: Any) -> None:
+    """List API tokens: id, name, role, created, expires, last use (never the tokens).
+
+    \b
+    Example:
+      credo token list
+    """
+    result = client_from(params).tokens()
+    if as_json:
+        emit_json(result)
+        return
+    click.echo(f"{'ID':<9} {'NAME':<20} {'ROLE':<9} {'CREATED':<26} {'EXPIRES':<26} {'LAST USE':<26} STATE")
+    for t in result:
+        state = "revoked" if t["revoked"] else "active"
+        click.echo(
+            f"{t['id']:<9} {t['name']:<20} {t['role'] or '(creator)':<9} {t['created_at']:<26} "
+            f"{t['expires_at']:<26} {t['last_used_at'] or 'never':<26} {state}"
+        )
+
+
+@token.command("revoke")
+@click.argument("token_id", metavar="ID")
+@with_api
+@json_option
+def token_revoke(token_id: str, as_json: bool, **params: Any) -> None:
+    """Revoke an API token by its id (``credo token list``): it stops working at once.
+
+    \b
+    Example:
+      credo token revoke 1f3a9c2e
+    """
+    revoked = client_from(params).revoke_token(token_id)
+    if as_json:
+        emit_json(revoked)
+        return
+    click.echo(f"revoked token {revoked['name']} ({revoked['id']})")

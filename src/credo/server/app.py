@@ -3,8 +3,10 @@
 ``create_app`` only assembles: the data dir and database, the server's state, one router per
 resource (credo.server.routes), the error handlers (credo.server.problems) and the gate.
 
-Admin endpoints take ``Authorization: Bearer <admin token>``; worker endpoints take a worker
-session token obtained with Kerberos (``POST /api/v1/workers/register`` with Negotiate).
+User endpoints take ``Authorization: Negotiate`` (a user's Kerberos ticket) or ``Bearer`` (an API
+token, or the admin token for bootstrap), then check the route's permission (credo.server.access);
+worker endpoints take a worker session token obtained with Kerberos (``POST
+/api/v1/workers/register`` with Negotiate).
 Each route declares that access and its body cap with ``@guard``; the gate (credo.server.gate)
 enforces both before the body is read.
 With ``oidc_issuer`` set, the server is also an OIDC issuer (docs/oidc.md): it serves the
@@ -25,22 +27,26 @@ from fastapi.concurrency import run_in_threadpool
 
 from credo.oidc.issuer import Issuer
 from credo.oidc.keys import KEY_FILE_NAME
-from credo.server import queue, scheduling
+from credo.server import queue, scheduling, tokens
+from credo.server.access import check_needs
 from credo.server.audit import AuditTrail
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
-from credo.server.gate import Credentials, Gate, check_routes
+from credo.server.directory import GroupResolver
+from credo.server.gate import Caller, CallerKind, Credentials, Gate, check_routes
 from credo.server.models import Job
 from credo.server.paths import prepare_data_dir
 from credo.server.problems import install_error_handlers
 from credo.server.routes import (
     API,
     auditlog,
+    auth,
     groups,
     health,
     jobs,
     metrics,
     oidc,
+    roles,
     runbooks,
     schedules,
     webhooks,
@@ -63,6 +69,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         admin=AdminToken(config.data_dir / "admin.token"),
         sessions=SessionTokens(),
         acceptor=NegotiateAcceptor(config.keytab),
+        groups=GroupResolver(config.keytab),
     )
     if config.oidc_issuer:
         state.issuer = Issuer(config.oidc_issuer, config.oidc_key_file or config.data_dir / KEY_FILE_NAME)
@@ -100,13 +107,29 @@ def create_app(config: ServerConfig) -> FastAPI:
         health.router,
         auditlog.router,
         metrics.router,
+        auth.router,
+        roles.router,
         oidc.well_known_router(config.oidc_issuer),
     ):
         app.router.routes.extend(router.routes)
 
     check_routes(app.router.routes, API)
+    check_needs(app.router.routes)
+
+    def api_token(presented: str) -> Caller | None:
+        with db.session() as session:
+            found = tokens.verify(session, presented)
+        if found is None:
+            return None
+        role = found.role.value if found.role else None
+        name = f"token {found.name} ({found.id})"
+        return Caller(CallerKind.API_TOKEN, name, found.id, role, found.created_by)
+
     credentials = Credentials(
-        admin=state.admin.check, session=state.sessions.principal, negotiate=state.acceptor.accept
+        admin=state.admin.check,
+        session=state.sessions.principal,
+        api_token=api_token,
+        negotiate=state.acceptor.accept,
     )
     app.add_middleware(Gate, routes=app.router.routes, prefix=API, credentials=credentials)
     # Added last, so outermost: it records the gate's refusals too (credo.server.audit).

@@ -16,8 +16,9 @@ and ``check_routes`` refuses to start a server with an API route that declares n
 
 Refusals are problem documents (RFC 9457) that say nothing about the server's files:
 
-- 401 with ``WWW-Authenticate`` (RFC 9110 §11.6.1): ``Bearer`` (RFC 6750 §3) on admin routes,
-  ``Negotiate`` (RFC 4559 §5) on worker routes. A path under the API that matches no route
+- 401 with ``WWW-Authenticate`` (RFC 9110 §11.6.1): ``Negotiate`` (RFC 4559 §5) and ``Bearer``
+  (RFC 6750 §3) on user routes (``Access.ADMIN``: the admin token, an API token, or a user's
+  Kerberos ticket), ``Negotiate`` on worker routes. A path under the API that matches no route
   answers an anonymous caller exactly as an admin route does, so probing learns nothing.
 - 413 (RFC 9110 §15.5.14) at once when ``Content-Length`` is over the cap, else on the first
   chunk that goes over it; the rest is not read.
@@ -43,15 +44,20 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from credo.automation.api_tokens import PREFIX as API_TOKEN_PREFIX
 from credo.errors import CredoError, InputError, NotPermittedError
 from credo.server import limits
 
 __all__ = [
     "ACTOR",
+    "ADMIN_CALLER",
+    "CALLER",
     "NEGOTIATE_REPLY",
     "PRINCIPAL",
     "Access",
     "BodyTooLarge",
+    "Caller",
+    "CallerKind",
     "Gate",
     "Policy",
     "Unauthenticated",
@@ -63,8 +69,13 @@ __all__ = [
 # Scope keys the gate sets for the handlers once a worker is authenticated.
 PRINCIPAL = "credo.principal"
 NEGOTIATE_REPLY = "credo.negotiate_reply"
-# Who the caller is, as the audit log names it (credo.server.audit): "admin", or the principal.
+# Who the caller is, as the audit log names it (credo.server.audit): "admin", the user's
+# principal, "token NAME (id)", or a worker's principal.
 ACTOR = "credo.actor"
+# ... and once a caller of a user route is authenticated: who (a ``Caller``).
+CALLER = "credo.caller"
+# The name the admin token's caller goes by (in refusals, and as an API token's creator).
+ADMIN_CALLER = "admin"
 
 _POLICY = "__credo_policy__"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -72,7 +83,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class Access(enum.Enum):
     PUBLIC = "public"  # anyone
-    ADMIN = "admin"  # Authorization: Bearer <admin token>
+    # The API's user routes: Bearer <admin token>, Bearer <API token credo_...>, or Negotiate with
+    # a user's ticket; then the route's permission is checked (credo.server.routes.permissions).
+    ADMIN = "admin"
     WORKER = "worker"  # Authorization: Bearer <worker session token>
     NEGOTIATE = "negotiate"  # Authorization: Negotiate <SPNEGO token>: a worker registers
 
@@ -114,6 +127,25 @@ def check_routes(routes: Iterable[BaseRoute], prefix: str) -> None:
             )
 
 
+class CallerKind(enum.Enum):
+    # (The values are kinds, not secrets: S105 mistakes them for passwords.)
+    ADMIN_TOKEN = "admin token"  # noqa: S105  (the bootstrap token in the data dir: role admin)
+    API_TOKEN = "API token"  # noqa: S105  (a named token: its role, else its creator's)
+    USER = "user"  # an AD principal by Negotiate: the roles its groups are granted
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls a user route: how they signed in, and the name the audit and refusals use
+    (``admin token``, ``token NAME (id)``, ``jdoe@CORP.EXAMPLE.TEST``)."""
+
+    kind: CallerKind
+    name: str
+    token_id: str | None = None
+    token_role: str | None = None  # an API token's own role (credo.automation.rbac.Role value)
+    token_creator: str | None = None
+
+
 class Unauthenticated(NotPermittedError):
     """No credentials, or wrong ones (HTTP 401): ``challenge`` names the scheme to use."""
 
@@ -126,9 +158,10 @@ class Unauthenticated(NotPermittedError):
 
 _REFUSALS: dict[Access, tuple[str, str | None, str]] = {
     Access.ADMIN: (
-        "admin token required",
-        "send Authorization: Bearer <admin token>",
-        'Bearer realm="credo"',
+        "sign-in required",
+        "sign in with Kerberos (kinit, then Authorization: Negotiate), or send Authorization: "
+        "Bearer <API token or admin token>",
+        'Negotiate, Bearer realm="credo"',
     ),
     Access.WORKER: ("worker session missing or expired: authenticate with Negotiate", None, "Negotiate"),
     Access.NEGOTIATE: (
@@ -154,6 +187,8 @@ class Credentials:
 
     admin: Callable[[str], bool]
     session: Callable[[str], str | None]
+    # Blocking (the database): run in a thread. The caller an API token (credo_...) stands for.
+    api_token: Callable[[str], Caller | None]
     # Blocking (GSS-API): run in a thread. Returns (principal, reply token or None).
     negotiate: Callable[[str], tuple[str, str | None]]
 
@@ -198,15 +233,15 @@ class Gate:
         scheme, _, value = headers.get("authorization", "").partition(" ")
         scheme, value = scheme.lower(), value.strip()
         if policy is _UNMATCHED:
-            if scheme == "bearer" and (self.credentials.admin(value) or self.credentials.session(value)):
+            if scheme == "bearer" and self.credentials.session(value):
                 return
-            raise Unauthenticated(Access.ADMIN)
+            await self._caller(scope, scheme, value)  # any signed-in caller may hear 404 or 405
+            return
         if policy.access is Access.PUBLIC:
             return
         if policy.access is Access.ADMIN:
-            if scheme != "bearer" or not self.credentials.admin(value):
-                raise Unauthenticated(Access.ADMIN)
-            scope[ACTOR] = "admin"
+            caller = scope[CALLER] = await self._caller(scope, scheme, value)
+            scope[ACTOR] = caller.name
         elif policy.access is Access.WORKER:
             principal = self.credentials.session(value) if scheme == "bearer" else None
             if principal is None:
@@ -219,6 +254,22 @@ class Gate:
             scope[PRINCIPAL], scope[NEGOTIATE_REPLY] = await run_in_threadpool(
                 self.credentials.negotiate, value
             )
+
+    async def _caller(self, scope: Scope, scheme: str, value: str) -> Caller:
+        """Who calls a user route: the admin token, an API token, or a user's Kerberos ticket
+        (per request, as RFC 4559 has it: no session state on either side)."""
+        if scheme == "bearer" and value:
+            if self.credentials.admin(value):
+                return Caller(CallerKind.ADMIN_TOKEN, ADMIN_CALLER)
+            if value.startswith(API_TOKEN_PREFIX):
+                caller = await run_in_threadpool(self.credentials.api_token, value)
+                if caller is not None:
+                    return caller
+        elif scheme == "negotiate" and value:
+            principal, scope[NEGOTIATE_REPLY] = await run_in_threadpool(self.credentials.negotiate, value)
+            return Caller(CallerKind.USER, principal)
+        # Wrong, expired and revoked tokens all get the same answer: nothing about one leaks.
+        raise Unauthenticated(Access.ADMIN)
 
 
 class _Counted:

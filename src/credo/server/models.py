@@ -20,12 +20,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "ApiToken",
     "AuditLog",
     "Base",
     "Job",
     "JobOutput",
     "JobStream",
     "JobTransition",
+    "RoleGrant",
     "Runbook",
     "RunbookVersion",
     "Schedule",
@@ -262,3 +264,33 @@ class WebhookSignature(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
     until: Mapped[float]
+
+
+class ApiToken(Base):
+    """A named API token (credo.automation.api_tokens): its SHA-256, never the token."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[str] = mapped_column(String(8), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(String(64))
+    # A role of its own (credo.automation.rbac.Role), else its creator's (docs/control-plane.md).
+    role: Mapped[str | None] = mapped_column(String(16))
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RoleGrant(Base):
+    """A role (credo.automation.rbac.Role) for an AD group, on some runbooks and worker groups."""
+
+    __tablename__ = "role_grants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    role: Mapped[str] = mapped_column(String(16))
+    # The group as the admin wrote it: DOMAIN\\name or a SID (compared case-insensitively).
+    group: Mapped[str] = mapped_column(String(256))
+    runbooks: Mapped[list[Any] | None] = mapped_column(JSON)  # None: all runbooks
+    worker_groups: Mapped[list[Any] | None] = mapped_column(JSON)  # None: all worker groups
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime]

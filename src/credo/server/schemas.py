@@ -28,6 +28,9 @@ from credo.defaults import (
 )
 
 __all__ = [
+    "ApiTokenCreated",
+    "ApiTokenIn",
+    "ApiTokenOut",
     "AuditRecordOut",
     "ChunkIn",
     "ChunkOut",
@@ -38,6 +41,8 @@ __all__ = [
     "FinishAnswer",
     "FinishIn",
     "FireOut",
+    "GrantIn",
+    "GrantOut",
     "GroupIdentity",
     "GroupIn",
     "GroupOut",
@@ -478,3 +483,45 @@ class WebhookOut(BaseModel):
 
 class WebhookAccepted(BaseModel):
     job_id: str
+
+
+# -- sign-in: API tokens (admin) -----------------------------------------------------------------
+
+
+class ApiTokenIn(BaseModel):
+    name: str = Field(min_length=1, max_length=MAX_NAME_CHARS, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    expires: str = Field(description="Lifetime: 30m, 12h, 90d or 2w (at most 366d)")
+    role: str | None = Field(
+        default=None, description="reader, operator, author or admin; none: the creator's"
+    )
+
+
+class ApiTokenOut(BaseModel):
+    id: str
+    name: str
+    role: str | None
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+class ApiTokenCreated(ApiTokenOut):
+    token: str = Field(description="The token: shown this once, stored only hashed")
+
+
+# -- roles (admin) --------------------------------------------------------------------------------
+
+
+class GrantIn(BaseModel):
+    role: str = Field(description="reader, operator, author or admin")
+    group: str = Field(min_length=1, max_length=256, description="An AD group: DOMAIN\\name or its SID")
+    runbooks: list[str] | None = Field(default=None, description="None: all runbooks")
+    worker_groups: list[str] | None = Field(default=None, description="None: all worker groups")
+
+
+class GrantOut(GrantIn):
+    id: int
+    created_by: str
+    created_at: datetime

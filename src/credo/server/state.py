@@ -8,6 +8,8 @@ is, a group's identity for claim answers, runbook versions (immutable).
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,13 +19,15 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
+from credo.automation.rbac import Grant
 from credo.automation.webhooks import SecretSealer
 from credo.defaults import LOST_AFTER_SECONDS
 from credo.oidc.issuer import Issuer
-from credo.server import identity, queue, views, webhooks
+from credo.server import grants, identity, queue, views, webhooks
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.clock import aware, now
 from credo.server.database import Database
+from credo.server.directory import GroupResolver
 from credo.server.metrics import QueueSnapshot, ServerMetrics
 from credo.server.models import WorkerGroup
 from credo.server.schemas import GroupIdentity
@@ -31,6 +35,8 @@ from credo.server.schemas import GroupIdentity
 __all__ = ["Notifier", "ServerConfig", "State"]
 
 T = TypeVar("T")
+# Seconds a server process keeps the role grants before reading them again.
+GRANTS_TTL = 5.0
 
 
 @dataclass
@@ -97,6 +103,11 @@ class State:
         with self.db.session() as session:
             return views.queue_snapshot(session, self.config.lost_after_seconds)
 
+    # Who is in which group: the directory's tokenGroups, cached per user (credo.server.directory).
+    groups: GroupResolver = field(default_factory=lambda: GroupResolver(None))
+    _grants: tuple[float, list[Grant]] | None = None
+    _grants_lock: threading.Lock = field(default_factory=threading.Lock)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(session, *args)`` in one transaction, on a worker thread (the database blocks)."""
 
@@ -134,6 +145,25 @@ class State:
             self.metrics.job_started(
                 group.name if group else str(group_id), (stamp - created).total_seconds()
             )
+
+    def grants(self) -> list[Grant]:
+        """The role grants (credo.automation.rbac), read again after GRANTS_TTL seconds (another
+        server process on the same database may have changed them) or after a change here."""
+        with self._grants_lock:
+            cached = self._grants
+            if cached is None or time.monotonic() - cached[0] > GRANTS_TTL:
+                with self.db.session() as session:
+                    cached = self._grants = (time.monotonic(), grants.current(session))
+            return cached[1]
+
+    def forget_grants(self) -> None:
+        with self._grants_lock:
+            self._grants = None
+
+    def groups_of(self, principal: str) -> frozenset[str]:
+        """The names and SIDs of a user's groups, nested included (``groups``, cached per user
+        for its TTL); the principal itself too, so that a grant may name one user."""
+        return self.groups.of(principal)
 
     def forget_groups(self) -> None:
         """A group changed or went: what was cached of groups and their workers is stale."""

@@ -24,6 +24,7 @@ import httpx
 from credo.automation.identity import IssuedToken
 from credo.client import API, Client, bearer, error_from, negotiate, problem_title
 from credo.errors import InputError, NotPermittedError, UnreachableError
+from credo.http_negotiate import spnego_token
 from credo.krb.host import HostIdentity
 from credo.krb.tgt import destroy_ccache, new_memory_ccache_name
 
@@ -76,19 +77,13 @@ class ServerClient:
         self.http.close()
 
     def _negotiate_token(self) -> str:
-        import gssapi
         from gssapi.raw import GSSError
-
-        def first_token(creds: gssapi.Credentials, host: str) -> bytes:
-            name = gssapi.Name(f"HTTP@{host}", gssapi.NameType.hostbased_service)
-            return gssapi.SecurityContext(name=name, creds=creds, usage="initiate").step() or b""
 
         ccache = new_memory_ccache_name("worker")
         try:
             self.host.acquire(ccache)
-            creds = gssapi.Credentials(usage="initiate", store={"ccache": ccache})
             try:
-                token = first_token(creds, self.service_host)
+                token = spnego_token(self.service_host, ccache)
             except GSSError as exc:
                 if not _is_address(self.service_host):
                     raise NotPermittedError(
@@ -100,7 +95,7 @@ class ServerClient:
                 with_spn: list[str] = []
                 for candidate in _names_of(self.service_host):
                     with contextlib.suppress(GSSError):
-                        if self._accepts(first_token(creds, candidate)):
+                        if self._accepts(spnego_token(candidate, ccache)):
                             with_spn = [candidate]
                             break
                         with_spn.append(candidate)

@@ -11,11 +11,13 @@ from __future__ import annotations
 from credo.server.api import API
 from credo.server.routes import (
     auditlog,
+    auth,
     groups,
     health,
     jobs,
     metrics,
     oidc,
+    roles,
     runbooks,
     schedules,
     webhooks,
@@ -25,11 +27,13 @@ from credo.server.routes import (
 __all__ = [
     "API",
     "auditlog",
+    "auth",
     "groups",
     "health",
     "jobs",
     "metrics",
     "oidc",
+    "roles",
     "runbooks",
     "schedules",
     "webhooks",

@@ -12,10 +12,11 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from credo.automation.jobs import Stream
+from credo.automation.rbac import Permission
 from credo.defaults import MAX_JOB_LIST, MAX_OUTPUT_PAGE
 from credo.server import catalog, limits, queue, views
 from credo.server.api import API
-from credo.server.dependencies import Admin, AppState
+from credo.server.dependencies import Admin, AppState, SignedIn, check_target, visible
 from credo.server.gate import Access, guard
 from credo.server.schemas import JobIn, JobOut, OutputPage
 
@@ -30,8 +31,11 @@ SSE_IDLE = 0.1
 
 @router.post("", status_code=201, responses={200: {"model": JobOut, "description": "Started before"}})
 @guard(Access.ADMIN, limits.JOB_BODY)
-async def start_job(body: JobIn, response: Response, state: AppState, test: bool = False) -> JobOut:
+async def start_job(
+    body: JobIn, response: Response, state: AppState, caller: SignedIn, test: bool = False
+) -> JobOut:
     """Queue a job (201); with an idempotency key already used, the first job (200)."""
+    await check_target(state, caller, Permission.RUN, body.runbook, body.group)
 
     def op(session: Session) -> tuple[JobOut, bool, int]:
         job, created, view = queue.start_job(
@@ -52,6 +56,7 @@ async def start_job(body: JobIn, response: Response, state: AppState, test: bool
 @guard(Access.ADMIN, limits.NO_BODY)
 async def list_jobs(
     state: AppState,
+    caller: SignedIn,
     state_filter: Annotated[str | None, Query(alias="state")] = None,
     group: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_JOB_LIST)] = 50,
@@ -60,7 +65,10 @@ async def list_jobs(
         group_id = catalog.get_group(session, group).id if group else None
         return views.list_jobs(session, state_filter, group_id, limit)
 
-    return await state.run(op)
+    jobs = await state.run(op)
+    # Only the jobs of runbooks and worker groups the caller may read (a page may come out short).
+    seen = await visible(state, caller, [(job.runbook, job.group) for job in jobs])
+    return [job for job, shown in zip(jobs, seen, strict=True) if shown]
 
 
 @router.get("/{job_id}")

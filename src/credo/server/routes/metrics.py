@@ -17,8 +17,8 @@ from fastapi import APIRouter, Header, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from credo.server import limits
-from credo.server.dependencies import AppState, admin
-from credo.server.gate import Access, guard
+from credo.server.dependencies import AppState
+from credo.server.gate import Access, Unauthenticated, guard
 from credo.server.metrics import CONTENT_TYPE
 
 __all__ = ["METRICS_PATH", "router"]
@@ -48,7 +48,9 @@ async def metrics(
     request: Request, state: AppState, authorization: Annotated[str | None, Header()] = None
 ) -> Response:
     if not _loopback(request):
-        await admin(request, authorization)
+        scheme, _, value = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not state.admin.check(value.strip()):
+            raise Unauthenticated(Access.ADMIN)
     # The snapshot reads the database: off the event loop.
     body = await run_in_threadpool(state.metrics.render)
     return Response(body, media_type=CONTENT_TYPE)

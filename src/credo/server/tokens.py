@@ -1,0 +1,96 @@
+"""Named API tokens (issue 15 point 1): create (shown once), list, revoke, and check a presented one.
+
+The token format, hashing and checks are ``credo.automation.api_tokens``; this service stores the
+records (``api_tokens`` table, only the SHA-256) and records when each was last used. The last use
+is written at most once a minute per token, so a busy automation does not turn every read into a
+database write.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from credo.automation.api_tokens import TokenRecord, new_token, verify_token
+from credo.automation.rbac import Role
+from credo.errors import InputError, NotFoundError
+from credo.server.clock import aware, now
+from credo.server.models import ApiToken
+
+__all__ = ["LAST_USE_RESOLUTION", "Verified", "create_token", "list_tokens", "revoke_token", "verify"]
+
+LAST_USE_RESOLUTION = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Verified:
+    """Who a valid token speaks for: its id and name, its role (None: its creator's)."""
+
+    id: str
+    name: str
+    role: Role | None
+    created_by: str
+
+
+def _role(text: str | None) -> Role | None:
+    if text is None:
+        return None
+    try:
+        return Role(text)
+    except ValueError:
+        roles = ", ".join(r.value for r in Role)
+        raise InputError(f"unknown role {text!r}", hint=f"one of {roles}") from None
+
+
+def create_token(
+    session: Session, name: str, lifetime: timedelta, role: str | None, created_by: str
+) -> tuple[str, ApiToken]:
+    """A new token (the only time it exists in clear) and its stored row."""
+    checked = _role(role)
+    token, record = new_token(name, lifetime, now(), checked.value if checked else None)
+    row = ApiToken(
+        id=record.id, name=record.name, sha256=record.sha256, role=record.role, created_by=created_by,
+        created_at=record.created, expires_at=record.expires, last_used_at=None, revoked=False,
+    )  # fmt: skip
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def list_tokens(session: Session) -> list[ApiToken]:
+    return list(session.scalars(select(ApiToken).order_by(ApiToken.created_at, ApiToken.id)))
+
+
+def revoke_token(session: Session, token_id: str) -> ApiToken:
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise NotFoundError(f"no API token {token_id!r}", hint="`credo token list` shows their ids")
+    row.revoked = True
+    return row
+
+
+def verify(session: Session, presented: str) -> Verified | None:
+    """The token's identity if it is valid now (recording its use), else None."""
+    at = now()
+
+    def lookup(token_id: str) -> TokenRecord | None:
+        row = session.get(ApiToken, token_id)
+        if row is None:
+            return None
+        expires = aware(row.expires_at)
+        created = aware(row.created_at)
+        assert expires is not None and created is not None
+        return TokenRecord(row.id, row.name, row.sha256, created, expires, row.role, row.revoked)
+
+    record = verify_token(presented, lookup, at)
+    if record is None:
+        return None
+    row = session.get(ApiToken, record.id)
+    assert row is not None
+    last = aware(row.last_used_at)
+    if last is None or at - last >= LAST_USE_RESOLUTION:
+        row.last_used_at = at
+    return Verified(row.id, row.name, _role(row.role), row.created_by)
