@@ -23,7 +23,7 @@ import pytest
 from credo import runbook
 from credo.automation.identity import AZURE_AUDIENCE
 from tests.support.fake_issuer import FakeIssuer
-from tests.support.local_tls import LocalCA, https_server, make_ca
+from tests.support.tls import TestCA, serve_handler
 
 TENANT = "contoso.onmicrosoft.com"
 APP = "6a1b2c3d-0000-4000-8000-00000000c0de"
@@ -71,19 +71,19 @@ class Entra(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> LocalCA:
-    return make_ca(tmp_path_factory.mktemp("tls"))
+def ca(tmp_path_factory: pytest.TempPathFactory) -> TestCA:
+    return TestCA.create(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
-def entra(ca: LocalCA) -> Iterator[str]:
+def entra(ca: TestCA) -> Iterator[str]:
     Entra.requests.clear()
-    with https_server(ca, Entra) as url:
+    with serve_handler(ca, Entra) as url:
         yield url
 
 
 @pytest.fixture
-def job_env(tmp_path: Path, ca: LocalCA, entra: str) -> tuple[dict[str, str], str]:
+def job_env(tmp_path: Path, ca: TestCA, entra: str) -> tuple[dict[str, str], str]:
     """A job's environment as the worker makes it: the token file, the authority, the CA."""
     assertion = FakeIssuer().mint(AZURE_AUDIENCE).token
     token_file = tmp_path / "azure-federated-token"

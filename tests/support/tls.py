@@ -13,12 +13,14 @@ thread and hands each request to a ``handle(Request) -> Response`` callable.
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import ipaddress
 import json
 import os
 import ssl
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -232,3 +234,18 @@ class HttpsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
+
+
+@contextmanager
+def serve_handler(ca: TestCA, handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve a plain ``http.server`` handler over TLS on 127.0.0.1; yields https://127.0.0.1:PORT."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = ca.server_context().wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
