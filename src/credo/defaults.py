@@ -30,6 +30,7 @@ __all__ = [
     "MAX_JOB_TIMEOUT",
     "MAX_NAME_CHARS",
     "MAX_OUTPUT_PAGE",
+    "MAX_POSITION",
     "MAX_RUNBOOK_BASE64_CHARS",
     "MAX_SLOTS",
 ]
@@ -69,3 +70,6 @@ MAX_CLAIM_WAIT_SECONDS = 60.0
 MAX_JOB_LIST = 1000  # jobs in one listing
 MAX_AUDIT_PAGE = 5000  # audit records in one page of an export
 MAX_OUTPUT_PAGE = 10000  # output chunks in one page
+# A position a client gives back (an audit seq, an output chunk id): the largest SQL BIGINT. A
+# larger number cannot name a row, and SQLite would fail to bind it (a 500, found by schemathesis).
+MAX_POSITION = 2**63 - 1

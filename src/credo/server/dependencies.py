@@ -9,11 +9,12 @@ and ``worker_principal`` repeat the check, cheaply, so that a route never runs w
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Response
+from fastapi import Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from credo.automation.rbac import Permission
+from credo.defaults import MAX_POSITION
 from credo.server.access import NEEDS, Forbidden, decide, decide_on, job_target
 from credo.server.gate import CALLER, NEGOTIATE_REPLY, PRINCIPAL, Access, Caller, Unauthenticated
 from credo.server.state import State
@@ -22,6 +23,7 @@ __all__ = [
     "Admin",
     "AppState",
     "Principal",
+    "RowId",
     "SignedIn",
     "authorize",
     "check_target",
@@ -112,3 +114,7 @@ AppState = Annotated[State, Depends(get_state)]
 Principal = Annotated[str, Depends(worker_principal)]
 Admin = Depends(authorize)
 SignedIn = Annotated[Caller, Depends(authorize)]
+
+# A row id in a path (a worker's, a grant's): a larger number than SQL's BIGINT names no row, and
+# SQLite fails to bind it (a 500, found by schemathesis); FastAPI answers 422 instead.
+RowId = Annotated[int, Path(ge=1, le=MAX_POSITION)]

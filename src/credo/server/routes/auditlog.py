@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from credo.automation.auditlog import AuditRecord
-from credo.defaults import MAX_AUDIT_PAGE
+from credo.defaults import MAX_AUDIT_PAGE, MAX_POSITION
 from credo.server import audit, limits
 from credo.server.api import API
 from credo.server.dependencies import Admin, AppState
@@ -29,7 +29,9 @@ def _out(record: AuditRecord) -> AuditRecordOut:
 async def audit_log(
     state: AppState,
     since: Annotated[datetime | None, Query(description="records from this time on (ISO 8601)")] = None,
-    after: Annotated[int, Query(ge=0, description="records after this seq (the last one seen)")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="records after this seq (the last one seen)")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_AUDIT_PAGE)] = 1000,
 ) -> list[AuditRecordOut]:
     """A page of records, oldest first; the client verifies the chain (the server is not trusted to)."""

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from credo.automation.jobs import Stream
 from credo.automation.rbac import Permission
-from credo.defaults import MAX_JOB_LIST, MAX_OUTPUT_PAGE
+from credo.defaults import MAX_JOB_LIST, MAX_OUTPUT_PAGE, MAX_POSITION
 from credo.server import catalog, limits, queue, views
 from credo.server.api import API
 from credo.server.dependencies import Admin, AppState, SignedIn, check_target, visible
@@ -103,7 +103,9 @@ async def job_output(
     job_id: str,
     state: AppState,
     stream: Stream | None = None,
-    after: Annotated[int, Query(ge=0, description="seq (with stream) or id (all streams) already seen")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_POSITION, description="seq (with stream) or id (all streams) already seen")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=MAX_OUTPUT_PAGE)] = 1000,
 ) -> OutputPage:
     return await state.run(views.output_page, job_id, stream, after, limit)
@@ -122,7 +124,10 @@ _SSE_DOC = (
 )
 @guard(Access.ADMIN, limits.NO_BODY)
 async def job_output_events(
-    job_id: str, state: AppState, stream: Stream | None = None, after: int = 0
+    job_id: str,
+    state: AppState,
+    stream: Stream | None = None,
+    after: Annotated[int, Query(ge=0, le=MAX_POSITION)] = 0,
 ) -> StreamingResponse:
     """Server-Sent Events: one ``chunk`` event per chunk, then ``end`` with the final state."""
     await state.run(views.get_job, job_id)

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from credo.server import grants, limits
 from credo.server.api import API
 from credo.server.clock import aware
-from credo.server.dependencies import AppState, SignedIn
+from credo.server.dependencies import AppState, RowId, SignedIn
 from credo.server.gate import Access, guard
 from credo.server.models import RoleGrant
 from credo.server.schemas import GrantIn, GrantOut
@@ -44,7 +44,7 @@ async def list_roles(caller: SignedIn, state: AppState) -> list[GrantOut]:
 
 @router.delete("/{grant_id}")
 @guard(Access.ADMIN, limits.NO_BODY)
-async def revoke_role(grant_id: int, caller: SignedIn, state: AppState) -> GrantOut:
+async def revoke_role(grant_id: RowId, caller: SignedIn, state: AppState) -> GrantOut:
     view = await state.run(lambda s: _view(grants.revoke_grant(s, grant_id)))
     state.forget_grants()
     return view

@@ -14,10 +14,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
-from credo.defaults import CLAIM_WAIT_SECONDS, MAX_CLAIM_WAIT_SECONDS, MAX_SLOTS
+from credo.defaults import CLAIM_WAIT_SECONDS, MAX_CLAIM_WAIT_SECONDS, MAX_POSITION, MAX_SLOTS
 from credo.server import identity, limits, queue
 from credo.server.api import API
-from credo.server.dependencies import AppState, Principal, negotiate_reply, worker_principal
+from credo.server.dependencies import AppState, Principal, RowId, negotiate_reply, worker_principal
 from credo.server.gate import Access, guard
 from credo.server.models import WorkerGroup
 from credo.server.schemas import (
@@ -71,7 +71,7 @@ async def register(body: RegisterIn, request: Request, state: AppState) -> Regis
 @router.post("/{worker_id}/heartbeat")
 @guard(Access.WORKER)
 async def worker_heartbeat(
-    worker_id: int, body: HeartbeatIn, principal: Principal, state: AppState
+    worker_id: RowId, body: HeartbeatIn, principal: Principal, state: AppState
 ) -> HeartbeatAnswer:
     def op(session: Session) -> HeartbeatAnswer:
         worker = queue.get_worker(session, worker_id, principal)
@@ -83,7 +83,7 @@ async def worker_heartbeat(
 
 @router.post("/{worker_id}/drain")
 @guard(Access.WORKER)
-async def worker_drain(worker_id: int, body: DrainIn, principal: Principal, state: AppState) -> DrainAnswer:
+async def worker_drain(worker_id: RowId, body: DrainIn, principal: Principal, state: AppState) -> DrainAnswer:
     """The worker is stopping (``final``: has stopped): no new jobs; jobs it does not hold go back."""
 
     def op(session: Session) -> tuple[int, list[str]]:
@@ -101,7 +101,7 @@ async def worker_drain(worker_id: int, body: DrainIn, principal: Principal, stat
 @guard(Access.WORKER)
 async def claim(
     request: Request,
-    worker_id: int,
+    worker_id: RowId,
     principal: Principal,
     state: AppState,
     slots: Annotated[int, Query(ge=1, le=MAX_SLOTS)] = 1,
@@ -146,7 +146,11 @@ async def claim(
 )
 @guard(Access.WORKER, limits.NO_BODY)
 async def job_content(
-    worker_id: int, job_id: str, lease_token: int, principal: Principal, state: AppState
+    worker_id: RowId,
+    job_id: str,
+    lease_token: Annotated[int, Query(ge=0, le=MAX_POSITION)],
+    principal: Principal,
+    state: AppState,
 ) -> Response:
     def op(session: Session) -> bytes:
         return queue.job_content(session, state.worker(session, worker_id, principal), job_id, lease_token)
@@ -157,7 +161,7 @@ async def job_content(
 @router.post("/{worker_id}/jobs/{job_id}/output")
 @guard(Access.WORKER, limits.WORKER_REPORT_BODY)
 async def job_append(
-    worker_id: int, job_id: str, body: OutputIn, principal: Principal, state: AppState
+    worker_id: RowId, job_id: str, body: OutputIn, principal: Principal, state: AppState
 ) -> OutputAnswer:
     def op(session: Session) -> OutputAnswer:
         worker = state.worker(session, worker_id, principal)
@@ -170,7 +174,7 @@ async def job_append(
 @router.post("/{worker_id}/jobs/{job_id}/finish", response_model_exclude_unset=True)
 @guard(Access.WORKER, limits.WORKER_REPORT_BODY)
 async def job_finish(
-    worker_id: int,
+    worker_id: RowId,
     job_id: str,
     body: FinishIn,
     principal: Principal,
@@ -212,7 +216,7 @@ async def job_finish(
 @router.post("/{worker_id}/jobs/{job_id}/token")
 @guard(Access.WORKER, limits.TOKEN_BODY)
 async def job_token(
-    worker_id: int, job_id: str, body: JobTokenIn, principal: Principal, state: AppState, response: Response
+    worker_id: RowId, job_id: str, body: JobTokenIn, principal: Principal, state: AppState, response: Response
 ) -> TokenAnswer:
     """A token for one of the worker's running jobs (403: not its lease, or an unlisted audience)."""
 
