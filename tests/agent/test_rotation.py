@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -114,7 +115,7 @@ def test_a_service_never_fails_across_a_rotation(roll: tuple[Lab, Path]) -> None
             "client": f"WORKER1$@{REALM}", "client_keytab": str(lab.paths.host_keytab("worker1")),
             "service": SERVICE, "keytab": str(keytab), "held": str(base / "held.ccache"),
             "rotation": rotation.timestamp(), "window": WINDOW, "out": str(records),
-            "stop": str(base / "stop"), "pause_file": str(base / "pause"), "paused": str(base / "paused"), "pause": 0.05, "max_rounds": 3000, "max_seconds": 240,
+            "stop": str(base / "stop"), "pause_file": str(base / "pause"), "paused": str(base / "paused"), "pause": 0.05, "max_rounds": 4000, "max_seconds": 400,
         }))  # fmt: skip
         loop = subprocess.Popen([CREDO[0], "-m", "tests.support.gss_loop", str(loop_config)], env=on_clock,
                                 cwd=Path(__file__).resolve().parents[2])  # fmt: skip
@@ -136,7 +137,14 @@ def test_a_service_never_fails_across_a_rotation(roll: tuple[Lab, Path]) -> None
 
         # Past the rotation: the KDC issues kvno 2 tickets, which the keytab already holds.
         move_clock(clock, rotation.replace(microsecond=0) + timedelta(seconds=60), base)
-        wait_for("the refresh after the rotation", lambda: status().get("kvno") == 2, timeout=90)
+        try:
+            wait_for("the refresh after the rotation", lambda: status().get("kvno") == 2, timeout=150)
+        except AssertionError:
+            # Seen once in a full run (not reproduced since): say where the agent waits.
+            print("status:", status())
+            agent.send_signal(signal.SIGUSR1)
+            time.sleep(1)
+            raise
         # Samba moves the account to the new key on its first use after the rotation time (a
         # read of the password, an AS-REQ); from then on the KDC issues kvno 2 tickets.
         kdc = on_clock | {"KRB5CCNAME": f"FILE:{base}/kvno.ccache"}

@@ -10,6 +10,7 @@ SIGTERM/SIGINT stop.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -271,6 +272,9 @@ class Agent:
 
         for sig in (signal.SIGHUP, signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+        # `kill -USR1 <agent>` writes every thread's stack to the log: what a refresh that seems
+        # stuck is waiting on (a DC, a KDC, a hook), without stopping the agent.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
         server = SocketServer(self, self.socket)
         server.start()
         self.metrics.start()
