@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import secrets
 import threading
 import time
@@ -23,6 +22,7 @@ import gssapi
 from gssapi.raw import GSSError
 
 from credo.errors import EnvironmentProblem, NotPermittedError
+from credo.files import read_or_create_secret
 
 __all__ = ["AdminToken", "NegotiateAcceptor", "SessionTokens", "WorkerSession"]
 
@@ -34,11 +34,15 @@ class AdminToken:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(32) + "\n")
-        self._digest = hashlib.sha256(path.read_text().strip().encode()).digest()
+        self._digest = hashlib.sha256(
+            read_or_create_secret(path, lambda: secrets.token_urlsafe(32)).encode()
+        ).digest()
+
+    @property
+    def fingerprint(self) -> str:
+        """Names this admin token (not a way to find it): a web UI session signed in with it
+        ends when it is replaced (credo.server.ui.session)."""
+        return hashlib.sha256(b"credo admin token fingerprint\x00" + self._digest).hexdigest()[:32]
 
     def check(self, presented: str) -> bool:
         return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self._digest)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +25,7 @@ from sqlalchemy.orm import Session
 from credo.automation import webhooks as rules
 from credo.automation.runbooks import validate_runbook_name
 from credo.errors import Conflict, CredoError, InputError, NotFoundError
+from credo.files import read_or_create_secret
 from credo.server import catalog, queue
 from credo.server.clock import aware, now
 from credo.server.models import Runbook, Webhook, WebhookSignature, WorkerGroup
@@ -51,12 +51,8 @@ HOOK_PATH = "/hooks"
 
 def load_sealer(data_dir: Path) -> rules.SecretSealer:
     """The server's sealing keys: created (0600) on first start, newest first."""
-    path = data_dir / KEY_FILE
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(base64.b64encode(rules.new_sealing_key()).decode() + "\n")
-    keys = [base64.b64decode(line) for line in path.read_text().split() if line]
+    text = read_or_create_secret(data_dir / KEY_FILE, lambda: base64.b64encode(rules.new_sealing_key()).decode())
+    keys = [base64.b64decode(line) for line in text.split() if line]
     return rules.SecretSealer(keys)
 
 
