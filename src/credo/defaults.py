@@ -33,6 +33,8 @@ __all__ = [
     "MAX_POSITION",
     "MAX_RUNBOOK_BASE64_CHARS",
     "MAX_SLOTS",
+    "UI_PAGE",
+    "UI_SESSION_SECONDS",
 ]
 
 # -- where the server listens, and where clients look for it ----------------------------------------
@@ -65,11 +67,14 @@ LOST_AFTER_SECONDS = 60.0
 # An idle worker's claim waits this long for a job (long poll), at most MAX_CLAIM_WAIT_SECONDS.
 CLAIM_WAIT_SECONDS = 25.0
 MAX_CLAIM_WAIT_SECONDS = 60.0
+# A web UI sign-in lasts a working day; then the browser signs in again (Negotiate: silently).
+UI_SESSION_SECONDS = 8 * 3600
 
 # -- listings ---------------------------------------------------------------------------------------
 MAX_JOB_LIST = 1000  # jobs in one listing
 MAX_AUDIT_PAGE = 5000  # audit records in one page of an export
 MAX_OUTPUT_PAGE = 10000  # output chunks in one page
+UI_PAGE = 100  # rows on one page of the web UI's lists (jobs, audit log)
 # A position a client gives back (an audit seq, an output chunk id): the largest SQL BIGINT. A
 # larger number cannot name a row, and SQLite would fail to bind it (a 500, found by schemathesis).
 MAX_POSITION = 2**63 - 1

@@ -33,7 +33,7 @@ from credo.server.audit import AuditTrail
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
 from credo.server.directory import GroupResolver
-from credo.server.gate import Caller, CallerKind, Credentials, Gate, check_routes
+from credo.server.gate import Caller, Credentials, Gate, check_routes
 from credo.server.models import Job
 from credo.server.paths import prepare_data_dir
 from credo.server.problems import install_error_handlers
@@ -53,6 +53,8 @@ from credo.server.routes import (
     workers,
 )
 from credo.server.state import ServerConfig, State
+from credo.server.ui import routes as ui
+from credo.server.ui.session import SessionCookies
 
 __all__ = ["API", "ServerConfig", "create_app"]
 
@@ -71,6 +73,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         acceptor=NegotiateAcceptor(config.keytab),
         groups=GroupResolver(config.keytab),
     )
+    state.ui_sessions = SessionCookies(config.data_dir, state.admin.fingerprint)
     if config.oidc_issuer:
         state.issuer = Issuer(config.oidc_issuer, config.oidc_key_file or config.data_dir / KEY_FILE_NAME)
     with db.session() as session:
@@ -91,6 +94,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app = FastAPI(title="credo", version="1", lifespan=lifespan, openapi_url="/openapi.json")
     app.state.credo = state
     install_error_handlers(app)
+    ui.install_error_pages(app)
     # The routers' routes join the app's own list, flat (not with include_router, which newer
     # FastAPI keeps as one nested entry per router): the gate matches each request against that
     # list, and check_routes reads each route's declared policy from it.
@@ -110,6 +114,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         auth.router,
         roles.router,
         oidc.well_known_router(config.oidc_issuer),
+        ui.router,
     ):
         app.router.routes.extend(router.routes)
 
@@ -119,21 +124,18 @@ def create_app(config: ServerConfig) -> FastAPI:
     def api_token(presented: str) -> Caller | None:
         with db.session() as session:
             found = tokens.verify(session, presented)
-        if found is None:
-            return None
-        role = found.role.value if found.role else None
-        name = f"token {found.name} ({found.id})"
-        return Caller(CallerKind.API_TOKEN, name, found.id, role, found.created_by)
+        return None if found is None else tokens.as_caller(found)
 
     credentials = Credentials(
         admin=state.admin.check,
         session=state.sessions.principal,
         api_token=api_token,
         negotiate=state.acceptor.accept,
+        ui_session=lambda cookie: ui.session_caller(state, cookie),
     )
     app.add_middleware(Gate, routes=app.router.routes, prefix=API, credentials=credentials)
     # Added last, so outermost: it records the gate's refusals too (credo.server.audit).
-    app.add_middleware(AuditTrail, routes=app.router.routes, prefix=API, db=db)
+    app.add_middleware(AuditTrail, routes=app.router.routes, prefixes=(API, ui.UI), db=db)
     return app
 
 

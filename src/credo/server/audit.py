@@ -70,6 +70,7 @@ def note(
     *,
     target: str | None = None,
     actor: str | None = None,
+    action: str | None = None,
     skip: bool = False,
     **details: Any,
 ) -> None:
@@ -83,6 +84,8 @@ def note(
         noted["target"] = target
     if actor is not None:
         noted["actor"] = actor
+    if action is not None:
+        noted["action"] = action
     noted["skip"] = skip
     noted["details"].update(details)
 
@@ -159,10 +162,14 @@ def _singular(resource: str) -> str:
 class AuditTrail:
     """The ASGI middleware (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute], prefix: str, db: Database) -> None:
+    def __init__(
+        self, app: ASGIApp, *, routes: list[BaseRoute], prefixes: tuple[str, ...], db: Database
+    ) -> None:
         self.app = app
         self.routes = routes
-        self.prefix = prefix
+        # The API's, and the web UI's: a job started from a browser is recorded as one started
+        # from the CLI is (with ``via: ui``).
+        self.prefixes = prefixes
         self.db = db
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -196,7 +203,7 @@ class AuditTrail:
         return policy is None or policy.access is not Access.PUBLIC
 
     def _route(self, scope: Scope) -> tuple[Route | None, dict[str, Any]]:
-        if not scope["path"].startswith(self.prefix):
+        if not scope["path"].startswith(self.prefixes):
             return None, {}
         for route in self.routes:
             match, child = route.matches(scope)
@@ -206,19 +213,22 @@ class AuditTrail:
 
     def _entry(self, scope: Scope, route: Route, params: dict[str, Any], status: int) -> AuditEntry:
         # /api/v1/jobs/{job_id}/stop -> resource "job"; stop_job -> verb "stop".
-        segments = route.path.removeprefix(self.prefix).strip("/").split("/")
+        prefix = next(p for p in self.prefixes if route.path.startswith(p))
+        segments = route.path.removeprefix(prefix).strip("/").split("/")
         resource = _singular(segments[0]) if segments and segments[0] else "api"
         verb = getattr(route.endpoint, "__name__", "call").split("_")[0]
         ids: Iterable[str] = (str(v) for v in params.values())
         noted: dict[str, Any] = scope.get(_NOTE, {"details": {}})
         details: dict[str, Any] = {"method": scope["method"], "status": status, **noted["details"]}
+        if prefix != self.prefixes[0]:
+            details["via"] = prefix.strip("/")
         actor = noted.get("actor") or scope.get(ACTOR) or scope.get(PRINCIPAL) or "anonymous"
         client = scope.get("client")
         return AuditEntry(
             time=clock.now(),
             actor=str(actor),
             source=str(client[0]) if client else "",
-            action=f"{resource}.{verb}",
+            action=noted.get("action") or f"{resource}.{verb}",
             target=noted.get("target") or "/".join((resource, *ids)),
             outcome=_outcome(status),
             details=details,

@@ -146,6 +146,18 @@ def publish_runbook(session: Session, name: str) -> RunbookVersion:
     return published
 
 
+def published_schema(session: Session, runbook: Runbook) -> dict[str, Any]:
+    """The JSON Schema of the runbook's published version's parameters (what a job is checked by)."""
+    if not runbook.published_version:
+        raise Conflict(f"runbook {runbook.name!r} has no published version", hint="publish it first")
+    schema = session.scalar(
+        select(RunbookVersion.schema).where(
+            RunbookVersion.runbook_id == runbook.id, RunbookVersion.version == runbook.published_version
+        )
+    )
+    return schema or {}
+
+
 def delete_runbook(session: Session, name: str) -> None:
     runbook = get_runbook(session, name)
     active = _unfinished_jobs(session, Job.runbook_id == runbook.id)

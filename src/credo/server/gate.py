@@ -38,6 +38,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -54,6 +55,7 @@ __all__ = [
     "CALLER",
     "NEGOTIATE_REPLY",
     "PRINCIPAL",
+    "UI_SIGN_IN",
     "Access",
     "BodyTooLarge",
     "Caller",
@@ -76,6 +78,8 @@ ACTOR = "credo.actor"
 CALLER = "credo.caller"
 # The name the admin token's caller goes by (in refusals, and as an API token's creator).
 ADMIN_CALLER = "admin"
+# Where the web UI signs a browser in (credo.server.ui.routes).
+UI_SIGN_IN = "/ui/sign-in"
 
 _POLICY = "__credo_policy__"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -88,6 +92,9 @@ class Access(enum.Enum):
     ADMIN = "admin"
     WORKER = "worker"  # Authorization: Bearer <worker session token>
     NEGOTIATE = "negotiate"  # Authorization: Negotiate <SPNEGO token>: a worker registers
+    # The web UI's pages: its session cookie (credo.server.ui.session), else what ADMIN takes; an
+    # anonymous browser is sent to the sign-in page (303), anything else hears 401.
+    UI = "ui"
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,7 @@ _REFUSALS: dict[Access, tuple[str, str | None, str]] = {
         'Negotiate, Bearer realm="credo"',
     ),
     Access.WORKER: ("worker session missing or expired: authenticate with Negotiate", None, "Negotiate"),
+    Access.UI: ("sign-in required", "sign in at /ui/sign-in", 'Negotiate, Bearer realm="credo"'),
     Access.NEGOTIATE: (
         "Kerberos authentication required",
         "send Authorization: Negotiate <a SPNEGO token for the server's HTTP/ principal>",
@@ -191,6 +199,9 @@ class Credentials:
     api_token: Callable[[str], Caller | None]
     # Blocking (GSS-API): run in a thread. Returns (principal, reply token or None).
     negotiate: Callable[[str], tuple[str, str | None]]
+    # Blocking (the database, for a token's session): the caller a web UI session cookie stands
+    # for, given the request's Cookie header; None without a valid one.
+    ui_session: Callable[[str], Caller | None] = lambda _cookie: None
 
 
 class Gate:
@@ -217,6 +228,12 @@ class Gate:
             await self._authenticate(scope, headers, policy)
             if length is not None and length > policy.max_body:
                 raise BodyTooLarge(policy.max_body)
+        except Unauthenticated as exc:
+            if policy.access is Access.UI and scope["method"] in ("GET", "HEAD"):
+                await _to_sign_in(scope, headers, send)
+            else:
+                await _answer(send, exc, close=carries_body)
+            return
         except CredoError as exc:
             await _answer(send, exc, close=carries_body)
             return
@@ -242,6 +259,14 @@ class Gate:
         if policy.access is Access.ADMIN:
             caller = scope[CALLER] = await self._caller(scope, scheme, value)
             scope[ACTOR] = caller.name
+        elif policy.access is Access.UI:
+            cookie = headers.get("cookie", "")
+            found = await run_in_threadpool(self.credentials.ui_session, cookie) if cookie else None
+            if found is None:
+                if not scheme:
+                    raise Unauthenticated(Access.UI)
+                found = await self._caller(scope, scheme, value)
+            scope[CALLER], scope[ACTOR] = found, found.name
         elif policy.access is Access.WORKER:
             principal = self.credentials.session(value) if scheme == "bearer" else None
             if principal is None:
@@ -304,6 +329,22 @@ class _Counted:
             await send(message)
 
         await self.app(scope, counted_receive, guarded_send)
+
+
+async def _to_sign_in(scope: Scope, headers: Headers, send: Send) -> None:
+    """An anonymous browser goes to the sign-in page, which brings it back here afterwards; a
+    page htmx asks for sends the whole window there (``HX-Redirect``)."""
+    here = scope["path"] + (
+        f"?{scope['query_string'].decode('latin-1')}" if scope.get("query_string") else ""
+    )
+    location = f"{UI_SIGN_IN}?{urlencode({'next': here})}"
+    if headers.get("hx-request"):
+        status, extra = 401, [(b"hx-redirect", location.encode())]
+    else:
+        status, extra = 303, [(b"location", location.encode())]
+    response = [(b"content-length", b"0"), (b"cache-control", b"no-store"), *extra]
+    await send({"type": "http.response.start", "status": status, "headers": response})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _content_length(headers: Headers) -> int | None:

@@ -33,7 +33,7 @@ from credo.automation.schedules import due_fires as compute_due
 from credo.errors import Conflict, CredoError, NotFoundError
 from credo.server import audit, catalog, queue
 from credo.server.clock import aware, now
-from credo.server.models import Runbook, RunbookVersion, Schedule, ScheduleFire, WorkerGroup
+from credo.server.models import Runbook, Schedule, ScheduleFire, WorkerGroup
 from credo.server.schemas import FireOut, ScheduleIn, ScheduleOut
 
 __all__ = [
@@ -76,17 +76,6 @@ def get_schedule(session: Session, name: str) -> Schedule:
     return row
 
 
-def _published_schema(session: Session, runbook: Runbook) -> dict[str, Any]:
-    if not runbook.published_version:
-        raise Conflict(f"runbook {runbook.name!r} has no published version", hint="publish it first")
-    schema = session.scalar(
-        select(RunbookVersion.schema).where(
-            RunbookVersion.runbook_id == runbook.id, RunbookVersion.version == runbook.published_version
-        )
-    )
-    return schema or {}
-
-
 def create_schedule(session: Session, body: ScheduleIn) -> Schedule:
     validate_runbook_name(body.name)
     cron, timezone = parse_cron(body.cron), parse_timezone(body.timezone).key
@@ -95,7 +84,7 @@ def create_schedule(session: Session, body: ScheduleIn) -> Schedule:
     runbook = catalog.get_runbook(session, body.runbook)
     group = catalog.get_group(session, body.group)
     # The parameters must fit the published version now; a fire checks again (it may change).
-    parameters = validate_parameters(_published_schema(session, runbook), body.parameters)
+    parameters = validate_parameters(catalog.published_schema(session, runbook), body.parameters)
     stamp = now()
     spec = Spec(cron=cron, timezone=timezone, created=stamp, parameters=parameters,
                 enabled=body.enabled, missed_runs=MissedRunPolicy(body.missed_runs))  # fmt: skip

@@ -31,6 +31,7 @@ from credo.server.directory import GroupResolver
 from credo.server.metrics import QueueSnapshot, ServerMetrics
 from credo.server.models import WorkerGroup
 from credo.server.schemas import GroupIdentity
+from credo.server.ui.session import SessionCookies
 
 __all__ = ["Notifier", "ServerConfig", "State"]
 
@@ -88,6 +89,8 @@ class State:
     # Worker id -> who it is: registrations never change these, and deleting a group clears it.
     workers: dict[int, queue.WorkerRef] = field(default_factory=dict)
     issuer: Issuer | None = None
+    # The web UI's session cookies (credo.server.ui.session); set by create_app.
+    ui_sessions: SessionCookies | None = None
     # Group id -> its identity for the claim answer (None: no tokens); cleared when a group changes.
     identities: dict[int, GroupIdentity | None] = field(default_factory=dict)
     metrics: ServerMetrics = field(init=False)

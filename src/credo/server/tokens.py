@@ -18,9 +18,19 @@ from credo.automation.api_tokens import TokenRecord, new_token, verify_token
 from credo.automation.rbac import Role
 from credo.errors import InputError, NotFoundError
 from credo.server.clock import aware, now
+from credo.server.gate import Caller, CallerKind
 from credo.server.models import ApiToken
 
-__all__ = ["LAST_USE_RESOLUTION", "Verified", "create_token", "list_tokens", "revoke_token", "verify"]
+__all__ = [
+    "LAST_USE_RESOLUTION",
+    "Verified",
+    "as_caller",
+    "create_token",
+    "list_tokens",
+    "revoke_token",
+    "verify",
+    "verify_id",
+]
 
 LAST_USE_RESOLUTION = timedelta(minutes=1)
 
@@ -94,3 +104,19 @@ def verify(session: Session, presented: str) -> Verified | None:
     if last is None or at - last >= LAST_USE_RESOLUTION:
         row.last_used_at = at
     return Verified(row.id, row.name, _role(row.role), row.created_by)
+
+
+def verify_id(session: Session, token_id: str) -> Verified | None:
+    """The token ``token_id`` stands for, if it is neither revoked nor expired now: a web UI
+    session signed in with it lasts no longer than it (credo.server.ui.session)."""
+    row = session.get(ApiToken, token_id)
+    expires = aware(row.expires_at) if row is not None else None
+    if row is None or row.revoked or expires is None or expires <= now():
+        return None
+    return Verified(row.id, row.name, _role(row.role), row.created_by)
+
+
+def as_caller(found: Verified) -> Caller:
+    """The caller a valid token stands for (the gate's, the web UI's sign-in)."""
+    role = found.role.value if found.role else None
+    return Caller(CallerKind.API_TOKEN, f"token {found.name} ({found.id})", found.id, role, found.created_by)

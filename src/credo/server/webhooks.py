@@ -51,7 +51,9 @@ HOOK_PATH = "/hooks"
 
 def load_sealer(data_dir: Path) -> rules.SecretSealer:
     """The server's sealing keys: created (0600) on first start, newest first."""
-    text = read_or_create_secret(data_dir / KEY_FILE, lambda: base64.b64encode(rules.new_sealing_key()).decode())
+    text = read_or_create_secret(
+        data_dir / KEY_FILE, lambda: base64.b64encode(rules.new_sealing_key()).decode()
+    )
     keys = [base64.b64decode(line) for line in text.split() if line]
     return rules.SecretSealer(keys)
 
