@@ -83,10 +83,18 @@ def test_an_anonymous_browser_is_sent_to_sign_in_and_comes_back(app: FastAPI, br
     answer = browser.get("/ui/jobs?state=Queued")
     assert answer.status_code == 303
     assert answer.headers["location"] == "/ui/sign-in?next=%2Fui%2Fjobs%3Fstate%3DQueued"
-    assert browser.get("/ui/jobs", headers={"HX-Request": "true"}).headers["hx-redirect"].startswith("/ui/sign-in")
+    assert (
+        browser.get("/ui/jobs", headers={"HX-Request": "true"})
+        .headers["hx-redirect"]
+        .startswith("/ui/sign-in")
+    )
     assert browser.post("/ui/jobs/x/stop").status_code == 401  # a form post is refused, not redirected
     page = browser.get(answer.headers["location"])
-    assert page.status_code == 200 and 'name="token"' in page.text and 'value="/ui/jobs?state=Queued"' in page.text
+    assert (
+        page.status_code == 200
+        and 'name="token"' in page.text
+        and 'value="/ui/jobs?state=Queued"' in page.text
+    )
     signed = sign_in(browser, admin_token(app), "/ui/jobs?state=Queued")
     assert signed.status_code == 303 and signed.headers["location"] == "/ui/jobs?state=Queued"
     cookie = signed.headers["set-cookie"]
@@ -100,17 +108,29 @@ def test_an_anonymous_browser_is_sent_to_sign_in_and_comes_back(app: FastAPI, br
 def test_a_wrong_token_is_refused_and_recorded_without_the_token(app: FastAPI, browser: TestClient) -> None:
     wrong = "credo_00000000_" + "A" * 43
     answer = sign_in(browser, wrong)
-    assert answer.status_code == 401 and "not accepted" in answer.text and COOKIE not in answer.headers.get(
-        "set-cookie", ""
+    assert (
+        answer.status_code == 401
+        and "not accepted" in answer.text
+        and COOKIE not in answer.headers.get("set-cookie", "")
     )
     with app.state.credo.db.session() as session:
         last = session.scalars(select(AuditLog).order_by(AuditLog.seq.desc())).first()
-    assert last is not None and (last.action, last.outcome, last.actor) == ("ui.sign-in", "denied", "anonymous")
+    assert last is not None and (last.action, last.outcome, last.actor) == (
+        "ui.sign-in",
+        "denied",
+        "anonymous",
+    )
     assert wrong not in str(last.details) and last.details["via"] == "ui"
 
 
 def test_where_to_go_after_signing_in_is_only_a_page_of_the_ui(app: FastAPI, browser: TestClient) -> None:
-    for evil in ("https://evil.example/", "//evil.example/ui/", "/ui//evil.example", "/api/v1/jobs", "/ui\\x"):
+    for evil in (
+        "https://evil.example/",
+        "//evil.example/ui/",
+        "/ui//evil.example",
+        "/api/v1/jobs",
+        "/ui\\x",
+    ):
         assert sign_in(browser, admin_token(app), evil).headers["location"] == "/ui/jobs"
 
 
@@ -127,7 +147,9 @@ def test_a_forged_or_altered_cookie_signs_nobody_in(app: FastAPI, browser: TestC
         browser.cookies.clear()
 
 
-def test_every_page_renders_for_an_admin_with_a_strict_content_policy(app: FastAPI, browser: TestClient) -> None:
+def test_every_page_renders_for_an_admin_with_a_strict_content_policy(
+    app: FastAPI, browser: TestClient
+) -> None:
     sign_in(browser, admin_token(app))
     with app.state.credo.db.session() as session:
         job_id = session.scalars(select(Job.id)).first()
@@ -157,7 +179,7 @@ def test_the_start_form_follows_the_schema_and_starts_the_job_once(app: FastAPI,
     sign_in(browser, admin_token(app))
     form = browser.get("/ui/runbooks/cleanup/start").text
     assert 'name="p.days" type="number" step="1" value="" required' in form
-    assert '<option selected>dry-run</option>' in form and 'name="p.force" type="checkbox"' in form
+    assert "<option selected>dry-run</option>" in form and 'name="p.force" type="checkbox"' in form
     assert 'name="p.ratio" type="number" step="any"' in form and 'textarea id="p.tags"' in form
     assert "how far back" in form
     key = re.search(r'name="key" value="([0-9a-f-]{36})"', form)
@@ -174,12 +196,20 @@ def test_the_start_form_follows_the_schema_and_starts_the_job_once(app: FastAPI,
         assert job is not None
         assert job.parameters == {"days": 7, "mode": "apply", "ratio": 0.5, "force": True, "tags": ["a", "b"]}
         record = session.scalars(select(AuditLog).where(AuditLog.target == f"job/{job_id}")).first()
-    assert record is not None and (record.action, record.actor, record.outcome) == ("job.start", "admin", "ok")
+    assert record is not None and (record.action, record.actor, record.outcome) == (
+        "job.start",
+        "admin",
+        "ok",
+    )
     assert record.details["via"] == "ui"
-    bad = browser.post("/ui/runbooks/cleanup/start", data=data | {"key": key.group(1)[:-1] + "0", "p.days": "x"})
+    bad = browser.post(
+        "/ui/runbooks/cleanup/start", data=data | {"key": key.group(1)[:-1] + "0", "p.days": "x"}
+    )
     assert bad.status_code == 422 and "parameter days: &#39;x&#39; is not an integer" in bad.text
     assert 'value="x"' in bad.text  # what was typed stays in the form
-    missing = browser.post("/ui/runbooks/cleanup/start", data={"key": key.group(1)[:-1] + "1", "group": "tier1"})
+    missing = browser.post(
+        "/ui/runbooks/cleanup/start", data={"key": key.group(1)[:-1] + "1", "group": "tier1"}
+    )
     assert missing.status_code == 422 and "days" in missing.text
 
 
@@ -213,7 +243,7 @@ def test_a_form_from_another_site_is_refused(app: FastAPI, browser: TestClient) 
     answer = browser.post("/ui/sign-out", headers={"Origin": "https://evil.example"})
     assert answer.status_code == 403
     out = browser.post("/ui/sign-out", headers={"Origin": "http://testserver"})
-    assert out.status_code == 303 and 'Max-Age=0' in out.headers["set-cookie"]
+    assert out.status_code == 303 and "Max-Age=0" in out.headers["set-cookie"]
 
 
 def test_kerberos_sign_in_challenges_with_negotiate(browser: TestClient) -> None:
@@ -235,9 +265,14 @@ def test_every_ui_route_declares_its_access(app: FastAPI) -> None:
 def test_the_form_fields_and_their_values_follow_the_json_schema() -> None:
     schema = {
         "type": "object",
-        "properties": {"n": {"type": "integer"}, "x": {"type": "number", "default": 1.5},
-                       "on": {"type": "boolean", "default": True}, "level": {"type": "integer", "enum": [1, 2]},
-                       "cfg": {"type": "object"}, "s": {"type": "string"}},  # fmt: skip
+        "properties": {
+            "n": {"type": "integer"},
+            "x": {"type": "number", "default": 1.5},
+            "on": {"type": "boolean", "default": True},
+            "level": {"type": "integer", "enum": [1, 2]},
+            "cfg": {"type": "object"},
+            "s": {"type": "string"},
+        },
         "required": ["n"],
     }
     fields = {f.name: f for f in form_fields(schema)}
