@@ -1,6 +1,6 @@
 """`make bench`: run every benchmark and print a Markdown table to paste into BENCHMARKS.md.
 
-python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent, endpoint, oidc (default: all)
+python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent, endpoint, oidc, control (default: all)
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from benchmarks import (
     bench_agent,
     bench_audit,
     bench_automation,
+    bench_control,
     bench_endpoint,
     bench_gmsa,
     bench_lab,
@@ -31,6 +32,7 @@ BENCHES = {
     "agent": bench_agent.run,
     "endpoint": bench_endpoint.run,
     "oidc": bench_oidc.run,
+    "control": bench_control.run,
 }
 
 
