@@ -33,12 +33,12 @@ from starlette.requests import cookie_parser
 
 from credo.automation.auditlog import AuditEntry, AuditOutcome
 from credo.automation.jobs import TERMINAL, JobState
-from credo.automation.rbac import Permission
+from credo.automation.rbac import Decision, Permission
 from credo.defaults import MAX_POSITION, UI_PAGE, UI_SESSION_SECONDS
 from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
 from credo.server import audit, catalog, limits, queue, scheduling, tokens, views, webhooks
 from credo.server.access import Forbidden, decide_on, job_target
-from credo.server.dependencies import AppState
+from credo.server.dependencies import AppState, visible
 from credo.server.gate import ADMIN_CALLER, CALLER, UI_SIGN_IN, Access, Caller, CallerKind, guard
 from credo.server.routes.jobs import sse_events
 from credo.server.state import State
@@ -108,7 +108,7 @@ def _caller(request: Request) -> Caller:
     return caller
 
 
-async def _may(
+async def _decision(
     state: State,
     caller: Caller,
     permission: Permission,
@@ -116,13 +116,19 @@ async def _may(
     group: str | None = None,
     *,
     anywhere: bool = False,
-) -> bool:
-    decision = await run_in_threadpool(
+) -> Decision:
+    """The API's decision (credo.server.access.decide_on), off the event loop: it may ask the
+    directory for the caller's groups."""
+    return await run_in_threadpool(
         lambda: decide_on(
             caller, permission, runbook, group, state.grants, state.groups_of, anywhere=anywhere
         )
     )
-    return bool(decision)
+
+
+async def _may(state: State, caller: Caller, permission: Permission, runbook: str | None = None,
+               group: str | None = None) -> bool:  # fmt: skip
+    return bool(await _decision(state, caller, permission, runbook, group))
 
 
 async def _require(
@@ -134,11 +140,7 @@ async def _require(
     *,
     anywhere: bool = False,
 ) -> None:
-    decision = await run_in_threadpool(
-        lambda: decide_on(
-            caller, permission, runbook, group, state.grants, state.groups_of, anywhere=anywhere
-        )
-    )
+    decision = await _decision(state, caller, permission, runbook, group, anywhere=anywhere)
     if not decision:
         raise Forbidden(caller, decision)
 
@@ -154,16 +156,6 @@ async def _require_on_job(state: State, caller: Caller, permission: Permission, 
         if permission is Permission.READ:
             raise NotFoundError(f"job {job_id} does not exist") from None
         raise
-
-
-async def _visible(state: State, caller: Caller, targets: list[tuple[str | None, str | None]]) -> list[bool]:
-    def check() -> list[bool]:
-        return [
-            bool(decide_on(caller, Permission.READ, runbook, group, state.grants, state.groups_of))
-            for runbook, group in targets
-        ]
-
-    return await run_in_threadpool(check)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -335,7 +327,7 @@ async def list_jobs(
                 s, state=state_filter, group=group, runbook=runbook, before=c, limit=UI_PAGE
             )
         )
-        seen = await _visible(state, caller, [(r.runbook, r.group) for r in rows])
+        seen = await visible(state, caller, [(r.runbook, r.group) for r in rows])
         shown += [row for row, ok in zip(rows, seen, strict=True) if ok]
         if len(rows) < UI_PAGE or len(shown) >= UI_PAGE:
             break
@@ -406,7 +398,7 @@ async def list_runbooks(request: Request, state: AppState) -> HTMLResponse:
     caller = _caller(request)
     await _require(state, caller, Permission.READ, anywhere=True)
     runbooks = await state.run(views.list_runbooks)
-    seen = await _visible(state, caller, [(r.name, None) for r in runbooks])
+    seen = await visible(state, caller, [(r.name, None) for r in runbooks])
     return _page(request, "runbooks.html", runbooks=[r for r, ok in zip(runbooks, seen, strict=True) if ok])
 
 
@@ -529,7 +521,7 @@ async def list_schedules(request: Request, state: AppState) -> HTMLResponse:
     caller = _caller(request)
     await _require(state, caller, Permission.READ, anywhere=True)
     rows = await state.run(scheduling.list_schedules)
-    seen = await _visible(state, caller, [(r.runbook, r.group) for r in rows])
+    seen = await visible(state, caller, [(r.runbook, r.group) for r in rows])
     return _page(request, "schedules.html", schedules=[r for r, ok in zip(rows, seen, strict=True) if ok])
 
 
@@ -547,7 +539,7 @@ async def list_workers(request: Request, state: AppState) -> HTMLResponse:
     await _require(state, caller, Permission.READ, anywhere=True)
     lost_after = state.config.lost_after_seconds
     groups, running = await state.run(lambda s: (views.list_groups(s, lost_after), queries.running_jobs(s)))
-    seen = await _visible(state, caller, [(None, g.name) for g in groups])
+    seen = await visible(state, caller, [(None, g.name) for g in groups])
     return _page(
         request, "workers.html", groups=[g for g, ok in zip(groups, seen, strict=True) if ok], running=running
     )
