@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Executable, func, select
 from sqlalchemy.orm import Session
 
 from credo.automation.jobs import TERMINAL, JobState, Stream
@@ -180,14 +180,16 @@ def job_view(session: Session, job: Job) -> JobOut:
     return job_views(session, [job])[0]
 
 
+def _pairs(session: Session, query: Executable) -> dict[int, str]:
+    return {row[0]: row[1] for row in session.execute(query)}
+
+
 def job_views(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
     """Views of several jobs with four queries in all, not five per job (``credo job list``)."""
     if not jobs:
         return []
-    names = dict(
-        session.execute(select(Runbook.id, Runbook.name).where(Runbook.id.in_({j.runbook_id for j in jobs})))
-        .tuples()
-        .all()
+    names = _pairs(
+        session, select(Runbook.id, Runbook.name).where(Runbook.id.in_({j.runbook_id for j in jobs}))
     )
     versions = {
         row[0]: (row[1], row[2])
@@ -197,20 +199,13 @@ def job_views(session: Session, jobs: Sequence[Job]) -> list[JobOut]:
             )
         )
     }
-    groups = dict(
-        session.execute(
-            select(WorkerGroup.id, WorkerGroup.name).where(WorkerGroup.id.in_({j.group_id for j in jobs}))
-        )
-        .tuples()
-        .all()
+    groups = _pairs(
+        session,
+        select(WorkerGroup.id, WorkerGroup.name).where(WorkerGroup.id.in_({j.group_id for j in jobs})),
     )
     worker_ids = {j.worker_id for j in jobs if j.worker_id}
     workers = (
-        dict(
-            session.execute(select(Worker.id, Worker.principal).where(Worker.id.in_(worker_ids)))
-            .tuples()
-            .all()
-        )
+        _pairs(session, select(Worker.id, Worker.principal).where(Worker.id.in_(worker_ids)))
         if worker_ids
         else {}
     )
