@@ -14,6 +14,7 @@ Nothing here does I/O or imports any other part of credo.
 from __future__ import annotations
 
 __all__ = [
+    "ACCESS_CACHE_SECONDS",
     "CLAIM_WAIT_SECONDS",
     "DEFAULT_JOB_TIMEOUT",
     "DEFAULT_LISTEN",
@@ -69,6 +70,10 @@ CLAIM_WAIT_SECONDS = 25.0
 MAX_CLAIM_WAIT_SECONDS = 60.0
 # A web UI sign-in lasts a working day; then the browser signs in again (Negotiate: silently).
 UI_SESSION_SECONDS = 8 * 3600
+# A server process trusts the role grants and the API tokens it read this long before reading
+# them again: a change made through this process counts at once, one made through another server
+# process on the same database within this time.
+ACCESS_CACHE_SECONDS = 5.0
 
 # -- listings ---------------------------------------------------------------------------------------
 MAX_JOB_LIST = 1000  # jobs in one listing

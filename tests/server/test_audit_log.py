@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from credo.automation.auditlog import GENESIS, AuditEntry, AuditOutcome, canonical, from_json_line, verify
 from credo.server import audit, clock
 from credo.server.app import ServerConfig, create_app
-from credo.server.database import Database, sqlite_url
+from credo.server.database import Database, after_commit, sqlite_url
 from tests.server.conftest import Server, free_port
 from tests.support.identity import CREDO
 
@@ -93,6 +93,42 @@ def test_state_changing_calls_are_recorded_with_who_where_what_and_outcome(clien
     assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
     result = _chain(records)
     assert result.ok and result.count == 5 and result.anchor == GENESIS
+
+
+def test_a_job_start_is_recorded_with_its_job_in_the_job_s_own_transaction(client: TestClient) -> None:
+    """A start appends its record where it inserts the job (audit.record_in): once, naming the job;
+    an idempotent repeat is recorded as the 200 it answered."""
+    group = {"name": "tier1", "local_user": "credo-runner", "workers": ["WORKER1$@EXAMPLE.TEST"]}
+    assert client.post("/api/v1/groups", json=group).status_code == 201
+    assert client.post("/api/v1/runbooks", json=RUNBOOK).status_code == 201
+    assert client.post("/api/v1/runbooks/hello/publish").status_code == 200
+    body = {"runbook": "hello", "group": "tier1", "parameters": {}, "idempotency_key": "ticket-7"}
+    first = client.post("/api/v1/jobs", json=body)
+    again = client.post("/api/v1/jobs", json=body)
+    assert (first.status_code, again.status_code) == (201, 200)
+    job = first.json()["id"]
+    starts = [r for r in _records(client) if r["action"] == "job.start"]
+    assert [(r["target"], r["outcome"], r["details"]) for r in starts] == [
+        (f"job/{job}", "ok", {"method": "POST", "status": 201, "runbook": "hello", "group": "tier1"}),
+        (f"job/{job}", "ok", {"method": "POST", "status": 200, "runbook": "hello", "group": "tier1"}),
+    ]
+    assert _chain(_records(client)).ok
+
+
+def test_a_hook_after_commit_runs_once_committed_and_never_after_a_rollback(tmp_path: Path) -> None:
+    """What record_in relies on to know its record is in the log (Database.after_commit)."""
+    db = Database(sqlite_url(tmp_path))
+    db.upgrade()
+    ran: list[str] = []
+    with db.session() as session:
+        after_commit(session, lambda: ran.append("committed"))
+        assert ran == []
+    with pytest.raises(RuntimeError), db.session() as session:
+        after_commit(session, lambda: ran.append("rolled back"))
+        raise RuntimeError("the route failed")
+    with db.session() as session:
+        pass
+    assert ran == ["committed"]
 
 
 def test_pages_and_since(client: TestClient) -> None:

@@ -5,6 +5,7 @@ every role (TestClient on SQLite; the real Kerberos sign-in is in test_signin_ke
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -16,12 +17,14 @@ from sqlalchemy import select
 from starlette.routing import Route
 
 from credo.automation.rbac import Decision, Grant, Permission, Role
+from credo.defaults import ACCESS_CACHE_SECONDS
 from credo.server.access import NEEDS, decide, decide_on
 from credo.server.app import API, ServerConfig, create_app
 from credo.server.clock import now
 from credo.server.database import sqlite_url
 from credo.server.gate import Access, Caller, CallerKind, declared_policy
 from credo.server.models import ApiToken
+from credo.server.tokens import RecentTokens, Verified
 
 
 @pytest.fixture(scope="module")
@@ -91,6 +94,49 @@ def test_revoked_expired_and_forged_tokens_all_get_the_same_401(app: FastAPI, cl
         answers.add((response.status_code, response.text, response.headers["www-authenticate"]))
     assert len(answers) == 1 and next(iter(answers))[0] == 401
     assert client.delete(f"{API}/auth/tokens/nosuchid", headers=admin(app)).status_code == 404
+
+
+def test_a_token_in_use_revoked_here_is_refused_at_once(app: FastAPI, client: TestClient) -> None:
+    """Verified tokens are kept a few seconds (tokens.RecentTokens); a revocation forgets them."""
+    made = create(client, app, "busy", "reader")
+    assert client.get(f"{API}/jobs", headers=bearer(made["token"])).status_code == 200
+    assert client.delete(f"{API}/auth/tokens/{made['id']}", headers=admin(app)).status_code == 200
+    assert client.get(f"{API}/jobs", headers=bearer(made["token"])).status_code == 401
+
+
+def test_a_token_revoked_through_another_server_process_is_refused_within_the_cache_time(
+    app: FastAPI, client: TestClient
+) -> None:
+    """Two servers on one database: one revokes, the other refuses within ACCESS_CACHE_SECONDS."""
+    config: ServerConfig = app.state.credo.config
+    made = create(client, app, "shared", "reader")
+    assert client.get(f"{API}/jobs", headers=bearer(made["token"])).status_code == 200
+    with TestClient(create_app(ServerConfig(config.data_dir, config.database_url))) as other:
+        assert other.delete(f"{API}/auth/tokens/{made['id']}", headers=admin(app)).status_code == 200
+        assert other.get(f"{API}/jobs", headers=bearer(made["token"])).status_code == 401
+    revoked_at = time.monotonic()
+    while client.get(f"{API}/jobs", headers=bearer(made["token"])).status_code == 200:
+        assert time.monotonic() - revoked_at < ACCESS_CACHE_SECONDS + 2, "still accepted"
+        time.sleep(0.25)
+
+
+def _verified(expires_in: timedelta) -> Verified:
+    return Verified("0badcafe", "t", Role.READER, "admin", now() + expires_in)
+
+
+def test_recent_tokens_keep_no_token_past_its_expiry_or_a_revocation_that_raced_its_read() -> None:
+    recent = RecentTokens(ttl=60)
+    recent.put("credo_soon", _verified(timedelta(milliseconds=300)), recent.generation)
+    recent.put("credo_later", _verified(timedelta(hours=1)), recent.generation)
+    assert recent.get("credo_soon") is not None and recent.get("credo_later") is not None
+    time.sleep(0.4)
+    assert recent.get("credo_soon") is None  # expired: never trusted past its expiry
+    assert recent.get("credo_later") is not None
+    read_at = recent.generation  # a verification reads the row...
+    recent.forget()  # ... a revocation commits and forgets ...
+    recent.put("credo_raced", _verified(timedelta(hours=1)), read_at)  # ... the stale read comes back
+    assert recent.get("credo_raced") is None and recent.get("credo_later") is None
+    assert recent.get("credo_never_seen") is None
 
 
 def test_bad_token_requests_are_input_errors(app: FastAPI, client: TestClient) -> None:

@@ -19,7 +19,16 @@ from datetime import datetime, timedelta
 
 from credo.errors import InputError
 
-__all__ = ["MAX_LIFETIME", "PREFIX", "TokenRecord", "new_token", "parse_lifetime", "token_id", "verify_token"]
+__all__ = [
+    "MAX_LIFETIME",
+    "PREFIX",
+    "TokenRecord",
+    "digest",
+    "new_token",
+    "parse_lifetime",
+    "token_id",
+    "verify_token",
+]
 
 PREFIX = "credo_"
 MAX_LIFETIME = timedelta(days=366)
@@ -39,7 +48,8 @@ class TokenRecord:
     revoked: bool = False
 
 
-def _digest(token: str) -> str:
+def digest(token: str) -> str:
+    """What is stored of a token: its SHA-256, hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -60,7 +70,7 @@ def new_token(
     """A fresh token (to show once) and the record to store (its hash, never the token)."""
     token_id = secrets.token_hex(4)
     token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
-    return token, TokenRecord(token_id, name, _digest(token), now, now + lifetime, role)
+    return token, TokenRecord(token_id, name, digest(token), now, now + lifetime, role)
 
 
 def token_id(token: str) -> str | None:
@@ -77,9 +87,9 @@ def verify_token(
     found = token_id(token)
     record = lookup(found) if found else None
     if record is None:
-        _digest(token)  # the same work either way
+        digest(token)  # the same work either way
         return None
-    if not hmac.compare_digest(record.sha256, _digest(token)):
+    if not hmac.compare_digest(record.sha256, digest(token)):
         return None
     if record.revoked or now >= record.expires:
         return None

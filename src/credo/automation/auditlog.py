@@ -54,6 +54,7 @@ __all__ = [
     "Verification",
     "append",
     "canonical",
+    "follow",
     "from_json_line",
     "to_json_line",
     "verify",
@@ -162,10 +163,16 @@ def _digest(body: Mapping[str, Any]) -> str:
 
 def append(previous: AuditRecord | None, entry: AuditEntry) -> AuditRecord:
     """The record that follows ``previous`` (None: the first record, after ``GENESIS``)."""
-    seq = 1 if previous is None else previous.seq + 1
-    prev = GENESIS if previous is None else previous.hash
-    draft = AuditRecord(seq=seq, entry=entry, prev=prev, hash="")
-    return AuditRecord(seq=seq, entry=entry, prev=prev, hash=_digest(draft.body()))
+    if previous is None:
+        return follow(0, GENESIS, entry)
+    return follow(previous.seq, previous.hash, entry)
+
+
+def follow(seq: int, hash: str, entry: AuditEntry) -> AuditRecord:
+    """The record that follows the one numbered ``seq`` whose hash is ``hash`` ((0, GENESIS):
+    the first record). A log's store needs to read no more of its tail than these two."""
+    draft = AuditRecord(seq=seq + 1, entry=entry, prev=hash, hash="")
+    return AuditRecord(seq=seq + 1, entry=entry, prev=hash, hash=_digest(draft.body()))
 
 
 def to_json_line(record: AuditRecord) -> str:

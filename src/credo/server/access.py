@@ -32,7 +32,17 @@ from credo.server.api import API
 from credo.server.gate import ADMIN_CALLER, Access, Caller, CallerKind, declared_policy
 from credo.server.models import Job, Runbook, WorkerGroup
 
-__all__ = ["NEEDS", "Forbidden", "Need", "check_needs", "decide", "decide_on", "job_target"]
+__all__ = [
+    "NEEDS",
+    "Forbidden",
+    "Need",
+    "check_needs",
+    "decide",
+    "decide_on",
+    "grantee",
+    "job_target",
+    "own_role",
+]
 
 
 @dataclass(frozen=True)
@@ -150,22 +160,37 @@ def decide_on(
 ) -> Decision:
     """May ``caller`` do ``permission`` on ``runbook`` in ``worker_group`` (None: on all)? With
     ``anywhere``: on some runbook and worker group (before a body names which)."""
-    if caller.kind is CallerKind.ADMIN_TOKEN:
-        return _as_role(Role.ADMIN, permission, runbook, worker_group)
-    if caller.kind is CallerKind.API_TOKEN:
-        if caller.token_role is not None:
-            return _as_role(Role(caller.token_role), permission, runbook, worker_group)
-        if caller.token_creator == ADMIN_CALLER:
-            return _as_role(Role.ADMIN, permission, runbook, worker_group)
-        principal = caller.token_creator or ""
-    else:
-        principal = caller.name
+    own = own_role(caller)
+    if own is not None:
+        return _as_role(own, permission, runbook, worker_group)
+    principal = grantee(caller)
     current = grants()
     if anywhere:
         current = [Grant(grant.role, grant.group) for grant in current]
     # No grant at all (a fresh server): no need to ask the directory who the user is.
     groups = groups_of(principal) if current and principal else frozenset()
     return allowed(current, groups, permission, runbook=runbook, worker_group=worker_group)
+
+
+def own_role(caller: Caller) -> Role | None:
+    """The role a caller holds by itself (the admin token; an API token with a role, or made with
+    the admin token), whatever the grants say; None: its grants decide."""
+    if caller.kind is CallerKind.ADMIN_TOKEN:
+        return Role.ADMIN
+    if caller.kind is CallerKind.API_TOKEN:
+        if caller.token_role is not None:
+            return Role(caller.token_role)
+        if caller.token_creator == ADMIN_CALLER:
+            return Role.ADMIN
+    return None
+
+
+def grantee(caller: Caller) -> str:
+    """The principal whose grants decide for ``caller`` (without a role of its own): the user,
+    or the user who made the API token."""
+    if caller.kind is CallerKind.API_TOKEN:
+        return caller.token_creator or ""
+    return caller.name
 
 
 def job_target(session: Session, job_id: str) -> tuple[str | None, str | None]:

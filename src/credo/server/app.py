@@ -122,14 +122,16 @@ def create_app(config: ServerConfig) -> FastAPI:
     check_needs(app.router.routes)
 
     def api_token(presented: str) -> Caller | None:
+        generation = state.api_tokens.generation
         with db.session() as session:
             found = tokens.verify(session, presented)
-        return None if found is None else tokens.as_caller(found)
+        return None if found is None else state.api_tokens.put(presented, found, generation)
 
     credentials = Credentials(
         admin=state.admin.check,
         session=state.sessions.principal,
         api_token=api_token,
+        recent_api_token=state.api_tokens.get,
         negotiate=state.acceptor.accept,
         ui_session=lambda cookie: ui.session_caller(state, cookie),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -16,13 +16,23 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from credo.errors import EnvironmentProblem, UnreachableError
 
-__all__ = ["Database", "sqlite_url"]
+__all__ = ["Database", "after_commit", "sqlite_url"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'credo.db'}"
+
+
+# ``session.info`` key of what runs once the session's transaction has committed.
+_AFTER_COMMIT = "credo.after_commit"
+
+
+def after_commit(session: Session, hook: Callable[[], None]) -> None:
+    """Run ``hook`` once the transaction of ``session`` (one of ``Database.session``) has
+    committed; not at all if it rolls back."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(hook)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -75,5 +85,9 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        with self._slots, self.sessions() as session, session.begin():
-            yield session
+        """One transaction: committed when the block ends, rolled back when it raises."""
+        with self._slots, self.sessions() as session:
+            with session.begin():
+                yield session
+            for hook in session.info.pop(_AFTER_COMMIT, ()):
+                hook()

@@ -7,7 +7,8 @@ and ``worker_principal`` repeat the check, cheaply, so that a route never runs w
 
 # No `from __future__ import annotations`: FastAPI reads these signatures at runtime.
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -18,6 +19,8 @@ from credo.defaults import MAX_POSITION
 from credo.server.access import NEEDS, Forbidden, decide, decide_on, job_target
 from credo.server.gate import CALLER, NEGOTIATE_REPLY, PRINCIPAL, Access, Caller, Unauthenticated
 from credo.server.state import State
+
+T = TypeVar("T")
 
 __all__ = [
     "Admin",
@@ -52,13 +55,15 @@ async def authorize(request: Request, response: Response) -> Caller:
     target = None
     if need.job is not None:
         target = await state.run(job_target, request.path_params.get(need.job, ""))
-    # The directory may be asked for the caller's groups: not on the event loop. (A route whose
-    # body names its target is checked here for the permission anywhere, then by the route.)
-    decision = await run_in_threadpool(
+    # (A route whose body names its target is checked here for the permission anywhere, then by
+    # the route.)
+    decision = await _decided(
+        state,
+        caller,
         lambda: decide(
             caller, request.method, route.path, request.path_params, state.grants, state.groups_of,
             target=target,
-        )
+        ),
     )  # fmt: skip
     if not decision and target is not None:
         # Refused a job: word it as for a job that does not exist, so that a refusal does not tell
@@ -81,15 +86,25 @@ async def visible(state: State, caller: Caller, targets: list[tuple[str | None, 
             for runbook, group in targets
         ]
 
-    return await run_in_threadpool(check)
+    return await _decided(state, caller, check)
+
+
+async def _decided(state: State, caller: Caller, decision: Callable[[], T]) -> T:
+    """``decision()`` at once when nothing in it blocks (``State.decides_at_once``), else on a
+    thread: the grants may have to be read, or the directory asked for the caller's groups."""
+    if state.decides_at_once(caller):
+        return decision()
+    return await run_in_threadpool(decision)
 
 
 async def check_target(
     state: State, caller: Caller, permission: Permission, runbook: str | None, worker_group: str | None
 ) -> None:
     """For a route whose body names its target: may ``caller`` do ``permission`` there?"""
-    decision = await run_in_threadpool(
-        decide_on, caller, permission, runbook, worker_group, state.grants, state.groups_of
+    decision = await _decided(
+        state,
+        caller,
+        lambda: decide_on(caller, permission, runbook, worker_group, state.grants, state.groups_of),
     )
     if not decision:
         raise Forbidden(caller, decision)

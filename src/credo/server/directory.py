@@ -44,6 +44,15 @@ class GroupResolver:
             self._cache[key] = (time.monotonic(), found)
         return found
 
+    def cached(self, principal: str) -> bool:
+        """Would ``of(principal)`` answer without asking the directory?"""
+        key = principal.casefold()
+        if self.keytab is None or "@" not in principal:
+            return True
+        with self._lock:
+            hit = self._cache.get(key)
+        return hit is not None and time.monotonic() - hit[0] < self.ttl
+
     def _read(self, principal: str) -> frozenset[str]:
         with HostSession(SessionSettings(host_keytab=self.keytab)) as session:
             realm = principal.rsplit("@", 1)[1]

@@ -202,6 +202,9 @@ class Credentials:
     # Blocking (the database, for a token's session): the caller a web UI session cookie stands
     # for, given the request's Cookie header; None without a valid one.
     ui_session: Callable[[str], Caller | None] = lambda _cookie: None
+    # Not blocking: the caller of an API token verified a moment ago, if it was (else None, and
+    # ``api_token`` decides).
+    recent_api_token: Callable[[str], Caller | None] = lambda _token: None
 
 
 class Gate:
@@ -287,7 +290,9 @@ class Gate:
             if self.credentials.admin(value):
                 return Caller(CallerKind.ADMIN_TOKEN, ADMIN_CALLER)
             if value.startswith(API_TOKEN_PREFIX):
-                caller = await run_in_threadpool(self.credentials.api_token, value)
+                caller = self.credentials.recent_api_token(value) or await run_in_threadpool(
+                    self.credentials.api_token, value
+                )
                 if caller is not None:
                     return caller
         elif scheme == "negotiate" and value:

@@ -16,9 +16,9 @@ import functools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, bindparam, case, exists, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, case, exists, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from credo.automation.jobs import (
@@ -51,6 +51,7 @@ from credo.server.views import get_job
 
 __all__ = [
     "Claimed",
+    "Started",
     "VersionCache",
     "WorkerRef",
     "append_output",
@@ -99,6 +100,33 @@ def _transition(
     )
 
 
+@dataclass(frozen=True)
+class Started:
+    """A submission's outcome: the job, whether this call created it (else an idempotency key
+    found the first), and its view."""
+
+    job_id: str
+    group_id: int
+    created: bool
+    view: JobOut
+
+
+# Submissions are the hot path of the API (the submission benchmark in BENCHMARKS.md): their
+# statements are built once, with bound parameters, instead of at each call (building them cost
+# about as much as running them), and the job is inserted with Core, as nothing reads it back.
+_BY_KEY = select(Job).where(Job.idempotency_key == bindparam("key"))
+_GROUP_ID = select(WorkerGroup.id).where(WorkerGroup.name == bindparam("name"))
+_PUBLISHED = (
+    select(Runbook.id, Runbook.published_version, RunbookVersion.id, RunbookVersion.version,
+           RunbookVersion.content_hash, RunbookVersion.schema)
+    .outerjoin(RunbookVersion, and_(RunbookVersion.runbook_id == Runbook.id,
+                                    RunbookVersion.version == Runbook.published_version))
+    .where(Runbook.name == bindparam("name"))
+)  # fmt: skip
+_JOBS = cast(Table, Job.__table__)
+_TRANSITIONS = cast(Table, JobTransition.__table__)
+
+
 def start_job(
     session: Session,
     runbook_name: str,
@@ -108,15 +136,14 @@ def start_job(
     idempotency_key: str | None = None,
     timeout_seconds: int | None = None,
     test: bool = False,
-) -> tuple[Job, bool, JobOut]:
-    """Validate and queue a job. Returns (job, created, its view); an idempotency key returns the
-    first job."""
+) -> Started:
+    """Validate and queue a job; with an idempotency key already used, the first job."""
     if idempotency_key is not None:
-        existing = session.scalar(select(Job).where(Job.idempotency_key == idempotency_key))
+        existing = session.scalar(_BY_KEY, {"key": idempotency_key})
         if existing is not None:
-            return existing, False, views.job_view(session, existing)
+            return Started(existing.id, existing.group_id, False, views.job_view(session, existing))
     target = _test_target(session, runbook_name) if test else _published_target(session, runbook_name)
-    group_id = session.scalar(select(WorkerGroup.id).where(WorkerGroup.name == group_name))
+    group_id = session.scalar(_GROUP_ID, {"name": group_name})
     if group_id is None:
         raise NotFoundError(f"worker group {group_name!r} does not exist")
     values = validate_parameters(target.schema, parameters)
@@ -124,25 +151,25 @@ def start_job(
     if timeout < 1 or timeout > MAX_JOB_TIMEOUT:
         raise InputError("timeout must be between 1 s and 7 days")
     stamp = now()
-    # Written once, already Queued, with both transitions in one statement: submissions are a
-    # hot path (see BENCHMARKS.md), and New -> Queued happens in this same transaction anyway.
+    job_id = str(uuid.uuid4())
+    # Written once, already Queued, with both transitions: New -> Queued happens in this same
+    # transaction anyway.
     job = Job(
-        id=str(uuid.uuid4()), runbook_id=target.runbook_id, version_id=target.version_id, group_id=group_id,
+        id=job_id, runbook_id=target.runbook_id, version_id=target.version_id, group_id=group_id,
         is_test=test, parameters=values, state=JobState.QUEUED.value, idempotency_key=idempotency_key,
         attempts=0, max_attempts=MAX_ATTEMPTS, lease_token=0, timeout_seconds=timeout, stop_requested=False,
         queue_deadline=stamp + timedelta(seconds=timeout), created_at=stamp, updated_at=stamp,
     )  # fmt: skip
-    session.add(job)
-    session.flush()
+    session.execute(_JOBS.insert(), {c.key: getattr(job, c.key) for c in _JOBS.columns})
     transitions = [
-        {"job_id": job.id, "state": state.value, "at": stamp, "attempt": 0, "worker": None, "detail": None}
+        {"job_id": job_id, "state": state.value, "at": stamp, "attempt": 0, "worker": None, "detail": None}
         for state in (JobState.NEW, JobState.QUEUED)
     ]
-    session.execute(insert(JobTransition), transitions)
+    session.execute(_TRANSITIONS.insert(), transitions)
     view = views.job_from_parts(
         job, runbook_name, target.version, target.content_hash, group_name, None, transitions
     )
-    return job, True, view
+    return Started(job_id, group_id, True, view)
 
 
 @dataclass(frozen=True)
@@ -157,13 +184,7 @@ class _Target:
 
 
 def _published_target(session: Session, runbook_name: str) -> _Target:
-    row = session.execute(
-        select(Runbook.id, Runbook.published_version, RunbookVersion.id, RunbookVersion.version,
-               RunbookVersion.content_hash, RunbookVersion.schema)
-        .outerjoin(RunbookVersion, and_(RunbookVersion.runbook_id == Runbook.id,
-                                        RunbookVersion.version == Runbook.published_version))
-        .where(Runbook.name == runbook_name)
-    ).first()  # fmt: skip
+    row = session.execute(_PUBLISHED, {"name": runbook_name}).first()
     if row is None:
         raise NotFoundError(f"runbook {runbook_name!r} does not exist")
     if not row[1] or row[2] is None:

@@ -214,11 +214,11 @@ def _start(
     try:
         # A savepoint: a run that cannot start leaves the other fires of this tick intact.
         with session.begin_nested():
-            job, _, _ = queue.start_job(
+            started = queue.start_job(
                 session, runbook.name, group.name, dict(row.parameters),
                 idempotency_key=f"schedule:{row.id}:{at.isoformat()}",
             )  # fmt: skip
-            return job.id, None
+            return started.job_id, None
     except CredoError as exc:
         log.warning("schedule %s: the run of %s did not start: %s", row.name, at.isoformat(), exc.message)
         return None, exc.message

@@ -21,23 +21,24 @@ from sqlalchemy.orm import Session
 from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
 from credo.automation.rbac import Grant
 from credo.automation.webhooks import SecretSealer
-from credo.defaults import LOST_AFTER_SECONDS
+from credo.defaults import ACCESS_CACHE_SECONDS, LOST_AFTER_SECONDS
 from credo.oidc.issuer import Issuer
 from credo.server import grants, identity, queue, views, webhooks
+from credo.server.access import grantee, own_role
 from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.clock import aware, now
 from credo.server.database import Database
 from credo.server.directory import GroupResolver
+from credo.server.gate import Caller
 from credo.server.metrics import QueueSnapshot, ServerMetrics
 from credo.server.models import WorkerGroup
 from credo.server.schemas import GroupIdentity
+from credo.server.tokens import RecentTokens
 from credo.server.ui.session import SessionCookies
 
 __all__ = ["Notifier", "ServerConfig", "State"]
 
 T = TypeVar("T")
-# Seconds a server process keeps the role grants before reading them again.
-GRANTS_TTL = 5.0
 
 
 @dataclass
@@ -96,6 +97,8 @@ class State:
     metrics: ServerMetrics = field(init=False)
     # Seals and opens webhook signing secrets (the key file in the data dir).
     sealer: SecretSealer = field(init=False)
+    # API tokens verified in the last few seconds (credo.server.tokens).
+    api_tokens: RecentTokens = field(default_factory=lambda: RecentTokens(ACCESS_CACHE_SECONDS))
 
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics(self.queue_snapshot)
@@ -150,14 +153,27 @@ class State:
             )
 
     def grants(self) -> list[Grant]:
-        """The role grants (credo.automation.rbac), read again after GRANTS_TTL seconds (another
+        """The role grants (credo.automation.rbac), read again after ACCESS_CACHE_SECONDS (another
         server process on the same database may have changed them) or after a change here."""
         with self._grants_lock:
             cached = self._grants
-            if cached is None or time.monotonic() - cached[0] > GRANTS_TTL:
+            if cached is None or time.monotonic() - cached[0] > ACCESS_CACHE_SECONDS:
                 with self.db.session() as session:
                     cached = self._grants = (time.monotonic(), grants.current(session))
             return cached[1]
+
+    def decides_at_once(self, caller: Caller) -> bool:
+        """Can what ``caller`` may do be decided without blocking on the database or the
+        directory (then on the event loop, without a thread's round trip)? Yes for a role of its
+        own, and for grants and the grantee's groups both cached."""
+        if own_role(caller) is not None:
+            return True
+        with self._grants_lock:
+            cached = self._grants
+        if cached is None or time.monotonic() - cached[0] > ACCESS_CACHE_SECONDS:
+            return False
+        principal = grantee(caller)
+        return not cached[1] or not principal or self.groups.cached(principal)
 
     def forget_grants(self) -> None:
         with self._grants_lock:

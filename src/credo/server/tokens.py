@@ -3,18 +3,21 @@
 The token format, hashing and checks are ``credo.automation.api_tokens``; this service stores the
 records (``api_tokens`` table, only the SHA-256) and records when each was last used. The last use
 is written at most once a minute per token, so a busy automation does not turn every read into a
-database write.
+database write; and ``RecentTokens`` keeps what was verified for a few seconds, so that it does
+not turn every call into a database read either.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from credo.automation.api_tokens import TokenRecord, new_token, verify_token
+from credo.automation.api_tokens import TokenRecord, digest, new_token, verify_token
 from credo.automation.rbac import Role
 from credo.errors import InputError, NotFoundError
 from credo.server.clock import aware, now
@@ -23,6 +26,7 @@ from credo.server.models import ApiToken
 
 __all__ = [
     "LAST_USE_RESOLUTION",
+    "RecentTokens",
     "Verified",
     "as_caller",
     "create_token",
@@ -33,6 +37,8 @@ __all__ = [
 ]
 
 LAST_USE_RESOLUTION = timedelta(minutes=1)
+# RecentTokens drops its expired entries when it holds this many.
+_PRUNE_AT = 1024
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,7 @@ class Verified:
     name: str
     role: Role | None
     created_by: str
+    expires: datetime
 
 
 def _role(text: str | None) -> Role | None:
@@ -103,7 +110,7 @@ def verify(session: Session, presented: str) -> Verified | None:
     last = aware(row.last_used_at)
     if last is None or at - last >= LAST_USE_RESOLUTION:
         row.last_used_at = at
-    return Verified(row.id, row.name, _role(row.role), row.created_by)
+    return Verified(row.id, row.name, _role(row.role), row.created_by, record.expires)
 
 
 def verify_id(session: Session, token_id: str) -> Verified | None:
@@ -113,10 +120,57 @@ def verify_id(session: Session, token_id: str) -> Verified | None:
     expires = aware(row.expires_at) if row is not None else None
     if row is None or row.revoked or expires is None or expires <= now():
         return None
-    return Verified(row.id, row.name, _role(row.role), row.created_by)
+    return Verified(row.id, row.name, _role(row.role), row.created_by, expires)
 
 
 def as_caller(found: Verified) -> Caller:
     """The caller a valid token stands for (the gate's, the web UI's sign-in)."""
     role = found.role.value if found.role else None
     return Caller(CallerKind.API_TOKEN, f"token {found.name} ({found.id})", found.id, role, found.created_by)
+
+
+class RecentTokens:
+    """The tokens verified in the last ``ttl`` seconds, by the SHA-256 of what was presented (the
+    token itself is not kept): a busy automation's calls skip the database read.
+
+    A revocation through this process forgets them all at once (``forget``); one through another
+    server process on the same database counts within ``ttl``, as a change of role grants does
+    (credo.defaults.ACCESS_CACHE_SECONDS). An entry never outlives its token's expiry. Only valid
+    tokens are kept, so strangers cannot fill it.
+    """
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._known: dict[str, tuple[float, Caller]] = {}
+        self._lock = threading.Lock()
+        # Counts ``forget``s: a verification that read the token before a revocation here must
+        # not put it back afterwards (``put`` with the generation read before).
+        self.generation = 0
+
+    def get(self, presented: str) -> Caller | None:
+        key = digest(presented)
+        with self._lock:
+            hit = self._known.get(key)
+            if hit is None:
+                return None
+            if time.monotonic() >= hit[0]:
+                del self._known[key]
+                return None
+            return hit[1]
+
+    def put(self, presented: str, found: Verified, generation: int) -> Caller:
+        """Keep ``found`` (verified from a read that began at ``generation``); its caller."""
+        caller = as_caller(found)
+        left = min(self.ttl, (found.expires - now()).total_seconds())
+        with self._lock:
+            if left > 0 and generation == self.generation:
+                stamp = time.monotonic()
+                if len(self._known) >= _PRUNE_AT:  # drop the expired: only valid tokens come in
+                    self._known = {k: v for k, v in self._known.items() if v[0] > stamp}
+                self._known[digest(presented)] = (stamp + left, caller)
+        return caller
+
+    def forget(self) -> None:
+        with self._lock:
+            self._known.clear()
+            self.generation += 1

@@ -209,10 +209,10 @@ def call(
     assert runbook is not None and group is not None  # the foreign keys cascade
     try:
         with session.begin_nested():  # a refused job leaves the signature and bucket recorded
-            job, _, _ = queue.start_job(session, runbook.name, group.name, {row.parameter: _value(body)})
+            started = queue.start_job(session, runbook.name, group.name, {row.parameter: _value(body)})
     except CredoError as exc:
         return CallResult(row.name, outcome, error=exc)
-    return CallResult(row.name, outcome, job_id=job.id, group_id=group.id)
+    return CallResult(row.name, outcome, job_id=started.job_id, group_id=group.id)
 
 
 def _value(body: bytes) -> Any:

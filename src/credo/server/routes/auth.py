@@ -55,4 +55,6 @@ async def list_tokens(caller: SignedIn, state: AppState) -> list[ApiTokenOut]:
 @router.delete("/tokens/{token_id}")
 @guard(Access.ADMIN, limits.NO_BODY)
 async def revoke_token(token_id: str, caller: SignedIn, state: AppState) -> ApiTokenOut:
-    return await state.run(lambda s: _view(tokens.revoke_token(s, token_id)))
+    revoked = await state.run(lambda s: _view(tokens.revoke_token(s, token_id)))
+    state.api_tokens.forget()  # at once in this process; in others within ACCESS_CACHE_SECONDS
+    return revoked

@@ -7,14 +7,14 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
 from credo.automation.jobs import Stream
 from credo.automation.rbac import Permission
 from credo.defaults import MAX_JOB_LIST, MAX_OUTPUT_PAGE, MAX_POSITION
-from credo.server import catalog, limits, queue, views
+from credo.server import audit, catalog, limits, queue, views
 from credo.server.api import API
 from credo.server.dependencies import Admin, AppState, SignedIn, check_target, visible
 from credo.server.gate import Access, guard
@@ -32,17 +32,20 @@ SSE_IDLE = 0.1
 @router.post("", status_code=201, responses={200: {"model": JobOut, "description": "Started before"}})
 @guard(Access.ADMIN, limits.JOB_BODY)
 async def start_job(
-    body: JobIn, response: Response, state: AppState, caller: SignedIn, test: bool = False
+    body: JobIn, request: Request, response: Response, state: AppState, caller: SignedIn, test: bool = False
 ) -> JobOut:
     """Queue a job (201); with an idempotency key already used, the first job (200)."""
     await check_target(state, caller, Permission.RUN, body.runbook, body.group)
 
     def op(session: Session) -> tuple[JobOut, bool, int]:
-        job, created, view = queue.start_job(
+        started = queue.start_job(
             session, body.runbook, body.group, body.parameters,
             idempotency_key=body.idempotency_key, timeout_seconds=body.timeout_seconds, test=test,
         )  # fmt: skip
-        return view, created, job.group_id
+        # The job and the record of its start commit together (credo.server.audit).
+        audit.record_in(session, request, 201 if started.created else 200, target=f"job/{started.job_id}",
+                        runbook=body.runbook, group=body.group)  # fmt: skip
+        return started.view, started.created, started.group_id
 
     view, created, group_id = await state.run(op)
     if created:

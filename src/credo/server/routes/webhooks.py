@@ -100,7 +100,11 @@ async def call_webhook(
     body = await request.body()
 
     def op(session: Session) -> service.CallResult:
-        return service.call(session, state.db.dialect, state.sealer, token, signature, body)
+        called = service.call(session, state.db.dialect, state.sealer, token, signature, body)
+        if called.job_id is not None:  # the job and the record of its start commit together
+            audit.record_in(session, request, 202, actor=f"webhook:{called.name}", target=f"webhook/{called.name}",
+                            result=str(called.outcome), job=called.job_id)  # fmt: skip
+        return called
 
     result = await state.run(op)
     if result.name is None or result.outcome is None:

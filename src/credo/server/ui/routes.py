@@ -489,10 +489,10 @@ async def start_job(request: Request, state: AppState, name: str) -> Response:
         parameters = parse_form(context["schema"], form)
 
         def op(session: Any) -> tuple[str, bool, int]:
-            job, created, _view = queue.start_job(
-                session, name, group, parameters, idempotency_key=f"ui:{key}"
-            )
-            return job.id, created, job.group_id
+            started = queue.start_job(session, name, group, parameters, idempotency_key=f"ui:{key}")
+            audit.record_in(session, request, 303, action="job.start", target=f"job/{started.job_id}",
+                            runbook=name, group=group)  # fmt: skip
+            return started.job_id, started.created, started.group_id
 
         job_id, created, group_id = await state.run(op)
     except InputError as exc:
@@ -501,7 +501,6 @@ async def start_job(request: Request, state: AppState, name: str) -> Response:
         return _page(request, "start.html", 422, error=exc, values=values, key=key, chosen=group, **context)
     if created:
         state.notifier.notify(group_id)
-    audit.note(request, action="job.start", target=f"job/{job_id}", runbook=name, group=group)
     return RedirectResponse(f"{UI}/jobs/{job_id}", status_code=303)
 
 
