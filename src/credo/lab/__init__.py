@@ -8,7 +8,7 @@ env = lab.env("worker1")      # variables that make tools act as WORKER1$
 from __future__ import annotations
 
 from credo.lab.lab import IDENTITIES, USERS, Lab, LabEnvironment, LabStatus
-from credo.lab.provision import ENDPOINT_SEED, SEED, DemoDirectory, EndpointDirectory
+from credo.lab.provision import ENDPOINT_SEED, SEED, SHARES, DemoDirectory, EndpointDirectory, LabShare
 from credo.lab.settings import DEFAULT_REALM, LabPaths, LabSettings, default_lab_dir
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "ENDPOINT_SEED",
     "IDENTITIES",
     "SEED",
+    "SHARES",
     "USERS",
     "DemoDirectory",
     "EndpointDirectory",
@@ -23,6 +24,7 @@ __all__ = [
     "LabEnvironment",
     "LabPaths",
     "LabSettings",
+    "LabShare",
     "LabStatus",
     "default_lab_dir",
 ]

@@ -23,11 +23,13 @@ from credo.lab.provision import (
     ENDPOINT_SEED_VERSION,
     SEED,
     SEED_VERSION,
+    SHARE_SEED_VERSION,
     dsa_guid,
     export_user_keytab,
     join_dc,
     provision,
     seed_endpoints,
+    seed_shares,
 )
 from credo.lab.settings import (
     DEFAULT_ADDRESS,
@@ -176,6 +178,10 @@ class Lab:
                 settings = None
         if settings is not None and settings.endpoint_seed < ENDPOINT_SEED_VERSION:
             settings = self._seed_endpoints(settings)
+        new_shares = False
+        if settings is not None and settings.share_seed < SHARE_SEED_VERSION:
+            settings, new_shares = self._seed_shares(settings)
+        self._restart_for_smb(new_shares)
         wanted = dcs or 1
         if self.dc.pid() is not None:
             if wanted == 1 or self.dc2.pid() is not None:
@@ -191,6 +197,7 @@ class Lab:
                 address=address or DEFAULT_ADDRESS,
                 seed_version=SEED_VERSION,
                 endpoint_seed=ENDPOINT_SEED_VERSION,
+                share_seed=SHARE_SEED_VERSION,
                 dc2_address_added=dc2_address_added,
             )
         check_ports_free(settings.address)
@@ -236,6 +243,31 @@ class Lab:
             settings.save(self.paths)
             log.info("added the restricted endpoints' groups, users and sshd keytab to %s", self.paths.root)
             return settings
+
+    def _seed_shares(self, settings: LabSettings) -> tuple[LabSettings, bool]:
+        """Add the file shares to a lab seeded before them (``seed_shares``), under the seed lock;
+        whether smb.conf changed."""
+        with open(self.paths.root / ".seed.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.settings
+            if current is not None and current.share_seed >= SHARE_SEED_VERSION:
+                return current, False
+            changed = seed_shares(self.paths)
+            settings = settings.replace(share_seed=SHARE_SEED_VERSION)
+            settings.save(self.paths)
+            log.info("added the file shares to %s", self.paths.root)
+            return settings, changed
+
+    def _restart_for_smb(self, new_shares: bool) -> None:
+        """Stop a running DC that cannot serve SMB as this credo sets it up: started by an older
+        credo without a run directory of its own (credo.lab.process), or DC 1 when its smb.conf
+        just gained shares. ``up`` then starts it again as usual."""
+        for number, process in ((1, self.dc), (2, self.dc2)):
+            if process.pid() is None:
+                continue
+            if not process.has_private_run_dir() or (number == 1 and new_shares):
+                log.warning("restarting lab DC %d of %s so that it serves SMB", number, self.paths.root)
+                process.stop()
 
     def _up_dc2(self, settings: LabSettings, clock_offset: str | None) -> LabStatus:
         """Join (first time) and start the second DC, DC 1 running."""

@@ -5,16 +5,26 @@ output in DIR/samba.log and its PID in DIR/samba.pid. A PID file is trusted only
 process is alive, runs the samba binary and has the lab directory as its working directory
 (samba rewrites its command line to "samba: root process", so argv cannot tell): a recycled
 PID never makes credo signal a stranger.
+
+Each DC runs in a mount namespace of its own in which the lab's run directory is bind-mounted
+over /run/samba. Samba 4.22's winbind client library ignores the ``winbindd socket directory``
+option and always looks for winbindd in the build-time /run/samba/winbindd (``samba -b``):
+without the mount, smbd cannot map a session's SIDs to Unix ids, and every SMB session setup
+fails with NT_STATUS_INTERNAL_ERROR (Kerberos or NTLM, even the administrator's) while LDAP and
+Kerberos work. A private mount per DC lets several labs (and a lab's two DCs) run on one host,
+each with its own winbindd. (../shared/reference/samba-lab.md, "SMB session setup fails".)
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from credo.errors import EnvironmentProblem, UnreachableError
@@ -25,6 +35,11 @@ __all__ = ["DCProcess"]
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
+# Where Samba's winbind client library looks for winbindd, whatever smb.conf says (see above).
+WINBINDD_RUN_DIR = Path("/run/samba")
+# <sched.h> and <sys/mount.h>
+_CLONE_NEWNS = 0x00020000
+_MS_BIND, _MS_REC, _MS_PRIVATE = 0x1000, 0x4000, 1 << 18
 
 
 class DCProcess:
@@ -99,6 +114,9 @@ class DCProcess:
             env["KRB5_CONFIG"] = str(krb5_conf)
         if clock_file is not None:
             env |= shared_clock_env(clock_file)
+        run = self.paths.samba_dir / "run"
+        (run / "winbindd").mkdir(parents=True, exist_ok=True)
+        WINBINDD_RUN_DIR.mkdir(parents=True, exist_ok=True)  # the mount point
         log = open(self.paths.log_file, "ab")  # noqa: SIM115 - handed to the child
         try:
             proc = subprocess.Popen(
@@ -110,7 +128,14 @@ class DCProcess:
                 env=env,
                 start_new_session=True,
                 close_fds=True,
+                # In the child, before exec: the PID stays the DC's (no wrapper process).
+                preexec_fn=_private_run_dir(run),
             )
+        except subprocess.SubprocessError as exc:
+            raise EnvironmentProblem(
+                f"cannot start the lab DC in a mount namespace of its own: {exc}",
+                hint="the lab needs root with CAP_SYS_ADMIN (unshare(2) and mount(2))",
+            ) from None
         finally:
             log.close()
         tmp = self.paths.pid_file.with_suffix(".pid.tmp")
@@ -133,6 +158,17 @@ class DCProcess:
             f"the lab DC did not answer on {address} within {READY_TIMEOUT:.0f} s",
             hint=f"see {self.paths.log_file}",
         )
+
+    def has_private_run_dir(self) -> bool:
+        """Does the running DC see its own run directory at /run/samba (its own mount namespace)?
+        False for a DC started by an older credo, whose SMB sessions fail (see the module)."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        try:
+            return os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+        except OSError:
+            return False
 
     def stop(self) -> bool:
         """Stop the DC (SIGTERM, then SIGKILL after a grace period). True if it was running.
@@ -206,3 +242,26 @@ def _answers(address: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _private_run_dir(run: Path) -> Callable[[], None]:
+    """What the DC's child process runs before exec: a mount namespace of its own, with ``run``
+    over /run/samba. Its libc functions and arguments are prepared here, in the parent, so that
+    the child, between fork and exec, only calls them (it raises OSError on failure, which Popen
+    reports as a SubprocessError)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    unshare, mount, get_errno, strerror = libc.unshare, libc.mount, ctypes.get_errno, os.strerror
+    source, target = bytes(run), bytes(WINBINDD_RUN_DIR)
+
+    def check(result: int) -> None:
+        if result != 0:
+            errno = get_errno()
+            raise OSError(errno, strerror(errno))
+
+    def enter() -> None:
+        check(unshare(_CLONE_NEWNS))
+        # Nothing mounted here may propagate back to the host's namespace.
+        check(mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None))
+        check(mount(source, target, None, _MS_BIND, None))
+
+    return enter

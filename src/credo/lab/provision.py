@@ -41,12 +41,17 @@ __all__ = [
     "ENDPOINT_SEED_VERSION",
     "SEED",
     "SEED_VERSION",
+    "SHARES",
+    "SHARE_SEED_VERSION",
     "DemoDirectory",
     "EndpointDirectory",
+    "LabShare",
     "dsa_guid",
     "join_dc",
     "provision",
     "seed_endpoints",
+    "seed_shares",
+    "share_path",
 ]
 
 # schemaIDGUID of the userAccountControl attribute and of the user class (MS-ADA3, MS-ADSC).
@@ -106,6 +111,25 @@ class EndpointDirectory:
 ENDPOINT_SEED_VERSION = 2
 ENDPOINT_SEED = EndpointDirectory()
 LOCKOUT_TIME_GUID = "28630ebf-41d5-11d1-a9c1-0000f80367c1"
+
+
+@dataclass(frozen=True)
+class LabShare:
+    """A file share on DC 1, for runbooks that use SMB (issue 16 point 6): every authenticated
+    account may read it; only ``writers`` (sAMAccountNames) may write."""
+
+    name: str
+    writers: tuple[str, ...]
+
+
+# credo-drop: only the gMSA may write; credo-readonly: the gMSA may read, not write.
+SHARES = (LabShare("credo-drop", (f"{SEED.gmsa}$",)), LabShare("credo-readonly", ()))
+# Bumped when seed_shares adds something: `up` runs it again (and restarts DC 1 to serve it).
+SHARE_SEED_VERSION = 1
+# MS-DTYP 2.4.3 access masks, as Windows' security dialog names them: "Read & execute"
+# (FILE_GENERIC_READ | FILE_GENERIC_EXECUTE) and "Modify" (that, and write, append, delete).
+_READ_EXECUTE = 0x1200A9
+_MODIFY = 0x1301BF
 
 
 class _SambaTool:
@@ -202,6 +226,7 @@ def provision(settings: LabSettings, paths: LabPaths) -> None:
             tool.env,
         )  # fmt: skip
         _seed(tool, settings, paths)
+        seed_shares(paths)
     except BaseException:
         shutil.rmtree(paths.samba_dir, ignore_errors=True)
         raise
@@ -341,6 +366,35 @@ def _seed_endpoints(tool: _SambaTool, settings: LabSettings, paths: LabPaths) ->
     base = settings.base_dn
     ace = f"(OA;;RPWP;{LOCKOUT_TIME_GUID};;{tool.object_sid(f'{SEED.gmsa}$')})"
     tool("dsacl", "set", f"--objectdn=CN={seed.outsider},OU={SEED.staff_ou},{base}", f"--sddl={ace}")
+
+
+def share_path(paths: LabPaths, share: LabShare) -> Path:
+    return paths.samba_dir / "shares" / share.name
+
+
+def seed_shares(paths: LabPaths) -> bool:
+    """Add the lab's file shares: a section in smb.conf, a directory and its NT ACL (kept by
+    Samba's acl_xattr in the directory's security.NTACL attribute) each. True when smb.conf
+    changed: a running DC serves the new shares only once restarted. Idempotent.
+    """
+    tool = _SambaTool(paths)
+    conf = paths.smb_conf.read_text()
+    sections = []
+    for share in SHARES:
+        directory = share_path(paths, share)
+        directory.mkdir(parents=True, exist_ok=True)
+        if f"[{share.name}]" not in conf:
+            sections.append(f"\n[{share.name}]\n\tpath = {directory}\n\tread only = no\n")
+    if sections:
+        tmp = paths.smb_conf.with_suffix(".conf.tmp")
+        tmp.write_text(conf.rstrip("\n") + "\n" + "".join(sections))
+        os.replace(tmp, paths.smb_conf)
+    for share in SHARES:
+        # Protected (P, no inheritance from above), inherited by what is created inside (OICI).
+        aces = ["(A;OICI;FA;;;SY)", "(A;OICI;FA;;;BA)", f"(A;OICI;0x{_READ_EXECUTE:x};;;AU)"]
+        aces += [f"(A;OICI;0x{_MODIFY:x};;;{tool.object_sid(writer)})" for writer in share.writers]
+        tool("ntacl", "set", "O:BAG:BAD:PAI" + "".join(aces), str(share_path(paths, share)), local_db=False)
+    return bool(sections)
 
 
 def _export_service_keytab(tool: _SambaTool, account: str, principal: str, path: Path) -> None:

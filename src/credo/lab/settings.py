@@ -170,6 +170,8 @@ class LabSettings:
     dc2_address_added: bool = False
     # What `seed_endpoints` last added (0: a lab seeded before restricted endpoints existed).
     endpoint_seed: int = 0
+    # What `seed_shares` last added (0: a lab seeded before its file shares existed).
+    share_seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
