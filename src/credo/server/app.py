@@ -30,7 +30,7 @@ from credo.oidc.keys import KEY_FILE_NAME
 from credo.server import queue, scheduling, tokens
 from credo.server.access import check_needs
 from credo.server.audit import AuditTrail
-from credo.server.auth import AdminToken, NegotiateAcceptor, SessionTokens
+from credo.server.auth import SESSION_KEY_FILE, AdminToken, NegotiateAcceptor, SessionTokens
 from credo.server.database import Database
 from credo.server.directory import GroupResolver
 from credo.server.gate import Caller, Credentials, Gate, check_routes
@@ -55,6 +55,7 @@ from credo.server.routes import (
 from credo.server.state import ServerConfig, State
 from credo.server.ui import routes as ui
 from credo.server.ui.session import SessionCookies
+from credo.server.wakeups import PgWakeups
 
 __all__ = ["API", "ServerConfig", "create_app"]
 
@@ -69,7 +70,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         config=config,
         db=db,
         admin=AdminToken(config.data_dir / "admin.token"),
-        sessions=SessionTokens(),
+        sessions=SessionTokens(config.data_dir / SESSION_KEY_FILE),
         acceptor=NegotiateAcceptor(config.keytab),
         groups=GroupResolver(config.keytab),
     )
@@ -81,14 +82,22 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state.notifier.loop = asyncio.get_running_loop()
-        sweeper = asyncio.create_task(_sweep(state))
-        scheduler = asyncio.create_task(_schedule(state))
+        notifier = state.notifier
+        notifier.loop = asyncio.get_running_loop()
+        tasks = [asyncio.create_task(_sweep(state)), asyncio.create_task(_schedule(state))]
+        wakeups = None
+        if db.dialect == "postgresql":  # several server processes may share it (docs/scaling.md)
+            wakeups = state.wakeups = PgWakeups(db.url, notifier.wake, notifier.wake_all)
+            notifier.publish = wakeups.publish
+            tasks.append(asyncio.create_task(wakeups.run()))
         try:
             yield
         finally:
-            sweeper.cancel()
-            scheduler.cancel()
+            for task in tasks:
+                task.cancel()
+            if wakeups is not None:
+                notifier.publish = None
+                await wakeups.close()
             db.engine.dispose()
 
     app = FastAPI(title="credo", version="1", lifespan=lifespan, openapi_url="/openapi.json")

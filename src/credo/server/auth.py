@@ -2,9 +2,9 @@
 
 Workers authenticate with HTTP Negotiate (RFC 4559): a SPNEGO/Kerberos token for the server's
 ``HTTP/`` service, accepted with the server's own keytab; the initiator is the worker's computer
-account. The answer carries a short-lived random session token (kept hashed in memory only), so
-that the hot path (claims, heartbeats, output) costs no Kerberos exchange; a 401 makes the worker
-negotiate again (after a server restart, say).
+account. The answer carries a short-lived session token that any server process of the
+deployment can verify (``SessionTokens``), so that the hot path (claims, heartbeats, output)
+costs no Kerberos exchange; a 401 makes the worker negotiate again (after its session expired).
 """
 
 from __future__ import annotations
@@ -13,20 +13,26 @@ import base64
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import gssapi
 from gssapi.raw import GSSError
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import OctKey
 
 from credo.errors import EnvironmentProblem, NotPermittedError
 from credo.files import read_or_create_secret
 
-__all__ = ["AdminToken", "NegotiateAcceptor", "SessionTokens", "WorkerSession"]
+__all__ = ["SESSION_KEY_FILE", "AdminToken", "NegotiateAcceptor", "SessionTokens"]
 
 SESSION_SECONDS = 3600
+SESSION_KEY_FILE = "worker-session.key"
+# A worker session token's "aud": no other token signed with some key of credo's passes for one.
+_SESSION_AUDIENCE = "credo worker session"
+# SessionTokens keeps at most this many verified tokens (one per worker process and hour).
+_VERIFIED_KEPT = 4096
 
 
 class AdminToken:
@@ -48,35 +54,48 @@ class AdminToken:
         return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self._digest)
 
 
-@dataclass(frozen=True)
-class WorkerSession:
-    principal: str
-    expires: float
-
-
 class SessionTokens:
-    """Random bearer tokens for authenticated workers; only their hashes are kept."""
+    """Session tokens for authenticated workers, which any server process sharing the data dir
+    can verify: a JWT (RFC 7519) signed with HMAC-SHA256 under ``worker-session.key`` (0600,
+    created at first start, like ``admin.token``), naming the worker's principal and expiring
+    after SESSION_SECONDS. Nothing is kept per session, so a replica that did not issue a session
+    accepts it, and a restart does not end it. Signed and checked with joserfc, not by hand.
+    """
 
-    def __init__(self) -> None:
-        self._sessions: dict[bytes, WorkerSession] = {}
-        self._lock = threading.Lock()
+    def __init__(self, key_file: Path) -> None:
+        secret = read_or_create_secret(key_file, lambda: secrets.token_urlsafe(32))
+        self._key = OctKey.import_key(secret.encode())
+        # Tokens whose signature was checked: token -> (principal, expiry). Only valid ones.
+        self._verified: dict[str, tuple[str, int]] = {}
+        self._claims = jwt.JWTClaimsRegistry(
+            aud={"essential": True, "value": _SESSION_AUDIENCE},
+            sub={"essential": True},
+            exp={"essential": True},
+        )
 
     def issue(self, principal: str) -> str:
-        token = secrets.token_urlsafe(32)
-        with self._lock:
-            self._sessions[hashlib.sha256(token.encode()).digest()] = WorkerSession(
-                principal, time.time() + SESSION_SECONDS
-            )
-        return token
+        now = int(time.time())
+        claims = {"sub": principal, "aud": _SESSION_AUDIENCE, "iat": now, "exp": now + SESSION_SECONDS}
+        return jwt.encode({"alg": "HS256"}, claims, self._key, algorithms=["HS256"])
 
     def principal(self, token: str) -> str | None:
-        key = hashlib.sha256(token.encode()).digest()
-        with self._lock:
-            session = self._sessions.get(key)
-            if session is None or session.expires < time.time():
-                self._sessions.pop(key, None)
-                return None
-            return session.principal
+        """The worker a valid, unexpired session token names, else None (whatever is wrong)."""
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] > time.time():
+            return hit[0]
+        try:
+            decoded = jwt.decode(token, self._key, algorithms=["HS256"])
+            self._claims.validate(decoded.claims)
+        except (JoseError, ValueError):
+            return None
+        subject, expires = decoded.claims.get("sub"), decoded.claims.get("exp")
+        if not isinstance(subject, str) or not isinstance(expires, int):
+            return None
+        # Every worker call carries its session: checking the signature each time cost 0.1 ms.
+        if len(self._verified) >= _VERIFIED_KEPT:
+            self._verified.clear()
+        self._verified[token] = (subject, expires)
+        return subject
 
 
 class NegotiateAcceptor:

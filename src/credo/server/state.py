@@ -35,6 +35,7 @@ from credo.server.models import WorkerGroup
 from credo.server.schemas import GroupIdentity
 from credo.server.tokens import RecentTokens
 from credo.server.ui.session import SessionCookies
+from credo.server.wakeups import PgWakeups
 
 __all__ = ["Notifier", "ServerConfig", "State"]
 
@@ -63,19 +64,36 @@ class ServerConfig:
 
 
 class Notifier:
-    """Wakes long-polling claims of a group when one of its jobs is queued (same process)."""
+    """Wakes long-polling claims of a group when one of its jobs is queued: in this process at
+    once, and in the other server processes on the same PostgreSQL through ``publish``
+    (credo.server.wakeups, set by the app's lifespan)."""
 
     def __init__(self) -> None:
         self._events: dict[int, asyncio.Event] = {}
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.publish: Callable[[int], None] | None = None
 
     def event(self, group_id: int) -> asyncio.Event:
         return self._events.setdefault(group_id, asyncio.Event())
 
+    def wake(self, group_id: int) -> None:
+        """Wake this process's claims of ``group_id`` (on the event loop)."""
+        self.event(group_id).set()
+
+    def wake_all(self) -> None:
+        for event in self._events.values():
+            event.set()
+
     def notify(self, group_id: int) -> None:
+        """A job of ``group_id`` was queued: wake its claims everywhere (from any thread)."""
         if self.loop is None:
             return
-        self.loop.call_soon_threadsafe(lambda: self.event(group_id).set())
+        self.loop.call_soon_threadsafe(self._notify, group_id)
+
+    def _notify(self, group_id: int) -> None:
+        self.wake(group_id)
+        if self.publish is not None:
+            self.publish(group_id)
 
 
 @dataclass
@@ -92,6 +110,9 @@ class State:
     issuer: Issuer | None = None
     # The web UI's session cookies (credo.server.ui.session); set by create_app.
     ui_sessions: SessionCookies | None = None
+    # Wake-ups from the other server processes on the same PostgreSQL (credo.server.wakeups);
+    # set by the app's lifespan, None on SQLite.
+    wakeups: PgWakeups | None = None
     # Group id -> its identity for the claim answer (None: no tokens); cleared when a group changes.
     identities: dict[int, GroupIdentity | None] = field(default_factory=dict)
     metrics: ServerMetrics = field(init=False)
