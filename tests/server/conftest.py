@@ -58,6 +58,16 @@ def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def fresh_pg_database(postgres_url: str) -> str:
+    """The URL of a new, empty database in the session's PostgreSQL cluster (one per test)."""
+    import psycopg
+
+    name = f"t{os.getpid()}_{free_port()}_{time.monotonic_ns()}"
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
 @pytest.fixture(scope="session")
 def server_keytab(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The server's HTTP/ keys, written by credo itself as CREDOSRV$ (the lab's server host)."""

@@ -7,7 +7,6 @@ cluster. Real lane: `credo server` and `credo audit-log export` as processes.
 from __future__ import annotations
 
 import base64
-import os
 import sqlite3
 import subprocess
 import threading
@@ -23,7 +22,7 @@ from credo.automation.auditlog import GENESIS, AuditEntry, AuditOutcome, canonic
 from credo.server import audit, clock
 from credo.server.app import ServerConfig, create_app
 from credo.server.database import Database, after_commit, sqlite_url
-from tests.server.conftest import Server, free_port
+from tests.server.conftest import Server, fresh_pg_database
 from tests.support.identity import CREDO
 
 RUNBOOK = {
@@ -34,17 +33,11 @@ RUNBOOK = {
 }
 
 
-def _fresh_pg(postgres_url: str) -> str:
-    name = f"a{os.getpid()}_{free_port()}"
-    subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return sqlite_url(tmp_path / "data")
-    return _fresh_pg(request.getfixturevalue("postgres_url"))
+    return fresh_pg_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -182,7 +175,7 @@ def test_concurrent_writers_on_two_engines_keep_one_chain(database_url: str, tmp
 
 
 def test_postgresql_refuses_update_delete_and_truncate(postgres_url: str, tmp_path: Path) -> None:
-    url = _fresh_pg(postgres_url)
+    url = fresh_pg_database(postgres_url)
     db = Database(url)
     db.upgrade()
     audit.write(

@@ -16,23 +16,14 @@ from fastapi.testclient import TestClient
 from credo.server import queue
 from credo.server.app import ServerConfig, create_app
 from credo.server.auth import SessionTokens
-from tests.server.conftest import free_port
+from tests.server.conftest import fresh_pg_database
 
 PRINCIPAL = "WORKER1$@EXAMPLE.TEST"
 RUNBOOK = {"name": "hello", "type": "python3", "content": base64.b64encode(b"print('hi')\n").decode()}
 
 
-def _fresh_pg(postgres_url: str) -> str:
-    import psycopg
-
-    name = f"r{free_port()}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 def _replicas(tmp_path: Path, postgres_url: str) -> tuple[FastAPI, FastAPI]:
-    url = _fresh_pg(postgres_url)
+    url = fresh_pg_database(postgres_url)
     data = tmp_path / "data"
     return create_app(ServerConfig(data_dir=data, database_url=url)), create_app(
         ServerConfig(data_dir=data, database_url=url)

@@ -22,24 +22,25 @@ from credo.server.app import ServerConfig, create_app
 from credo.server.clock import now
 from credo.server.database import Database, sqlite_url
 from credo.server.models import AuditLog, Job, Schedule, ScheduleFire
-from tests.server.conftest import RUNNER, Server, _make_server, create_group, create_runbook, free_port
+from tests.server.conftest import (
+    RUNNER,
+    Server,
+    _make_server,
+    create_group,
+    create_runbook,
+    fresh_pg_database,
+)
 from tests.support.identity import CREDO
 
 REALM_WORKER = "WORKER1$@CORP.EXAMPLE.TEST"
 PARAMS = [{"name": "days", "type": "int", "required": True}]
 
 
-def _fresh_pg(postgres_url: str) -> str:
-    name = f"s{free_port()}_{int(time.time())}"
-    subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True, capture_output=True)
-    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return sqlite_url(tmp_path / "data")
-    return _fresh_pg(request.getfixturevalue("postgres_url"))
+    return fresh_pg_database(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture
@@ -183,7 +184,7 @@ def test_the_cli(sqlite_server: Server, lab_settings: LabSettings) -> None:
 def test_two_servers_on_one_postgresql_fire_each_schedule_once(
     tmp_path: Path, postgres_url: str, server_keytab: Path, lab_settings: LabSettings, runner_user: str
 ) -> None:
-    url = _fresh_pg(postgres_url)
+    url = fresh_pg_database(postgres_url)
     servers = [_make_server(tmp_path / name, url, server_keytab, lab_settings) for name in ("a", "b")]
     for srv in servers:
         (tmp_path / srv.data_dir.parent.name).mkdir(exist_ok=True)
