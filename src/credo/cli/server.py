@@ -143,8 +143,9 @@ def _listen_socket(host: str, port: int, listen: str) -> socket.socket:
 
 
 @click.group(invoke_without_command=True)
-@click.option("--server", "server_url", envvar="CREDO_SERVER_URL",
-              help="The server's URL, by the name of its HTTP/ principal: http://credo.corp.example.test:8400")  # fmt: skip
+@click.option("--server", "server_urls", envvar="CREDO_SERVER_URL", multiple=True,
+              help="The server's URL, by the name of its HTTP/ principal: http://credo.corp.example.test:8400."
+                   " Repeat it (or separate by commas) for replicas: a failure moves to the next.")  # fmt: skip
 @click.option("--group", help="The worker group to serve.")
 @click.option("--slots", type=click.IntRange(1, 64), default=4, show_default=True, help="Jobs run at once.")
 @click.option(
@@ -157,7 +158,7 @@ def _listen_socket(host: str, port: int, listen: str) -> socket.socket:
 def worker(
     ctx: click.Context,
     /,
-    server_url: str | None,
+    server_urls: tuple[str, ...],
     group: str | None,
     slots: int,
     server_ca: str | None,
@@ -175,11 +176,13 @@ def worker(
     Example:
       eval "$(credo lab env --host worker1)"
       credo worker --server http://credo.corp.example.test:8400 --group tier1
+      credo worker --server http://credo1.corp.example.test:8400,http://credo2.corp.example.test:8400 --group tier1
       credo worker list          # the registered workers (admin)
     """
     if ctx.invoked_subcommand is not None:
         return
-    if not server_url or not group:
+    urls = [u for value in server_urls for u in value.replace(",", " ").split()]
+    if not urls or not group:
         raise InputError(
             "credo worker needs --server and --group",
             hint="e.g. --server http://credo.corp.example.test:8400 --group tier1",
@@ -191,7 +194,7 @@ def worker(
     logging.getLogger("credo").setLevel(min(logging.getLogger().level, logging.INFO))
     settings = session_settings(params, WORKER_FLAGS)
     host = HostIdentity.resolve(settings.host_keytab, settings.host_principal)
-    client = ServerClient(server_url, host, group, slots, ca_file=server_ca)
+    client = ServerClient(urls, host, group, slots, ca_file=server_ca)
     loop = Worker(client, settings, slots, drain_grace)
     loop.install_signal_handlers()
     try:

@@ -10,7 +10,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +27,9 @@ def sqlite_url(data_dir: Path) -> str:
 
 # ``session.info`` key of what runs once the session's transaction has committed.
 _AFTER_COMMIT = "credo.after_commit"
+# Any constant, other than the audit log's (credo.server.audit): the key of the advisory lock that
+# orders replicas' migrations.
+_MIGRATION_LOCK_KEY = 0x637265646F6D6967
 
 
 def after_commit(session: Session, hook: Callable[[], None]) -> None:
@@ -76,6 +79,13 @@ class Database:
         config.set_main_option("script_location", str(MIGRATIONS))
         try:
             with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    # Replicas that start at once migrate one after the other: the lock holds
+                    # until this transaction ends (PostgreSQL's DDL is transactional), and the
+                    # next one then finds every migration applied.
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                    )
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except OperationalError as exc:

@@ -1,8 +1,10 @@
 """The worker's HTTP client: Negotiate as the computer account, then a session token.
 
 Built on ``credo.client`` (the connection, the ``Authorization`` headers, statuses back to credo
-errors); this module adds what only a worker does. Outbound HTTPS only. A 401 (session expired, server restarted) makes it negotiate again; a
-connection failure is retried with backoff, so a worker rides out a server restart.
+errors); this module adds what only a worker does. Outbound HTTPS only. A 401 (session expired)
+makes it negotiate again; a connection failure is retried with backoff, so a worker rides out a
+server restart. With several URLs (server replicas, docs/scaling.md) a connection failure moves
+to the next URL at once.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,7 @@ class ServerClient:
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         host: HostIdentity,
         group: str,
         slots: int,
@@ -52,17 +55,22 @@ class ServerClient:
         transport: httpx.BaseTransport | None = None,
         retry_for: float = 120.0,
     ) -> None:
-        self.url = url.rstrip("/")
+        urls = [url] if isinstance(url, str) else list(url)
+        if not urls:
+            raise InputError("the worker needs a server URL", hint="give --server URL (once per replica)")
+        self.urls = [u.rstrip("/") for u in urls]
         self.host = host
         self.group = group
         self.slots = slots
         self.retry_for = retry_for
-        self.service_host = urlsplit(self.url).hostname or "localhost"
         # Claims long-poll up to a minute (credo.defaults.MAX_CLAIM_WAIT_SECONDS): reads wait longer.
-        self.client = Client(
-            self.url, ca_file=ca_file, timeout=httpx.Timeout(70.0, connect=10.0), transport=transport
-        )
-        self.http = self.client.http
+        self._clients = [
+            Client(u, ca_file=ca_file, timeout=httpx.Timeout(70.0, connect=10.0), transport=transport)
+            for u in self.urls
+        ]
+        # Replicas share the database and the session key (docs/scaling.md): the session and the
+        # worker's id hold on every URL, so a failover is just the next request to the next URL.
+        self._current = 0
         self.session_token: str | None = None
         self.registration: dict[str, Any] = {}
         # This process's identity for the server: a new one after a restart tells it that the
@@ -70,11 +78,26 @@ class ServerClient:
         self.instance = secrets.token_hex(8)
 
     @property
+    def url(self) -> str:
+        """The server URL in use (the first of ``urls`` that answered last)."""
+        return self.urls[self._current]
+
+    @property
+    def http(self) -> httpx.Client:
+        return self._clients[self._current].http
+
+    @property
+    def service_host(self) -> str:
+        """The host of the URL in use: the worker asks for a ticket to HTTP/<it> (RFC 4120 §6.2.1)."""
+        return urlsplit(self.url).hostname or "localhost"
+
+    @property
     def worker_id(self) -> int:
         return int(self.registration["worker_id"])
 
     def close(self) -> None:
-        self.http.close()
+        for client in self._clients:
+            client.close()
 
     def _negotiate_token(self) -> str:
         from gssapi.raw import GSSError
@@ -125,8 +148,13 @@ class ServerClient:
     def register(self) -> dict[str, Any]:
         body = {"group": self.group, "hostname": self.host.sam_account_name, "slots": self.slots,
                 "instance": self.instance}  # fmt: skip
-        response = self._send("POST", f"{API}/workers/register", json=body,
-                              headers=negotiate(self._negotiate_token()))  # fmt: skip
+        for _ in range(len(self.urls)):
+            url = self.url
+            response = self._send("POST", f"{API}/workers/register", json=body,
+                                  headers=negotiate(self._negotiate_token()))  # fmt: skip
+            # A failover to a URL of another name needs a ticket for that name's HTTP/ principal.
+            if response.status_code != 401 or self.url == url:
+                break
         if response.status_code != 200:
             raise NotPermittedError(f"the server refused {self.host.principal}: {problem_title(response)}")
         data: dict[str, Any] = response.json()
@@ -135,20 +163,31 @@ class ServerClient:
         return data
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send, retrying connection failures with backoff for ``retry_for`` seconds (a keyword
-        argument, default the client's: a stopping worker's last words are not worth a long wait)."""
+        """Send, retrying connection failures for ``retry_for`` seconds (a keyword argument,
+        default the client's: a stopping worker's last words are not worth a long wait). With
+        several URLs, a failure moves to the next URL at once; the backoff grows per full round."""
         deadline = time.monotonic() + kwargs.pop("retry_for", self.retry_for)
-        attempt = 0
+        failures = 0
         while True:
-            attempt += 1
             try:
                 return self.http.request(method, path, **kwargs)
             except httpx.TransportError as exc:
+                failures += 1
                 if time.monotonic() > deadline:
-                    raise UnreachableError(f"the server at {self.url} does not answer: {exc}") from exc
-                wait = backoff(attempt)
-                log.warning("server unreachable (%s); retrying in %.1f s", exc, wait)
-                time.sleep(wait)
+                    tried = ", ".join(self.urls)
+                    raise UnreachableError(
+                        f"the server does not answer at {tried}: {exc}",
+                        hint="is `credo server` running there? (`curl URL/api/v1/health`)",
+                    ) from exc
+                failed = self.url
+                self._current = (self._current + 1) % len(self.urls)
+                rounds, step = divmod(failures, len(self.urls))
+                if step == 0 or len(self.urls) == 1:
+                    wait = backoff(max(1, rounds))
+                    log.warning("server unreachable at %s (%s); retrying in %.1f s", failed, exc, wait)
+                    time.sleep(wait)
+                else:
+                    log.warning("server unreachable at %s (%s); trying %s", failed, exc, self.url)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """An authenticated request; negotiates again once on 401."""
