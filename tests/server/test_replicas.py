@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from credo.server import queue
 from credo.server.app import ServerConfig, create_app
@@ -99,3 +100,44 @@ def test_a_worker_session_holds_on_every_replica_and_across_restarts(tmp_path: P
     assert SessionTokens(key).principal(f"{header}.{payload}.{tag[:-2]}AA") is None
     for junk in ("", "x", "a.b.c", token + "x"):
         assert SessionTokens(key).principal(junk) is None
+
+
+def test_a_claim_skips_a_row_another_replica_holds_and_never_waits_on_it(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """FOR UPDATE SKIP LOCKED: while another transaction (another replica's claim) holds the oldest
+    queued job, a claim takes the next one at once instead of queueing behind the lock."""
+    import psycopg
+
+    url = fresh_pg_database(postgres_url)
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", database_url=url))
+    with TestClient(app) as client:
+        admin = _admin(app)
+        group = {"name": "tier1", "local_user": "credo-runner", "workers": [PRINCIPAL]}
+        assert client.post("/api/v1/groups", json=group, headers=admin).status_code == 201
+        assert client.post("/api/v1/runbooks", json=RUNBOOK, headers=admin).status_code == 201
+        assert client.post("/api/v1/runbooks/hello/publish", headers=admin).status_code == 200
+        jobs = [
+            client.post("/api/v1/jobs", json={"runbook": "hello", "group": "tier1"}, headers=admin).json()[
+                "id"
+            ]
+            for _ in range(2)
+        ]
+        db = app.state.credo.db
+        with db.session() as session:
+            worker, _ = queue.register_worker(session, PRINCIPAL, "tier1", "worker1", 2, "instance-1")
+        with psycopg.connect(url) as holder:
+            held = holder.execute(
+                "SELECT id FROM jobs WHERE state = 'Queued' ORDER BY created_at LIMIT 1 FOR UPDATE"
+            ).fetchone()
+            assert held is not None and held[0] == jobs[0]
+            started = time.monotonic()
+            with db.session() as session:
+                session.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait would fail, not hang
+                claimed = queue.claim_jobs(session, worker, 2, 30.0, db.dialect)
+            assert [c.job_id for c in claimed] == [jobs[1]]
+            assert time.monotonic() - started < 1.0
+            holder.rollback()
+        # Released: the next claim takes it.
+        with db.session() as session:
+            assert [c.job_id for c in queue.claim_jobs(session, worker, 2, 30.0, db.dialect)] == [jobs[0]]
