@@ -15,6 +15,8 @@ from __future__ import annotations
 
 __all__ = [
     "ACCESS_CACHE_SECONDS",
+    "CLAIM_RECHECK_SECONDS",
+    "CLAIM_RECHECK_UNLINKED_SECONDS",
     "CLAIM_WAIT_SECONDS",
     "DEFAULT_JOB_TIMEOUT",
     "DEFAULT_LISTEN",
@@ -68,6 +70,10 @@ LOST_AFTER_SECONDS = 60.0
 # An idle worker's claim waits this long for a job (long poll), at most MAX_CLAIM_WAIT_SECONDS.
 CLAIM_WAIT_SECONDS = 25.0
 MAX_CLAIM_WAIT_SECONDS = 60.0
+# A waiting claim looks again this often though no wake-up came (credo.server.notifier): a safety
+# net only, shorter while the wake-ups of other server processes are cut (PostgreSQL restarting).
+CLAIM_RECHECK_SECONDS = 15.0
+CLAIM_RECHECK_UNLINKED_SECONDS = 5.0
 # A web UI sign-in lasts a working day; then the browser signs in again (Negotiate: silently).
 UI_SESSION_SECONDS = 8 * 3600
 # A server process trusts the role grants and the API tokens it read this long before reading

@@ -177,7 +177,7 @@ async def _schedule(state: State) -> None:
             for f in fired:
                 if f.started:
                     state.metrics.schedule_fires.labels(f.schedule).inc(f.started)
-                    state.notifier.notify(f.group_id)
+                    state.notifier.notify(f.group_id, f.started)
                 if f.missed:
                     state.metrics.schedule_misses.labels(f.schedule, f.policy).inc(f.missed)
         except Exception:  # the scheduler must survive a database hiccup; the window waits for it

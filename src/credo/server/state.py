@@ -7,7 +7,6 @@ is, a group's identity for claim answers, runbook versions (immutable).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +20,12 @@ from sqlalchemy.orm import Session
 from credo.automation.leases import DEFAULT_LEASE_SECONDS, LeasePolicy
 from credo.automation.rbac import Grant
 from credo.automation.webhooks import SecretSealer
-from credo.defaults import ACCESS_CACHE_SECONDS, LOST_AFTER_SECONDS
+from credo.defaults import (
+    ACCESS_CACHE_SECONDS,
+    CLAIM_RECHECK_SECONDS,
+    CLAIM_RECHECK_UNLINKED_SECONDS,
+    LOST_AFTER_SECONDS,
+)
 from credo.oidc.issuer import Issuer
 from credo.server import grants, identity, queue, views, webhooks
 from credo.server.access import grantee, own_role
@@ -32,6 +36,7 @@ from credo.server.directory import GroupResolver
 from credo.server.gate import Caller
 from credo.server.metrics import QueueSnapshot, ServerMetrics
 from credo.server.models import WorkerGroup
+from credo.server.notifier import Notifier
 from credo.server.schemas import GroupIdentity
 from credo.server.tokens import RecentTokens
 from credo.server.ui.session import SessionCookies
@@ -61,39 +66,6 @@ class ServerConfig:
     @property
     def leases(self) -> LeasePolicy:
         return LeasePolicy(self.lease_seconds)
-
-
-class Notifier:
-    """Wakes long-polling claims of a group when one of its jobs is queued: in this process at
-    once, and in the other server processes on the same PostgreSQL through ``publish``
-    (credo.server.wakeups, set by the app's lifespan)."""
-
-    def __init__(self) -> None:
-        self._events: dict[int, asyncio.Event] = {}
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.publish: Callable[[int], None] | None = None
-
-    def event(self, group_id: int) -> asyncio.Event:
-        return self._events.setdefault(group_id, asyncio.Event())
-
-    def wake(self, group_id: int) -> None:
-        """Wake this process's claims of ``group_id`` (on the event loop)."""
-        self.event(group_id).set()
-
-    def wake_all(self) -> None:
-        for event in self._events.values():
-            event.set()
-
-    def notify(self, group_id: int) -> None:
-        """A job of ``group_id`` was queued: wake its claims everywhere (from any thread)."""
-        if self.loop is None:
-            return
-        self.loop.call_soon_threadsafe(self._notify, group_id)
-
-    def _notify(self, group_id: int) -> None:
-        self.wake(group_id)
-        if self.publish is not None:
-            self.publish(group_id)
 
 
 @dataclass
@@ -143,6 +115,12 @@ class State:
                 return fn(session, *args)
 
         return await run_in_threadpool(call)
+
+    def claim_recheck(self) -> float:
+        """How long a waiting claim trusts the wake-ups (credo.server.notifier) before it looks."""
+        if self.wakeups is not None and not self.wakeups.listening.is_set():
+            return CLAIM_RECHECK_UNLINKED_SECONDS
+        return CLAIM_RECHECK_SECONDS
 
     def worker(self, session: Session, worker_id: int, principal: str) -> queue.WorkerRef:
         """Who worker ``worker_id`` is, if it is ``principal``'s (NotPermittedError otherwise)."""

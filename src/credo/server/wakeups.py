@@ -1,29 +1,32 @@
 """Wake-ups between server processes on one PostgreSQL: LISTEN/NOTIFY (issue 16 point 1).
 
 A job queued through one server process must wake the claims that workers long-poll on every
-other process of the deployment at once, not at their next periodic look (5 s). Each process
-keeps two connections of its own beside the pool: one that LISTENs on ``CHANNEL`` and sets the
-local event of the group named in each notification's payload, and one that sends
-``pg_notify(CHANNEL, group id)`` for the wake-ups of this process (PostgreSQL delivers it to
-every listener, this process's too, which is harmless: a claim that wakes for nothing looks and
-waits again). A notification carries a group id only: nothing secret, nothing a listener trusts
-beyond "look now".
+other process of the deployment at once, not at their next periodic look. Each process keeps two
+connections of its own beside the pool: one that LISTENs on ``CHANNEL`` and wakes local claims
+(credo.server.notifier) for each notification, and one that sends ``pg_notify(CHANNEL, payload)``
+for the wake-ups of this process. PostgreSQL delivers a notification to every listener, the
+sender's own session too: a listener skips those of its own sender (same backend PID), whose
+claims were woken already.
 
-When the listening connection breaks (PostgreSQL restarted), claims still look every 5 s; once
-it is back, every local waiter is woken, since notifications sent meanwhile are lost.
-SQLite deployments are one process: the local events suffice and this module is not used.
+The payload is ``GROUP`` or ``GROUP:COUNT`` (jobs queued) or ``GROUP:*`` (a worker drains: wake
+all). Nothing secret, nothing a listener trusts beyond "look now"; a malformed one is ignored.
+
+When the listening connection breaks (PostgreSQL restarted), claims look again every
+CLAIM_RECHECK_SECONDS; once it is back, every local waiter is woken, since notifications sent
+meanwhile are lost. SQLite deployments are one process: this module is not used.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import psycopg
 
-__all__ = ["CHANNEL", "PgWakeups"]
+from credo.server.notifier import EVERYONE
+
+__all__ = ["CHANNEL", "PgWakeups", "parse_payload", "payload"]
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ _RETRY_FIRST, _RETRY_MAX = 0.5, 5.0
 class PgWakeups:
     """LISTEN for wake-ups from the other processes and NOTIFY them of this one's."""
 
-    def __init__(self, url: str, wake: Callable[[int], None], wake_all: Callable[[], None]) -> None:
+    def __init__(self, url: str, wake: Callable[[int, int], None], wake_all: Callable[[], None]) -> None:
         # psycopg takes libpq URLs; SQLAlchemy's carry the driver's name.
         self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
         self.wake, self.wake_all = wake, wake_all
@@ -54,8 +57,11 @@ class PgWakeups:
                     retry = _RETRY_FIRST
                     self.wake_all()  # whatever was sent while not listening is lost: look now
                     async for notice in conn.notifies():
-                        with contextlib.suppress(ValueError):
-                            self.wake(int(notice.payload))
+                        if self._sender is not None and notice.pid == self._sender.info.backend_pid:
+                            continue
+                        wakeup = parse_payload(notice.payload)
+                        if wakeup is not None:
+                            self.wake(*wakeup)
             except psycopg.Error as exc:
                 self.listening.clear()
                 log.warning(
@@ -64,18 +70,18 @@ class PgWakeups:
                 await asyncio.sleep(retry)
                 retry = min(retry * 2, _RETRY_MAX)
 
-    def publish(self, group_id: int) -> None:
+    def publish(self, group_id: int, count: int = 1) -> None:
         """Tell every server process (on the event loop; returns at once)."""
-        task = asyncio.get_running_loop().create_task(self._send(group_id))
+        task = asyncio.get_running_loop().create_task(self._send(payload(group_id, count)))
         task.add_done_callback(_log_failure)
 
-    async def _send(self, group_id: int) -> None:
+    async def _send(self, message: str) -> None:
         async with self._sending:
             for attempt in (1, 2):  # a broken connection (PostgreSQL restarted) is made again once
                 try:
                     if self._sender is None or self._sender.closed:
                         self._sender = await psycopg.AsyncConnection.connect(self.url, autocommit=True)
-                    await self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(group_id)))
+                    await self._sender.execute("SELECT pg_notify(%s, %s)", (CHANNEL, message))
                     return
                 except psycopg.Error:
                     if self._sender is not None:
@@ -87,6 +93,22 @@ class PgWakeups:
     async def close(self) -> None:
         if self._sender is not None:
             await self._sender.close()
+
+
+def payload(group_id: int, count: int) -> str:
+    if count == EVERYONE:
+        return f"{group_id}:*"
+    return str(group_id) if count == 1 else f"{group_id}:{count}"
+
+
+def parse_payload(text: str) -> tuple[int, int] | None:
+    """(group id, count) of a notification's payload; None when it is not one of ours."""
+    group, colon, count = text.partition(":")
+    try:
+        wakeup = int(group), EVERYONE if count == "*" else int(count) if colon else 1
+    except ValueError:
+        return None
+    return wakeup if wakeup[1] == EVERYONE or wakeup[1] > 0 else None
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

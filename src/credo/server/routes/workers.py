@@ -7,7 +7,6 @@ Claims long-poll: an idle worker's request waits until a job of its group is que
 # No `from __future__ import annotations`: FastAPI reads the endpoint signatures at runtime.
 
 import asyncio
-import contextlib
 import logging
 from typing import Annotated
 
@@ -61,7 +60,7 @@ async def register(body: RegisterIn, request: Request, state: AppState) -> Regis
 
     view, requeued, group_id = await state.run(op)
     if requeued:
-        state.notifier.notify(group_id)
+        state.notifier.notify(group_id, len(requeued))
         log.info("worker %s restarted: %d job(s) requeued", principal, len(requeued))
     return Registration.model_validate(
         view | {"session_token": state.sessions.issue(principal), "lease_seconds": state.config.lease_seconds}
@@ -93,7 +92,7 @@ async def worker_drain(worker_id: RowId, body: DrainIn, principal: Principal, st
 
     group_id, requeued = await state.run(op)
     # Also ends the worker's own pending long-poll: its claim loop sees it is no longer online.
-    state.notifier.notify(group_id)
+    state.notifier.notify(group_id, everyone=True)
     return DrainAnswer(requeued=requeued)
 
 
@@ -111,6 +110,7 @@ async def claim(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
     group_id: int | None = None
+    woken = False
     while True:
 
         def op(session: Session, woken: bool) -> tuple[int, list[ClaimedJob], bool]:
@@ -124,19 +124,18 @@ async def claim(
                 state.observe_claims(session, worker.group_id, claimed)
             return worker.group_id, queue.claim_payloads(session, claimed, state.versions), True
 
-        if group_id is not None:
-            state.notifier.event(group_id).clear()
-            # A worker that went away (killed, restarted) must not be handed a job it will never run.
-            if await request.is_disconnected():
-                return ClaimAnswer(jobs=[])
+        # A worker that went away (killed, restarted) must not be handed a job it will never run;
+        # the wake-up it got goes to another waiter.
+        if group_id is not None and await request.is_disconnected():
+            if woken:
+                state.notifier.wake(group_id)
+            return ClaimAnswer(jobs=[])
         group, jobs, online = await state.run(op, group_id is not None)
         group_id = group
         remaining = deadline - loop.time()
         if jobs or not online or remaining <= 0:
             return ClaimAnswer(jobs=jobs, identity=state.identities.get(group) if jobs else None)
-        event = state.notifier.event(group)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout=min(remaining, 5.0))
+        woken = await state.notifier.wait(group, min(remaining, state.claim_recheck()))
 
 
 @router.get(
