@@ -23,6 +23,7 @@ __all__ = [
     "DEFAULT_MAX_CONCURRENT",
     "DEFAULT_PORT",
     "DEFAULT_SERVER_URL",
+    "IDLE_HEARTBEAT_SECONDS",
     "LOST_AFTER_SECONDS",
     "MAX_AUDIENCE_CHARS",
     "MAX_AUDIT_PAGE",
@@ -67,6 +68,9 @@ DEFAULT_JOB_TIMEOUT = 3 * 3600  # Azure Automation's sandbox limit: the default 
 MAX_JOB_TIMEOUT = 7 * 86400
 # A worker without heartbeat this long is shown as lost (its jobs' leases decide their fate).
 LOST_AFTER_SECONDS = 60.0
+# A worker with no running job says it is alive this often: four chances within LOST_AFTER_SECONDS.
+# (With running jobs it beats at LeasePolicy.heartbeat_seconds, to renew their leases.)
+IDLE_HEARTBEAT_SECONDS = LOST_AFTER_SECONDS / 4
 # An idle worker's claim waits this long for a job (long poll), at most MAX_CLAIM_WAIT_SECONDS.
 CLAIM_WAIT_SECONDS = 25.0
 MAX_CLAIM_WAIT_SECONDS = 60.0

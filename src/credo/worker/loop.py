@@ -22,6 +22,7 @@ import time
 from types import FrameType
 
 from credo.automation.leases import DEFAULT_DRAIN_GRACE, DEFAULT_LEASE_SECONDS, LeasePolicy
+from credo.defaults import IDLE_HEARTBEAT_SECONDS
 from credo.errors import CredoError
 from credo.gmsa.session import SessionSettings
 from credo.worker.client import ServerClient, backoff
@@ -58,6 +59,9 @@ class Worker:
         self._lock = threading.Lock()
         self._slot_freed = threading.Condition(self._lock)
         self.stopped = threading.Event()
+        # Wakes the heartbeat thread: a job just started (an idle worker beats seldom), or the
+        # worker stopped.
+        self._beat = threading.Event()
         # Set by the signal handler, which takes no lock (it runs in the main thread, which may hold
         # any of them at that moment): plain flags, polled by the loops below.
         self.draining = False
@@ -137,8 +141,11 @@ class Worker:
             except CredoError as exc:
                 failures += 1
                 log.warning("heartbeat failed (%s)", exc)
-            interval = self.fence.policy.heartbeat_seconds
-            self.stopped.wait(interval if not failures else min(interval, backoff(failures)))
+            # Leases need renewing often; an idle worker only says it is alive (issue 16: with
+            # 1,000 idle workers, a beat a second each was 1,000 transactions a second).
+            interval = self.fence.policy.heartbeat_seconds if leases else IDLE_HEARTBEAT_SECONDS
+            self._beat.wait(interval if not failures else min(interval, backoff(failures)))
+            self._beat.clear()
 
     def _adopt(self, jobs: list[dict[str, object]], received_at: float) -> list[JobSpec]:
         """Jobs the server just gave us: their leases start now. Call with the lock held."""
@@ -148,6 +155,8 @@ class Worker:
             self.fence.begin(spec.job_id, received_at)
             self.running[spec.job_id] = spec
             specs.append(spec)
+        if specs:
+            self._beat.set()
         return specs
 
     def _run_job(self, job: JobSpec) -> None:
@@ -253,6 +262,7 @@ class Worker:
                 self._wait_running(HANDBACK_REPORT_SECONDS)
         finally:
             self.stopped.set()
+            self._beat.set()
             heartbeat.join(timeout=5)
             self._tell_server(final=True)
             self.executor.close()
