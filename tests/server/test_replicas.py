@@ -141,3 +141,26 @@ def test_a_claim_skips_a_row_another_replica_holds_and_never_waits_on_it(
         # Released: the next claim takes it.
         with db.session() as session:
             assert [c.job_id for c in queue.claim_jobs(session, worker, 2, 30.0, db.dialect)] == [jobs[0]]
+
+
+def test_a_replica_on_a_migrated_database_does_not_load_alembic(tmp_path: Path) -> None:
+    """head_revision (file names) is Alembic's head; a second start on the same database skips it."""
+    import subprocess
+    import sys
+
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from credo.server.database import MIGRATIONS, Database, head_revision, sqlite_url
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(config).get_current_head() == head_revision()
+    url = sqlite_url(tmp_path)
+    Database(url).upgrade()
+    assert Database(url).revision() == head_revision()
+    probe = "import sys; from credo.server.database import Database; Database(sys.argv[1]).upgrade(); print('alembic' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", probe, url], capture_output=True, text=True, check=True).stdout
+        == "False\n"
+    )
