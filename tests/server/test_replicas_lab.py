@@ -40,11 +40,14 @@ print("two", flush=True)
 FINAL = {"Completed", "Failed", "Stopped", "Suspended"}
 
 
-def _replicas(tmp_path: Path, url: str, keytab: Path, settings: LabSettings, count: int) -> list[Server]:
+def _replicas(
+    tmp_path: Path, url: str, keytab: Path, settings: LabSettings, count: int, lease_seconds: float = 4.0
+) -> list[Server]:
     replicas = []
     for i in range(count):
         replica = _make_server(tmp_path, url, keytab, settings)  # one data dir: the shared key files
         replica.log = tmp_path / f"server{i}.log"
+        replica.lease_seconds = lease_seconds
         replicas.append(replica)
     # Started at once, as a service manager would: their migrations must not collide.
     threads = [threading.Thread(target=r.start) for r in replicas]
