@@ -108,6 +108,48 @@ def test_a_job_start_is_recorded_with_its_job_in_the_job_s_own_transaction(clien
     assert _chain(_records(client)).ok
 
 
+def test_a_job_end_is_recorded_with_the_worker_s_report_in_its_transaction(client: TestClient) -> None:
+    """A finish report appends its record in the report's own transaction: once, naming the job
+    and how it ended; a stale report (the lease was taken over) is recorded as the 409 it got."""
+    from credo.server import queue
+
+    principal = "WORKER1$@EXAMPLE.TEST"
+    group = {"name": "tier1", "local_user": "credo-runner", "workers": [principal]}
+    assert client.post("/api/v1/groups", json=group).status_code == 201
+    assert client.post("/api/v1/runbooks", json=RUNBOOK).status_code == 201
+    assert client.post("/api/v1/runbooks/hello/publish").status_code == 200
+    job = client.post("/api/v1/jobs", json={"runbook": "hello", "group": "tier1"}).json()["id"]
+    state = client.app.state.credo  # type: ignore[attr-defined]
+    with state.db.session() as session:
+        worker, _ = queue.register_worker(session, principal, "tier1", "worker1", 1, "instance-1")
+        worker_id = worker.id
+    session_auth = {"Authorization": f"Bearer {state.sessions.issue(principal)}"}
+    claimed = client.post(f"/api/v1/workers/{worker_id}/claim", params={"wait": 0}, headers=session_auth)
+    lease = claimed.json()["jobs"][0]["lease_token"]
+    report = {
+        "lease_token": lease,
+        "exit_code": 0,
+        "reason": None,
+        "stopped": False,
+        "handback": False,
+        "chunks": [],
+    }
+    path = f"/api/v1/workers/{worker_id}/jobs/{job}/finish"
+    assert (
+        client.post(path, json=report, params={"claim": 1}, headers=session_auth).json()["state"]
+        == "Completed"
+    )
+    stale = client.post(path, json=report | {"lease_token": lease + 1}, headers=session_auth)
+    assert stale.status_code == 409
+    ends = [r for r in _records(client) if r["actor"] == principal]
+    assert [(r["target"], r["outcome"], r["details"]["status"]) for r in ends] == [
+        (f"job/{job}", "ok", 200),
+        (f"worker/{worker_id}/{job}", "failed", 409),
+    ]
+    assert ends[0]["details"]["state"] == "Completed"
+    assert _chain(_records(client)).ok
+
+
 def test_a_hook_after_commit_runs_once_committed_and_never_after_a_rollback(tmp_path: Path) -> None:
     """What record_in relies on to know its record is in the log (Database.after_commit)."""
     db = Database(sqlite_url(tmp_path))

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy.orm import Session
 
 from credo.defaults import CLAIM_WAIT_SECONDS, MAX_CLAIM_WAIT_SECONDS, MAX_POSITION, MAX_SLOTS
-from credo.server import identity, limits, queue
+from credo.server import audit, identity, limits, queue
 from credo.server.api import API
 from credo.server.dependencies import AppState, Principal, RowId, negotiate_reply, worker_principal
 from credo.server.gate import Access, guard
@@ -173,6 +173,7 @@ async def job_append(
 @router.post("/{worker_id}/jobs/{job_id}/finish", response_model_exclude_unset=True)
 @guard(Access.WORKER, limits.WORKER_REPORT_BODY)
 async def job_finish(
+    request: Request,
     worker_id: RowId,
     job_id: str,
     body: FinishIn,
@@ -192,6 +193,7 @@ async def job_finish(
             body.handback,
         )  # fmt: skip
         if not claim:
+            audit.record_in(session, request, 200, target=f"job/{job_id}", state=finished)
             return FinishAnswer(state=finished)
         # The slot this job leaves goes to the next queued job in the same round trip.
         claimed = queue.claim_jobs(
@@ -203,6 +205,9 @@ async def job_finish(
             handover=ended_now and claim == 1,
         )
         state.observe_claims(session, worker.group_id, claimed)
+        # The report and its record commit together (credo.server.audit); appended last, since
+        # the append holds the log's lock until the commit.
+        audit.record_in(session, request, 200, target=f"job/{job_id}", state=finished)
         return FinishAnswer(
             state=finished,
             jobs=queue.claim_payloads(session, claimed, state.versions),
