@@ -89,7 +89,10 @@ def _path(reader: _Reader, key: str, default: Path | None) -> Path | None:
     value = reader.get(key, str)
     if value is None:
         return default
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except (RuntimeError, ValueError):  # ~name of no user (RuntimeError), or with a NUL (ValueError)
+        raise reader.fail(key, f"{value!r}: no home directory for its ~") from None
     if not path.is_absolute():  # relative to the file, as a reader of the file expects
         path = reader.path.parent / path
     return path

@@ -36,6 +36,10 @@ def read_toml(
         raise error(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise error(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    except ValueError:  # tomllib lets int()'s refusal of more than 4300 digits through
+        raise error(f"{path}: not valid TOML: an integer has too many digits") from None
 
 
 class TableReader:
@@ -59,7 +63,10 @@ class TableReader:
         return f"{self.where}.{key}" if self.where else key
 
     def fail(self, key: str, what: str) -> InputError:
-        return self.error(f"{self.path}: {self.key(key)}: {what}", hint=self.hint)
+        where = self.key(key)
+        if not where.isprintable():  # keys come from the file, and a quoted one may hold a line break
+            where = where.encode("unicode_escape").decode()
+        return self.error(f"{self.path}: {where}: {what}", hint=self.hint)
 
     def get(self, key: str, kind: type[T], default: T | None = None, *, required: bool = False) -> T:
         self.used.add(key)
@@ -69,7 +76,10 @@ class TableReader:
             return default  # type: ignore[return-value]
         value = self.table[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # TOML integers are unbounded in tomllib, floats are not
+                raise self.fail(key, "the number is out of range") from None
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
             raise self.fail(key, f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
         return value

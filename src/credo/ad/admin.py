@@ -112,4 +112,10 @@ def _ccache_principal() -> str:
         raise EnvironmentProblem(
             f"no Kerberos credentials to act as an administrator ({exc})", hint=NO_CREDENTIALS_HINT
         ) from exc
-    return str(krb5.unparse_name_flags(ctx, principal).decode())
+    try:
+        return str(krb5.unparse_name_flags(ctx, principal).decode())
+    except UnicodeDecodeError:
+        # MIT keeps a name's components as any bytes; no AD principal has one that is not UTF-8.
+        raise EnvironmentProblem(
+            "the client principal of your Kerberos credentials is not UTF-8", hint=NO_CREDENTIALS_HINT
+        ) from None

@@ -36,7 +36,9 @@ ACCESS_ALLOWED_ACE_TYPE = 0x00
 ACCESS_DENIED_ACE_TYPE = 0x01
 SE_DACL_PRESENT = 0x0004
 SE_SELF_RELATIVE = 0x8000
-_SID_RE = re.compile(r"^S-1-(\d+)(-\d+){0,15}$")
+# At most 20 digits a component (none fits in more than 15): int() refuses 4300 and more with a
+# bare ValueError; sid_to_bytes checks the ranges.
+_SID_RE = re.compile(r"^S-1-(\d{1,20})(-\d{1,20}){0,15}$")
 
 
 class MalformedSecurityDescriptor(InputError):
@@ -62,6 +64,9 @@ def sid_to_bytes(sid: str) -> bytes:
         raise InputError(f"invalid SID {sid!r}")
     parts = [int(p) for p in sid.split("-")[1:]]
     revision, authority, subs = parts[0], parts[1], parts[2:]
+    # The identifier authority is 48 bits, a sub-authority 32 (MS-DTYP 2.4.2.2).
+    if authority >= 1 << 48 or any(sub >= 1 << 32 for sub in subs):
+        raise InputError(f"invalid SID {sid!r}: a component is out of range")
     return bytes([revision, len(subs)]) + authority.to_bytes(6, "big") + struct.pack(f"<{len(subs)}I", *subs)
 
 

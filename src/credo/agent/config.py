@@ -207,7 +207,7 @@ def _user(reader: _Reader, key: str, default: str | None = None) -> pwd.struct_p
     name = reader.get(key, str, default, required=default is None)
     try:
         return pwd.getpwnam(name)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name with a NUL, which no user has
         raise reader.fail(key, f"no local user {name!r}") from None
 
 
@@ -217,7 +217,7 @@ def _group(reader: _Reader, key: str, default: int) -> int:
         return default
     try:
         return grp.getgrnam(name).gr_gid
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name with a NUL, which no group has
         raise reader.fail(key, f"no local group {name!r}") from None
 
 
@@ -332,7 +332,7 @@ def _account(path: Path, where: str, table: dict[str, Any]) -> AccountConfig:
 def _exists_user(name: str) -> bool:
     try:
         pwd.getpwnam(name)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name with a NUL, which no user has
         return False
     return True
 
@@ -340,9 +340,22 @@ def _exists_user(name: str) -> bool:
 def _exists_group(name: str) -> bool:
     try:
         grp.getgrnam(name)
-    except KeyError:
+    except (KeyError, ValueError):  # ValueError: a name with a NUL, which no group has
         return False
     return True
+
+
+def _is_file(path: str) -> bool:
+    try:
+        return Path(path).is_file()
+    except OSError:  # pathlib lets ENAMETOOLONG and EACCES through: no file credo can read either
+        return False
+
+
+def _shown(path: str) -> str:
+    """A path as a message shows it: as written, or quoted and escaped when it holds a line break
+    or another unprintable character (a message is one line)."""
+    return path if path.isprintable() else repr(path)
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -366,8 +379,8 @@ def load_config(path: Path) -> AgentConfig:
             raise d.fail("servers", f"{server!r} is not an ldap:// or ldaps:// URL")
     keytab = d.get("host_keytab", str, None)
     krb5_config = d.get("krb5_config", str, None)
-    if krb5_config is not None and not Path(krb5_config).is_file():
-        raise d.fail("krb5_config", f"{krb5_config}: no such file")
+    if krb5_config is not None and not _is_file(krb5_config):
+        raise d.fail("krb5_config", f"{_shown(krb5_config)}: no such file")
     directory = DirectoryConfig(
         servers=servers,
         host_keytab=Path(keytab) if keytab else None,
@@ -382,8 +395,8 @@ def load_config(path: Path) -> AgentConfig:
     credo_server = ServerConfig(url=s.get("url", str, None), ca_file=s.get("ca_file", str, None))
     if credo_server.url is not None and not credo_server.url.startswith("https://"):
         raise s.fail("url", f"{credo_server.url!r} is not an https:// URL (the credo server)")
-    if credo_server.ca_file is not None and not Path(credo_server.ca_file).is_file():
-        raise s.fail("ca_file", f"{credo_server.ca_file}: no such file")
+    if credo_server.ca_file is not None and not _is_file(credo_server.ca_file):
+        raise s.fail("ca_file", f"{_shown(credo_server.ca_file)}: no such file")
     s.done()
     accounts = tuple(_account(path, w, t) for w, t in r.tables("account"))
     seen: set[str] = set()

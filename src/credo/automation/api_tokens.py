@@ -58,9 +58,12 @@ def parse_lifetime(text: str) -> timedelta:
     match = _DURATION.fullmatch(text.strip())
     if match is None:
         raise InputError(f"invalid lifetime {text!r}", hint="write it as 30m, 12h, 90d or 2w")
-    lifetime = int(match.group(1)) * _UNITS[match.group(2)]
-    if not timedelta(minutes=1) <= lifetime <= MAX_LIFETIME:
-        raise InputError(f"lifetime {text} is out of range", hint="between 1m and 366d")
+    digits = match.group(1).lstrip("0") or "0"
+    # Seven digits are over a year in any unit, and int() and timedelta refuse far larger numbers
+    # with a bare ValueError or OverflowError: the length is checked before either sees them.
+    lifetime = int(digits) * _UNITS[match.group(2)] if len(digits) <= 6 else None
+    if lifetime is None or not timedelta(minutes=1) <= lifetime <= MAX_LIFETIME:
+        raise InputError(f"lifetime {match.group(0)} is out of range", hint="between 1m and 366d")
     return lifetime
 
 

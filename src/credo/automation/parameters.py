@@ -26,7 +26,12 @@ class ParameterError(InputError):
 
 def validate_parameters(schema: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """Check size and schema; return the values with defaults filled in."""
-    size = len(json.dumps(values, ensure_ascii=False).encode())
+    try:
+        size = len(json.dumps(values, ensure_ascii=False).encode())
+    except RecursionError:  # json.dumps recurses once per nesting level
+        raise ParameterError("parameters are nested too deeply") from None
+    except UnicodeEncodeError:  # "\ud800" is JSON, and decodes to a lone surrogate: not text
+        raise ParameterError("parameters hold a lone UTF-16 surrogate, which is not text") from None
     if size > MAX_PARAMETERS_BYTES:
         raise ParameterError(f"parameters are {size} bytes; the limit is {MAX_PARAMETERS_BYTES} (512 KB)")
     validator = _validator(json.dumps(schema, sort_keys=True))
@@ -39,8 +44,10 @@ def validate_parameters(schema: dict[str, Any], values: dict[str, Any]) -> dict[
             raise ParameterError(f"parameter {missing}: required", field=missing)
         if first.validator == "additionalProperties":
             extra = sorted(set(values) - set(schema.get("properties", {})))
+            # The caller's names: quoted when empty or unprintable, so that the message is one line.
+            shown = ", ".join(name if name and name.isprintable() else repr(name) for name in extra)
             raise ParameterError(
-                f"parameter {', '.join(extra)}: not declared by the runbook",
+                f"parameter {shown}: not declared by the runbook",
                 field=extra[0] if extra else None,
             )
         field = path or None

@@ -80,13 +80,19 @@ class ParameterSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ParameterSpec:
+        if not isinstance(data, dict):  # read from a JSON file or body: any JSON value may come
+            raise InputError("a parameter declaration must be an object (name, type, ...)")
         known = {"name", "type", "required", "default", "allowed", "description"}
         unknown = set(data) - known
         if unknown:
-            raise InputError(f"parameter {data.get('name')!r}: unknown field(s) {', '.join(sorted(unknown))}")
+            # The caller's names: quoted when empty or unprintable, so that the message is one line.
+            shown = ", ".join(name if name and name.isprintable() else repr(name) for name in sorted(unknown))
+            raise InputError(f"parameter {data.get('name')!r}: unknown field(s) {shown}")
         if "name" not in data:
             raise InputError("a parameter needs a name")
         allowed = data.get("allowed")
+        if allowed is not None and not isinstance(allowed, list | tuple):
+            raise InputError(f"parameter {data.get('name')!r}: allowed must be a list of values")
         return cls(
             name=str(data["name"]),
             type=str(data.get("type", "string")),

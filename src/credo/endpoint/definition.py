@@ -303,8 +303,10 @@ def _constraint(r: _Reader, kind: Kind) -> Constraint:
         _text_value(r, "pattern", source)
         try:
             regex = re.compile(source)
-        except re.error as exc:
+        except (re.error, OverflowError) as exc:  # OverflowError: a repeat count over sre's limit
             raise r.fail("pattern", f"not a valid regular expression: {exc}") from None
+        except RecursionError:  # sre parses and compiles nested groups recursively
+            raise r.fail("pattern", "not a valid regular expression: groups nested too deeply") from None
         return Constraint(
             kind, where, pattern=source, regex=regex, metachars=metachars, max_length=max_length
         )

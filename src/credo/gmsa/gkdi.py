@@ -248,7 +248,9 @@ def interval_gkid(anchor_filetime: int, now_filetime: int, interval_days: int) -
     return Gkid.from_filetime(anchor_filetime + elapsed * rollover)
 
 
-_SID_RE = re.compile(r"^S-1-(\d+)((?:-\d+){0,15})$", re.IGNORECASE)
+# At most 20 digits a component (none fits in more than 15): int() refuses 4300 and more with
+# a bare ValueError, and the range check below words the rest.
+_SID_RE = re.compile(r"^S-1-(\d{1,20})((?:-\d{1,20}){0,15})$", re.IGNORECASE)
 
 
 def sid_to_bytes(sid: str) -> bytes:

@@ -176,15 +176,18 @@ def keytab_principals(keytab: str) -> list[str]:
     A file that is not a keytab, or a damaged one, is an EnvironmentProblem that names it.
     """
     ctx = krb5.init_context()
+    hint = "it is not a Kerberos keytab, or is damaged: write it again (adcli, net ads, credo gmsa keytab)"
     try:
         entries = [
             krb5.unparse_name_flags(ctx, e.principal).decode() for e in krb5.kt_resolve(ctx, keytab.encode())
         ]
     except krb5.Krb5Error as exc:
         reason = str(exc).removesuffix(f" {exc.err_code}")
+        raise EnvironmentProblem(f"keytab {_path(keytab)} is unusable: {reason}", hint=hint) from None
+    except UnicodeDecodeError:
+        # MIT keeps a name's components as any bytes; no AD principal has one that is not UTF-8.
         raise EnvironmentProblem(
-            f"keytab {_path(keytab)} is unusable: {reason}",
-            hint="it is not a Kerberos keytab, or is damaged: write it again (adcli, net ads, credo gmsa keytab)",
+            f"keytab {_path(keytab)} is unusable: a principal name in it is not UTF-8", hint=hint
         ) from None
     return list(dict.fromkeys(entries))
 

@@ -86,7 +86,9 @@ class SessionTokens:
         try:
             decoded = jwt.decode(token, self._key, algorithms=["HS256"])
             self._claims.validate(decoded.claims)
-        except (JoseError, ValueError):
+        # TypeError: joserfc iterates a header's "crit" without checking that it is a list, before
+        # it checks the signature, so anyone may send one that raises it.
+        except (JoseError, ValueError, TypeError):
             return None
         subject, expires = decoded.claims.get("sub"), decoded.claims.get("exp")
         if not isinstance(subject, str) or not isinstance(expires, int):

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from credo.automation import webhooks as rules
 from credo.automation.runbooks import validate_runbook_name
-from credo.errors import Conflict, CredoError, InputError, NotFoundError
+from credo.errors import Conflict, CredoError, EnvironmentProblem, InputError, NotFoundError
 from credo.files import read_or_create_secret
 from credo.server import catalog, queue
 from credo.server.clock import aware, now
@@ -51,11 +51,16 @@ HOOK_PATH = "/hooks"
 
 def load_sealer(data_dir: Path) -> rules.SecretSealer:
     """The server's sealing keys: created (0600) on first start, newest first."""
-    text = read_or_create_secret(
-        data_dir / KEY_FILE, lambda: base64.b64encode(rules.new_sealing_key()).decode()
-    )
-    keys = [base64.b64decode(line) for line in text.split() if line]
-    return rules.SecretSealer(keys)
+    path = data_dir / KEY_FILE
+    try:
+        text = read_or_create_secret(path, lambda: base64.b64encode(rules.new_sealing_key()).decode())
+        keys = [base64.b64decode(line) for line in text.split() if line]
+        return rules.SecretSealer(keys)
+    except ValueError:  # not UTF-8, not base64 (binascii.Error), no key or one not 32 bytes long
+        raise EnvironmentProblem(
+            f"{path}: not a webhook key file (one base64 32-byte key a line, newest first)",
+            hint="restore it from a backup: the webhooks' signing secrets are sealed with its keys",
+        ) from None
 
 
 def get_webhook(session: Session, name: str) -> Webhook:
@@ -225,3 +230,5 @@ def _value(body: bytes) -> Any:
         return json.loads(text)
     except ValueError:
         return text
+    except RecursionError:  # json.loads recurses once per nested array or object
+        raise InputError("the request body nests JSON too deeply") from None

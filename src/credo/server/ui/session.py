@@ -68,6 +68,8 @@ class SessionCookies:
 
     def open(self, value: str, now: float | None = None) -> dict[str, Any] | None:
         """The claims of a cookie this server signed and that has not expired, else None."""
+        if not value.isascii():  # not a cookie of ours (base64url); compare_digest takes ASCII str only
+            return None
         body, _, tag = value.partition(".")
         if not body or not tag or not hmac.compare_digest(tag, self._tag(body)):
             return None
