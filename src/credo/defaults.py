@@ -68,15 +68,18 @@ DEFAULT_JOB_TIMEOUT = 3 * 3600  # Azure Automation's sandbox limit: the default 
 MAX_JOB_TIMEOUT = 7 * 86400
 # A worker without heartbeat this long is shown as lost (its jobs' leases decide their fate).
 LOST_AFTER_SECONDS = 60.0
-# A worker with no running job says it is alive this often: four chances within LOST_AFTER_SECONDS.
-# (With running jobs it beats at LeasePolicy.heartbeat_seconds, to renew their leases.)
-IDLE_HEARTBEAT_SECONDS = LOST_AFTER_SECONDS / 4
+# A worker with no running job says it is alive this often; its long-polling claims say so too
+# (every CLAIM_WAIT_SECONDS). With running jobs it beats at LeasePolicy.heartbeat_seconds, to
+# renew their leases.
+IDLE_HEARTBEAT_SECONDS = LOST_AFTER_SECONDS / 2
 # An idle worker's claim waits this long for a job (long poll), at most MAX_CLAIM_WAIT_SECONDS.
 CLAIM_WAIT_SECONDS = 25.0
 MAX_CLAIM_WAIT_SECONDS = 60.0
-# A waiting claim looks again this often though no wake-up came (credo.server.notifier): a safety
-# net only, shorter while the wake-ups of other server processes are cut (PostgreSQL restarting).
-CLAIM_RECHECK_SECONDS = 15.0
+# A waiting claim looks again this often though no wake-up came (credo.server.notifier): only
+# while the wake-ups of other server processes are cut (PostgreSQL restarting). Otherwise every
+# queued job wakes a claim, and the worker's next long-poll is the safety net (issue 16: 1,000
+# idle workers looking every 15 s cost the replicas a fifth of a core each).
+CLAIM_RECHECK_SECONDS = MAX_CLAIM_WAIT_SECONDS
 CLAIM_RECHECK_UNLINKED_SECONDS = 5.0
 # A web UI sign-in lasts a working day; then the browser signs in again (Negotiate: silently).
 UI_SESSION_SECONDS = 8 * 3600

@@ -361,6 +361,25 @@ def heartbeat(
     return to_stop
 
 
+# A claim is a sign of life: it refreshes the worker's heartbeat, at most this often (a write).
+_ALIVE_WRITE_SECONDS = 10.0
+_ALIVE = (
+    update(Worker)
+    .where(Worker.id == bindparam("b_worker"), Worker.last_heartbeat < bindparam("b_stale"))
+    .values(last_heartbeat=bindparam("b_stamp"))
+)
+
+
+def claimed_alive(session: Session, worker_id: int) -> None:
+    """An idle worker long-polls: its claims say it is alive, so it need not beat as well
+    (credo.defaults.IDLE_HEARTBEAT_SECONDS)."""
+    stamp = now()
+    session.connection().execute(
+        _ALIVE,
+        {"b_worker": worker_id, "b_stale": stamp - timedelta(seconds=_ALIVE_WRITE_SECONDS), "b_stamp": stamp},
+    )
+
+
 @dataclass(frozen=True)
 class Claimed:
     job_id: str

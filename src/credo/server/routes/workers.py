@@ -118,6 +118,8 @@ async def claim(
             # Woken (not the first pass): a worker that said it is stopping waits no more.
             if woken and not queue.worker_online(session, worker_id):
                 return worker.group_id, [], False
+            if not woken:
+                queue.claimed_alive(session, worker_id)
             claimed = queue.claim_jobs(session, worker, slots, state.config.lease_seconds, state.db.dialect)
             if claimed:
                 state.identity(session, worker.group_id)
@@ -136,6 +138,9 @@ async def claim(
         if jobs or not online or remaining <= 0:
             return ClaimAnswer(jobs=jobs, identity=state.identities.get(group) if jobs else None)
         woken = await state.notifier.wait(group, min(remaining, state.claim_recheck()))
+        if not woken and loop.time() >= deadline:
+            # Nothing came: the worker's next long-poll looks anyway; one look less per poll.
+            return ClaimAnswer(jobs=[])
 
 
 @router.get(
