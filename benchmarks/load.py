@@ -96,6 +96,7 @@ class Results:
     finished: dict[str, float] = field(default_factory=dict)
     claimed_twice: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    retries: list[str] = field(default_factory=list)  # connection failures retried, as workers do
 
 
 class Deployment:
@@ -266,16 +267,17 @@ class Fleet:
                 beat.set()
                 body = {"lease_token": current["lease_token"], "exit_code": 0, "reason": None, "stopped": False,
                         "handback": False, "chunks": [{"stream": "output", "text": "ok\n"}]}  # fmt: skip
-                try:
-                    done = await client.post(
-                        f"{base}/jobs/{current['job_id']}/finish",
-                        params={"claim": 1},
-                        json=body,
-                        headers=auth,
-                    )
-                except httpx.TransportError as exc:
-                    self.results.errors.append(f"finish: {exc!r}")
-                    done = None
+                done = None
+                for _ in range(5):  # as credo.worker.client retries: a report is idempotent
+                    try:
+                        done = await client.post(
+                            f"{base}/jobs/{current['job_id']}/finish", params={"claim": 1}, json=body,
+                            headers=auth,
+                        )  # fmt: skip
+                        break
+                    except httpx.TransportError as exc:
+                        self.results.retries.append(f"finish: {exc!r}")
+                        await asyncio.sleep(0.2)
                 running.pop(current["job_id"], None)
                 if done is None or done.status_code != 200:
                     if done is not None:
@@ -347,15 +349,26 @@ class Submitter:
         ]
         self.sent: dict[str, float] = {}
         self.count = 0
+        self.retries = 0
+        self.run = os.getpid()
 
     async def submit(self) -> str:
         i = self.count
         self.count += 1
         client = self.clients[i % len(self.clients)]
-        body = {"runbook": "noop", "group": f"load{i % self.groups}", "parameters": {}}
+        # With an idempotency key, a submission whose connection failed is sent again safely.
+        body = {"runbook": "noop", "group": f"load{i % self.groups}", "parameters": {},
+                "idempotency_key": f"load-{self.run}-{i}"}  # fmt: skip
         at = time.perf_counter()
-        answer = await client.post("/api/v1/jobs", json=body)
-        if answer.status_code != 201:
+        for attempt in range(5):
+            try:
+                answer = await client.post("/api/v1/jobs", json=body)
+                break
+            except httpx.TransportError:
+                self.retries += 1
+                if attempt == 4:
+                    raise
+        if answer.status_code not in (200, 201):
             raise RuntimeError(f"submission refused: {answer.status_code} {answer.text[:200]}")
         job_id: str = answer.json()["id"]
         self.sent[job_id] = at
@@ -463,6 +476,8 @@ async def scenario(args: argparse.Namespace, report: list[tuple[str, str, str]])
         results = fleet.results
         report.append(("jobs handed to two workers", str(len(results.claimed_twice)), "0"))
         report.append(("errors seen by the workers", str(len(results.errors)), "0"))
+        retried = len(results.retries) + submitter.retries
+        report.append(("requests sent again after a connection failure", str(retried), ""))
         if results.errors:
             print("first errors:", json.dumps(results.errors[:5], indent=1), flush=True)
         await submitter.close()
