@@ -1,6 +1,7 @@
 """`make bench`: run every benchmark and print a Markdown table to paste into BENCHMARKS.md.
 
-python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent, endpoint, oidc, control (default: all)
+python benchmarks/run.py [NAME ...]      # NAME: lab, gmsa, automation, audit, agent, endpoint, oidc, control, scale (default: all)
+python benchmarks/load.py --help        # the scale-out load tool on its own, with its options
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from benchmarks import (
     bench_gmsa,
     bench_lab,
     bench_oidc,
+    load,
 )
 
 BENCHES = {
@@ -33,6 +35,7 @@ BENCHES = {
     "endpoint": bench_endpoint.run,
     "oidc": bench_oidc.run,
     "control": bench_control.run,
+    "scale": load.run,
 }
 
 
