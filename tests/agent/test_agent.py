@@ -182,6 +182,11 @@ def test_kill_9_while_writing_never_leaves_a_torn_keytab(
         agent.process.wait()
         entries = read_keytab(keytab)  # raises on a torn or empty file
         assert entries and all(e.principal.startswith("svcauto$@") for e in entries)
+    # A kill mid-write may leave the file being written (keys in it): the next start removes it.
+    leftover = agent_dir / "out" / ".svcauto.keytab.credo-0123456789ab.tmp"
+    leftover.write_bytes(b"\x05\x02")
+    agent = start_agent()
+    agent.wait_refreshed()
     assert not [p for p in (agent_dir / "out").iterdir() if p.name.startswith(".")], "temp files left"
 
 

@@ -10,7 +10,9 @@ SIGTERM/SIGINT stop.
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
+import glob
 import json
 import logging
 import os
@@ -109,6 +111,14 @@ class Agent:
         # monotonic clock, clock_nanosleep fails with EINVAL; a condition wait does not.
         self._pause = threading.Event()
         self._apply(self.config)
+        # Before any refresh runs: what a killed agent was writing (keys, tickets) goes.
+        for account in self.config.accounts:
+            for path in (
+                [o.path for o in account.keytabs]
+                + [o.path for o in account.ccaches]
+                + [o.path for o in account.tokens]
+            ):
+                remove_leftovers(path)
 
     # -- configuration ----------------------------------------------------------------------------
 
@@ -312,3 +322,15 @@ class Agent:
 
 def status_json(agent: Agent) -> str:
     return json.dumps(agent.status(), indent=2)
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove what a killed writer of ``path`` left beside it: the ``.NAME.credo-*`` file it was
+    writing before the atomic rename (credo.krb.keytab, credo.agent.refresh, credo.agent.tokens).
+    Such a file may hold keys or a ticket. Only this agent writes its outputs, so one found when
+    it starts, before any refresh, is an orphan."""
+    with contextlib.suppress(OSError):
+        for leftover in path.parent.glob(f".{glob.escape(path.name)}.credo-*"):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+                log.info("removed %s, left by a writer that was killed", leftover)
