@@ -113,12 +113,12 @@ async def claim(
     woken = False
     while True:
 
-        def op(session: Session, woken: bool) -> tuple[int, list[ClaimedJob], bool]:
+        def op(session: Session, again: bool) -> tuple[int, list[ClaimedJob], bool]:
             worker = state.worker(session, worker_id, principal)
-            # Woken (not the first pass): a worker that said it is stopping waits no more.
-            if woken and not queue.worker_online(session, worker_id):
+            # Not the first look: a worker that said it is stopping waits no more.
+            if again and not queue.worker_online(session, worker_id):
                 return worker.group_id, [], False
-            if not woken:
+            if not again:
                 queue.claimed_alive(session, worker_id)
             claimed = queue.claim_jobs(session, worker, slots, state.config.lease_seconds, state.db.dialect)
             if claimed:
