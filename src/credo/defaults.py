@@ -15,6 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACCESS_CACHE_SECONDS",
+    "AUDIT_LINK_INTERVAL",
     "CLAIM_RECHECK_SECONDS",
     "CLAIM_RECHECK_UNLINKED_SECONDS",
     "CLAIM_WAIT_SECONDS",
@@ -81,6 +82,9 @@ MAX_CLAIM_WAIT_SECONDS = 60.0
 # idle workers looking every 15 s cost the replicas a fifth of a core each).
 CLAIM_RECHECK_SECONDS = MAX_CLAIM_WAIT_SECONDS
 CLAIM_RECHECK_UNLINKED_SECONDS = 5.0
+# On PostgreSQL each server process chains the audit records appended since (credo.server.audit)
+# this often; a read of the log chains them first, so this bounds only the pending table's size.
+AUDIT_LINK_INTERVAL = 1.0
 # A web UI sign-in lasts a working day; then the browser signs in again (Negotiate: silently).
 UI_SESSION_SECONDS = 8 * 3600
 # A server process trusts the role grants and the API tokens it read this long before reading

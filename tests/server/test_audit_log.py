@@ -10,6 +10,7 @@ import base64
 import sqlite3
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from credo.automation.auditlog import GENESIS, AuditEntry, AuditOutcome, canonical, from_json_line, verify
+from credo.defaults import AUDIT_LINK_INTERVAL
 from credo.server import audit, clock
 from credo.server.app import ServerConfig, create_app
 from credo.server.database import Database, after_commit, sqlite_url
@@ -216,6 +218,92 @@ def test_concurrent_writers_on_two_engines_keep_one_chain(database_url: str, tmp
     second.engine.dispose()
 
 
+def test_postgresql_appends_unchained_and_linkers_racing_writers_keep_one_chain(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL: a call's record is committed unchained (no lock: issue 16 point 3); linkers in
+    two processes' engines chain them in batches while writers go on: one chain, no gap, nothing
+    left pending, each record once."""
+    url = fresh_pg_database(postgres_url)
+    first = Database(url)
+    first.upgrade()
+    second = Database(url)
+    writing = threading.Event()
+    writing.set()
+    errors: list[BaseException] = []
+    count = 2 * (audit.LINK_BATCH // 2 + 150)  # more than one batch for a linker to find
+
+    def writer(db: Database, name: str) -> None:
+        try:
+            for i in range(count // 2):
+                entry = AuditEntry(
+                    clock.now(), "admin", "127.0.0.1", "job.start", f"job/{name}{i}", AuditOutcome.OK
+                )
+                with db.session() as session:
+                    audit.append_in(session, db.dialect, entry)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def linker(db: Database) -> None:
+        try:
+            while writing.is_set():
+                with db.session() as session:
+                    audit.link_in(session, 50)
+        except BaseException as exc:
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(db, n)) for db, n in ((first, "a"), (second, "b"))]
+    linkers = [threading.Thread(target=linker, args=(db,)) for db in (first, second)]
+    for t in (*writers, *linkers):
+        t.start()
+    for t in writers:
+        t.join(timeout=120)
+    writing.clear()
+    for t in linkers:
+        t.join(timeout=60)
+    assert not errors, errors
+    with psycopg.connect(url) as conn:
+        pending = conn.execute("SELECT count(*) FROM audit_pending").fetchone()
+        chained = conn.execute("SELECT count(*) FROM audit_log").fetchone()
+    assert pending is not None and chained is not None and pending[0] + chained[0] == count
+    with first.session() as session:  # a read chains the rest first
+        found = audit.records(session, None, 0, audit.LINK_BATCH * 2)
+    assert [r.seq for r in found] == list(range(1, count + 1))
+    assert verify(found).ok
+    targets = [r.entry.target for r in found]
+    assert len(set(targets)) == count
+    # Each writer's records are chained in the order it wrote them (ids are given at insert).
+    for name in ("a", "b"):
+        assert [t for t in targets if t.startswith(f"job/{name}")] == [
+            f"job/{name}{i}" for i in range(count // 2)
+        ]
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_pending").fetchone() == (0,)
+    first.engine.dispose()
+    second.engine.dispose()
+
+
+def test_a_server_on_postgresql_chains_pending_records_by_itself(postgres_url: str, tmp_path: Path) -> None:
+    """Without a read of the log, each server process links what was appended, every
+    AUDIT_LINK_INTERVAL: the pending table does not grow."""
+    url = fresh_pg_database(postgres_url)
+    app = create_app(ServerConfig(data_dir=tmp_path / "data", database_url=url))
+    token = (tmp_path / "data" / "admin.token").read_text().strip()
+    with TestClient(app) as client:
+        client.headers["Authorization"] = f"Bearer {token}"
+        for i in range(3):
+            assert client.post("/api/v1/runbooks", json=RUNBOOK | {"name": f"rb{i}"}).status_code == 201
+        deadline = time.monotonic() + 10 * AUDIT_LINK_INTERVAL
+        while time.monotonic() < deadline:
+            with psycopg.connect(url) as conn:
+                if conn.execute("SELECT count(*) FROM audit_log").fetchone() == (3,):
+                    break
+            time.sleep(0.1)
+        with psycopg.connect(url) as conn:
+            assert conn.execute("SELECT count(*) FROM audit_log").fetchone() == (3,)
+            assert conn.execute("SELECT count(*) FROM audit_pending").fetchone() == (0,)
+
+
 def test_postgresql_refuses_update_delete_and_truncate(postgres_url: str, tmp_path: Path) -> None:
     url = fresh_pg_database(postgres_url)
     db = Database(url)
@@ -223,6 +311,8 @@ def test_postgresql_refuses_update_delete_and_truncate(postgres_url: str, tmp_pa
     audit.write(
         db, AuditEntry(clock.now(), "admin", "127.0.0.1", "runbook.create", "runbook", AuditOutcome.OK)
     )
+    with db.session() as session:
+        assert audit.link_in(session) == 1
     db.engine.dispose()
     for statement in (
         "UPDATE audit_log SET actor = 'mallory'",

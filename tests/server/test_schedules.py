@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from credo.lab import LabSettings
-from credo.server import scheduling
+from credo.server import audit, scheduling
 from credo.server.app import ServerConfig, create_app
 from credo.server.clock import now
 from credo.server.database import Database, sqlite_url
@@ -137,6 +137,7 @@ def test_after_downtime_missed_fires_are_recorded_and_run_per_policy(
         assert len(started) == jobs
         if jobs:
             assert started[0].parameters == {"days": 30} and fires[-1].job_id == started[0].id
+        audit.link_in(session)  # PostgreSQL: chain what is pending (credo.server.audit)
         audited = session.scalars(select(AuditLog.action).where(AuditLog.actor == "schedule:hourly")).all()
         assert audited == ["schedule.miss"] * 5
     shown = client.get("/api/v1/schedules/hourly").json()

@@ -25,9 +25,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from credo.defaults import AUDIT_LINK_INTERVAL
 from credo.oidc.issuer import Issuer
 from credo.oidc.keys import KEY_FILE_NAME
-from credo.server import queue, scheduling, tokens
+from credo.server import audit, queue, scheduling, tokens
 from credo.server.access import check_needs
 from credo.server.audit import AuditTrail
 from credo.server.auth import SESSION_KEY_FILE, AdminToken, NegotiateAcceptor, SessionTokens
@@ -90,6 +91,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             wakeups = state.wakeups = PgWakeups(db.url, notifier.wake, notifier.wake_all)
             notifier.publish = wakeups.publish
             tasks.append(asyncio.create_task(wakeups.run()))
+            tasks.append(asyncio.create_task(_link_audit(state)))
         try:
             yield
         finally:
@@ -166,6 +168,18 @@ async def _sweep(state: State) -> None:
                 state.notifier.notify(group_id)
         except Exception:  # the sweeper must survive a database hiccup
             log.exception("lease sweep failed; retrying in %.1f s", state.config.sweep_interval)
+
+
+async def _link_audit(state: State) -> None:
+    """Chain the audit records appended since, every AUDIT_LINK_INTERVAL (PostgreSQL; see
+    credo.server.audit): a batch a transaction, so that none holds the chain's lock long."""
+    while True:
+        await asyncio.sleep(AUDIT_LINK_INTERVAL)
+        try:
+            while await state.run(audit.link_in, audit.LINK_BATCH) == audit.LINK_BATCH:
+                pass
+        except Exception:  # the linker must survive a database hiccup; readers link as well
+            log.exception("audit linking failed; retrying in %.1f s", AUDIT_LINK_INTERVAL)
 
 
 async def _schedule(state: State) -> None:

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -22,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 __all__ = [
     "ApiToken",
     "AuditLog",
+    "AuditPending",
     "Base",
     "Job",
     "JobOutput",
@@ -193,6 +195,26 @@ class AuditLog(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditPending(Base):
+    """An audit record committed with its change but not yet chained (PostgreSQL only).
+
+    Several server processes append at once; chaining each append at its commit would make every
+    state-changing call wait on one lock (issue 16 point 3). So a call inserts its record here,
+    with no lock, and credo.server.audit moves these rows into ``audit_log`` in batches, in id
+    order, under the lock. Readers of the log chain the rows first, so a record is found once its
+    call has answered."""
+
+    __tablename__ = "audit_pending"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    time: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(512))
+    outcome: Mapped[str] = mapped_column(String(16))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Schedule(Base):

@@ -1,6 +1,6 @@
 """What the web UI reads that the API's views do not give in one piece: a page of the job list
 (filtered, newest first, one query), a published version's script, the jobs each worker runs,
-a page of the audit log. Read-only; each runs in the caller's transaction (``State.run``).
+a page of the audit log. Read-only (but the audit page chains pending records first); each runs in the caller's transaction (``State.run``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from credo.automation.jobs import TERMINAL, JobState
 from credo.errors import NotFoundError
+from credo.server.audit import link_in
 from credo.server.clock import aware
 from credo.server.models import AuditLog, Job, Runbook, RunbookVersion, WorkerGroup
 
@@ -104,7 +105,8 @@ def running_jobs(session: Session) -> dict[int, list[tuple[str, str]]]:
 
 
 def audit_page(session: Session, before: int | None, limit: int) -> list[AuditLog]:
-    """Audit records, newest first, below seq ``before``."""
+    """Audit records, newest first, below seq ``before`` (pending ones chained first)."""
+    link_in(session)
     query = select(AuditLog).order_by(AuditLog.seq.desc()).limit(limit)
     if before is not None:
         query = query.where(AuditLog.seq < before)
