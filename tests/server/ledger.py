@@ -7,7 +7,9 @@ job overlap if a record of an earlier attempt comes after the start of a later o
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import textwrap
 from collections import defaultdict
@@ -44,8 +46,10 @@ TICKER_PARAMS = [
 
 
 def new_ledger() -> Path:
-    """A ledger file the job user may append to (jobs run as credo-runner)."""
+    """A ledger file the job user may append to (jobs run as credo-runner), removed when the test
+    session ends (in /tmp, not in pytest's temporary directories, which other users cannot reach)."""
     directory = Path(tempfile.mkdtemp(prefix="credo-ledger-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
     directory.chmod(0o755)
     path = directory / "ledger"
     path.touch()

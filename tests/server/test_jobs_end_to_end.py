@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import signal
 import tempfile
 import textwrap
@@ -204,6 +206,7 @@ def test_worker_killed_mid_job_restarts_elsewhere_never_twice(
     server: Server, start_worker: Callable[..., Any], lab_settings: LabSettings, tmp_path: Any
 ) -> None:
     shared = Path(tempfile.mkdtemp(prefix="credo-test-probe-"))
+    atexit.register(shutil.rmtree, shared, True)
     shared.chmod(0o777)  # the job runs as the unprivileged runner user
     marker = shared / "pid"
     create_runbook(server, "probe", OVERLAP_PROBE, [{"name": "marker", "type": "string", "required": True}])
