@@ -4,15 +4,16 @@
 # nftables (the tests' DC blackhole, tests/support/blackhole.py), OpenSSH's server and client (the
 # transport of restricted endpoints: the tests start a private sshd on loopback, tests/support/sshd.py)
 # python3-venv (the jobs' cloud SDK venv, scripts/install-sdk-venv.sh), HAProxy (the load balancer in
-# front of server replicas in the scale-out tests, tests/support/haproxy.py) and the -dev libraries that
-# python-ldap, krb5 and gssapi compile against.
+# front of server replicas in the scale-out tests, tests/support/haproxy.py), rsyslog (the receiver
+# that parses credo's RFC 5424 security events in the tests, tests/support/rsyslog.py) and the -dev
+# libraries that python-ldap, krb5 and gssapi compile against.
 # Quick when everything is there already: one dpkg-query, no apt.
 set -euo pipefail
 
 BACKPORTS=(samba samba-ad-dc samba-dsdb-modules samba-vfs-modules winbind krb5-user ldb-tools smbclient)
 PLAIN=(ldap-utils libldap2-dev libsasl2-dev libsasl2-modules-gssapi-mit libkrb5-dev faketime
        iproute2 procps postgresql python3-ldap chromium nftables openssh-server openssh-client
-       python3-venv haproxy)
+       python3-venv haproxy rsyslog)
 
 samba_ok() {
     local v
@@ -56,7 +57,7 @@ apt-get update -q
 apt-get install -y -q -t bookworm-backports "${BACKPORTS[@]}"
 apt-get install -y -q "${PLAIN[@]}"
 # Debian's packages start services when a init system runs them; the lab runs its own DC.
-for svc in samba-ad-dc smbd nmbd winbind postgresql ssh haproxy; do
+for svc in samba-ad-dc smbd nmbd winbind postgresql ssh haproxy rsyslog; do
     if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
     fi

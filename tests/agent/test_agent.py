@@ -78,8 +78,11 @@ def test_fast_run_as_through_the_agent_execs_and_leaves_nothing(
     assert run([*CREDO, "run", "--as", "svcauto", "--", "sh", "-c", "exit 7"], env).returncode == 7
 
 
-def test_an_unauthorised_local_user_is_refused_and_logged(start_agent: Start) -> None:
-    agent = start_agent()
+def test_an_unauthorised_local_user_is_refused_and_logged(
+    start_agent: Start, agent_dir: Path, lab: Lab, lab_settings: LabSettings
+) -> None:
+    events = agent_dir / "security.jsonl"
+    agent = start_agent(agent_config(lab, lab_settings, agent_dir) + f'\n[events]\nfile = "{events}"\n')
     agent.wait_refreshed()
     # Debian's python3 (stdlib only) as nobody, speaking the socket's protocol by hand.
     script = (
@@ -99,6 +102,14 @@ def test_an_unauthorised_local_user_is_refused_and_logged(start_agent: Start) ->
     status = run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c",
                   script.replace("'ccache', 'account': 'svcauto'", "'status'"), str(agent.socket)], {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})  # fmt: skip
     assert json.loads(status.stdout) == {"ok": True, "accounts": []}  # it learns of no account
+    # The same, and the password retrieval before it, as security events for a SIEM (docs/siem.md).
+    seen = [json.loads(line) for line in events.read_text().splitlines()]
+    kinds = [(e["kind"], e["outcome"], e["actor"], e["target"]) for e in seen]
+    assert ("agent.password.retrieved", "success", "agent", "svcauto") in kinds
+    assert ("agent.socket.refused", "denied", "uid 65534", "svcauto") in kinds
+    refused = next(e for e in seen if e["kind"] == "agent.socket.refused")
+    assert refused["details"]["operation"] == "ccache" and refused["severity"] == "warning"
+    assert oct(events.stat().st_mode & 0o777) == "0o600"
 
 
 @pytest.mark.parametrize(

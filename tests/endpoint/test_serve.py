@@ -104,7 +104,8 @@ def endpoint(lab: Lab, lab_settings: LabSettings, runner_user: str) -> Iterator[
     transcripts = base / "transcripts"
     config = base / "agent.toml"
     (base / "out").mkdir(mode=0o755)
-    config.write_text(agent_config(lab, lab_settings, base))
+    # Security events for a SIEM (docs/siem.md): sessions admitted, refused and ended.
+    config.write_text(agent_config(lab, lab_settings, base) + f'\n[events]\nfile = "{base}/security.jsonl"\n')
     agent = AgentProcess(
         config,
         base / "agent.log",
@@ -128,6 +129,12 @@ def test_jdoe_runs_granted_commands_as_the_gmsa(
     who = sshd.ssh("jdoe", "whoami", ccache=ccache)
     assert who.returncode == 0, who.stderr
     assert "svcauto$" in who.stdout.lower()  # ldapwhoami: the directory sees the gMSA
+    events = [json.loads(line) for line in (endpoint.base / "security.jsonl").read_text().splitlines()]
+    sessions = [(e["kind"], e["outcome"]) for e in events if e["actor"].startswith("jdoe@")]
+    assert ("endpoint.session.started", "success") in sessions and (
+        "endpoint.session.ended",
+        "success",
+    ) in sessions
     restart = sshd.ssh("jdoe", "restart-service", "cron.service", ccache=ccache)
     assert restart.returncode == 0, restart.stderr
     assert "restart: --no-pager --no-ask-password restart cron.service" in restart.stdout
@@ -152,6 +159,15 @@ def test_asmith_outside_helpdesk_cannot_use_the_endpoint(
     assert "svcauto" not in proc.stdout
     starts = [r[1] for r in endpoint.transcript_records() if r[1]["principal"].startswith("asmith@")]
     assert starts, "the refused login has a transcript too"
+    events = [json.loads(line) for line in (endpoint.base / "security.jsonl").read_text().splitlines()]
+    [refused] = [
+        e for e in events if e["kind"] == "endpoint.session.started" and e["actor"].startswith("asmith@")
+    ]
+    assert (refused["outcome"], refused["target"], refused["details"]["local_user"]) == (
+        "denied",
+        "helpdesk",
+        "asmith",
+    )
 
 
 def test_refusals_are_one_line_and_the_session_goes_on(

@@ -30,6 +30,8 @@ is wrong, in one line, and a reload that fails keeps the running configuration. 
     audience = "api://AzureADTokenExchange"; service = "web-sync"
     [server]                               # where tokens come from (needed by [[account.token]])
     url = "https://credo.corp.example.test:8443"; ca_file = "/etc/credo/server-ca.pem"
+    [events]                               # security events for a SIEM (credo.security_events)
+    file = "/var/log/credo/security.jsonl"; syslog = "unix:/dev/log"   # either, both, or none
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import Any
 from credo.agent.schedule import DEFAULT_JITTER, MAX_JITTER
 from credo.errors import InputError
 from credo.names import managed_account_sam
+from credo.security_events import EventsSettings
 from credo.tomlread import TableReader, read_toml
 
 __all__ = [
@@ -183,6 +186,7 @@ class AgentConfig:
     directory: DirectoryConfig = field(default_factory=DirectoryConfig)
     accounts: tuple[AccountConfig, ...] = ()
     server: ServerConfig = field(default_factory=ServerConfig)
+    events: EventsSettings = field(default_factory=EventsSettings)
 
     def account(self, name: str) -> AccountConfig | None:
         bare = name.lower().rstrip("$")
@@ -398,6 +402,15 @@ def load_config(path: Path) -> AgentConfig:
     if credo_server.ca_file is not None and not _is_file(credo_server.ca_file):
         raise s.fail("ca_file", f"{_shown(credo_server.ca_file)}: no such file")
     s.done()
+    e = _Reader(path, r.sub("events"), "events")
+    events_file = e.get("file", str, None)
+    if events_file is not None and not Path(events_file).is_absolute():
+        raise e.fail("file", f"{_shown(events_file)}: give an absolute path")
+    syslog = e.get("syslog", str, None)
+    if syslog is not None and not syslog.startswith(("udp://", "tcp://", "unix:")):
+        raise e.fail("syslog", f"{syslog!r}: use udp://HOST:PORT, tcp://HOST:PORT or unix:/dev/log")
+    events = EventsSettings(Path(events_file) if events_file else None, syslog)
+    e.done()
     accounts = tuple(_account(path, w, t) for w, t in r.tables("account"))
     seen: set[str] = set()
     outputs: set[Path] = set()
@@ -416,4 +429,6 @@ def load_config(path: Path) -> AgentConfig:
                 raise ConfigError(f"{path}: account[{i}]: output {out_path} is written by another output too")
             outputs.add(out_path)
     r.done()
-    return AgentConfig(path, socket, state_dir, metrics, log_format, directory, accounts, credo_server)
+    return AgentConfig(
+        path, socket, state_dir, metrics, log_format, directory, accounts, credo_server, events
+    )

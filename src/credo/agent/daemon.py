@@ -27,6 +27,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from credo import security_events as events
 from credo.agent import schedule
 from credo.agent.config import AgentConfig, ConfigError, load_config, socket_path
 from credo.agent.endpoints import DirectoryLink
@@ -43,6 +44,7 @@ from credo.agent.refresh import (
 )
 from credo.agent.tokens import TokenKeeper
 from credo.errors import CredoError
+from credo.security_events import Outcome, SecurityEvent, Severity
 
 __all__ = ["AccountState", "Agent"]
 
@@ -124,6 +126,10 @@ class Agent:
 
     def _apply(self, config: AgentConfig) -> None:
         """Take ``config``: new accounts are due now, removed ones forget their keys."""
+        try:
+            events.configure(config.events.sinks())
+        except CredoError as exc:  # an events file that cannot be opened must not stop the agent
+            log.error("security events not written: %s", exc.message)
         if config.directory.krb5_config is not None:
             # Read by libkrb5 when a context is made: every refresh makes new ones.
             os.environ["KRB5_CONFIG"] = str(config.directory.krb5_config)
@@ -176,6 +182,12 @@ class Agent:
                 state.refreshing = False
                 state.done.set()
             self.metrics.failed(account.name, cause.name)
+            events.emit(
+                SecurityEvent(
+                    "agent", "agent.password.retrieved", Outcome.FAILURE, Severity.WARNING, "agent",
+                    account.name, {"reason": cause.name, "message": cause.message},
+                )
+            )  # fmt: skip
             log.warning(
                 "%s: refresh failed (%s): %s; retrying in %.0f s",
                 account.name,
@@ -223,6 +235,12 @@ class Agent:
         self.metrics.refreshed(
             account.name, result.next_rotation, failover=bool(servers) and result.dc != servers[0]
         )
+        events.emit(
+            SecurityEvent(
+                "agent", "agent.password.retrieved", Outcome.SUCCESS, Severity.INFO, "agent", account.name,
+                {"kvno": result.kvno, "dc": result.dc},
+            )
+        )  # fmt: skip
         log.info(
             "%s: refreshed (kvno %d, from %s); next at %s",
             account.name,

@@ -29,6 +29,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from credo import security_events as events
 from credo.agent.refresh import session_settings
 from credo.agent.wire import recv_message, send_message
 from credo.endpoint.definition import definition_path, load_definition
@@ -38,6 +39,7 @@ from credo.endpoint.runner import run_granted
 from credo.endpoint.session import EndpointSession
 from credo.errors import CredoError, InputError, NotPermittedError, UnreachableError
 from credo.gmsa.session import HostSession, SessionSettings
+from credo.security_events import Outcome, SecurityEvent, Severity
 
 if TYPE_CHECKING:
     from credo.agent.daemon import Agent
@@ -153,6 +155,12 @@ def serve_endpoint(
     finally:
         with contextlib.suppress(Exception):
             session.close(reason)
+        events.emit(
+            SecurityEvent(
+                "agent", "endpoint.session.ended", Outcome.SUCCESS, Severity.INFO, session.token.principal,
+                session.definition.name, {"reason": reason},
+            )
+        )  # fmt: skip
         log.info(
             "endpoint %s: session of %s ended (%s)", session.definition.name, session.token.principal, reason
         )
@@ -184,17 +192,35 @@ def _open(agent: Agent, peer: Peer, request: dict[str, Any], fds: list[int]) -> 
     sent = request.get("env")
     caller_env: dict[str, Any] = sent if isinstance(sent, dict) else {}
     source = request.get("source")
-    session = EndpointSession.open(
-        definition,
-        token,
-        source=source if isinstance(source, str) else "",
-        local_user=user,
-        mode=mode,
-        account_exists=lambda account, kind: link.query(
-            settings, lambda host: account_resolver(host.directory)(account, kind)
-        ),
-        caller_env={k: str(v) for k, v in caller_env.items() if k in CALLER_ENV},
-    )
+    origin = source if isinstance(source, str) else ""
+    try:
+        session = EndpointSession.open(
+            definition,
+            token,
+            source=origin,
+            local_user=user,
+            mode=mode,
+            account_exists=lambda account, kind: link.query(
+                settings, lambda host: account_resolver(host.directory)(account, kind)
+            ),
+            caller_env={k: str(v) for k, v in caller_env.items() if k in CALLER_ENV},
+        )
+    except NotPermittedError as exc:
+        events.emit(
+            SecurityEvent(
+                "agent", "endpoint.session.started", Outcome.DENIED, Severity.WARNING, token.principal,
+                definition.name, {"source": origin, "local_user": user, "mode": mode, "reason": exc.message},
+            )
+        )  # fmt: skip
+        raise
+    events.emit(
+        SecurityEvent(
+            "agent", "endpoint.session.started", Outcome.SUCCESS, Severity.NOTICE, token.principal,
+            definition.name,
+            {"source": origin, "local_user": user, "mode": mode, "roles": list(session.capability.role_names),
+             "run_as": definition.run_as or definition.user},
+        )
+    )  # fmt: skip
     log.info(
         "endpoint %s: session of %s (uid %d, pid %d) with roles %s",
         definition.name,
@@ -209,6 +235,12 @@ def _open(agent: Agent, peer: Peer, request: dict[str, Any], fds: list[int]) -> 
 def _one_line(agent: Agent, session: EndpointSession, line: str, fds: list[int]) -> dict[str, Any]:
     result = session.submit(line)
     if isinstance(result, Refused):
+        events.emit(
+            SecurityEvent(
+                "agent", "endpoint.command.refused", Outcome.DENIED, Severity.WARNING, session.token.principal,
+                session.definition.name, {"reason": result.reason},
+            )
+        )  # fmt: skip
         log.info(
             "endpoint %s: refused %s: %s", session.definition.name, session.token.principal, result.reason
         )

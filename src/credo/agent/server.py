@@ -23,11 +23,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from credo import security_events as events
 from credo.agent.refresh import ccache_bytes
 from credo.agent.wire import recv_message, send_message
 from credo.errors import CredoError
 from credo.gmsa.credentials import parse_enctypes
 from credo.krb.keytab import KeytabEntry, merge_entries, read_keytab, write_keytab_to_fd
+from credo.security_events import Outcome, SecurityEvent, Severity
 
 if TYPE_CHECKING:
     from credo.agent.daemon import Agent
@@ -157,6 +159,12 @@ class SocketServer:
             extra={"account": account},
         )
         self.agent.metrics.refused_request()
+        events.emit(
+            SecurityEvent(
+                "agent", "agent.socket.refused", Outcome.DENIED, Severity.WARNING, f"uid {peer.uid}", account,
+                {"operation": op, "pid": peer.pid, "rule": keys},
+            )
+        )  # fmt: skip
         if op == "keytab":
             return {
                 "ok": False, "error": "NotPermittedError",
@@ -236,6 +244,7 @@ class SocketServer:
         if request.get("cleanup") and len(fds) == 2:
             self._watch(peer, fds[0], file_fd, str(request.get("dir") or ""), str(request.get("name") or ""))
         log.info("gave a ccache of %s to uid %d (pid %d)", name, peer.uid, peer.pid, extra={"account": name})
+        _issued(peer, name, "ccache")
         return {"ok": True, "account": name}
 
     def _keytab(self, peer: Peer, name: str, request: dict[str, Any], fds: list[int]) -> dict[str, Any]:
@@ -274,6 +283,7 @@ class SocketServer:
         report = keys.kept.report(str(request.get("path") or ""), material, entries)
         log.info("gave a keytab of %s (kvno %s) to uid %d (pid %d)", name,
                  ", ".join(map(str, report.kvnos)), peer.uid, peer.pid, extra={"account": name})  # fmt: skip
+        _issued(peer, name, "keytab")
         return {"ok": True, "report": asdict(report)}
 
     def _watch(self, peer: Peer, dir_fd: int, file_fd: int, dir_path: str, name: str) -> None:
@@ -338,3 +348,12 @@ def _remove(c: _Cleanup) -> None:
         for fd in (c.pidfd, c.dir_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def _issued(peer: Peer, account: str, what: str) -> None:
+    events.emit(
+        SecurityEvent(
+            "agent", "agent.credential.issued", Outcome.SUCCESS, Severity.NOTICE, f"uid {peer.uid}", account,
+            {"credential": what, "pid": peer.pid},
+        )
+    )  # fmt: skip

@@ -6,13 +6,15 @@ from typing import Any
 
 import click
 
+from credo import security_events
 from credo.ad.admin import AdminSession
 from credo.audit import AuditOptions, Severity, run_audit
 from credo.audit.checks import CHECK_IDS
+from credo.audit.events import finding_events
 from credo.audit.memberships import memberships, memberships_csv, memberships_json
 from credo.audit.render import render
 from credo.audit.snapshot import read_snapshot
-from credo.cli.common import admin_session_options, admin_settings
+from credo.cli.common import admin_session_options, admin_settings, configure_events, events_options
 from credo.files import write_text_atomically
 
 __all__ = ["audit"]
@@ -60,6 +62,7 @@ def _write(text: str, output: str | None) -> None:
     "--stale-days", type=click.IntRange(min=1), default=90, show_default=True,
     help="An account with no logon for this many days is stale.",
 )  # fmt: skip
+@events_options
 @admin_session_options
 @click.pass_context
 def audit(ctx: click.Context, /, **params: Any) -> None:
@@ -69,8 +72,10 @@ def audit(ctx: click.Context, /, **params: Any) -> None:
     an authenticated user; the KDS root key checks need a Domain Admin, and say "not-run" otherwise.
     """
     if ctx.invoked_subcommand is not None:
+        params.pop("events_file"), params.pop("events_syslog")
         ctx.obj = params
         return
+    configure_events(params)
     fmt, output, fail_on = params.pop("fmt"), params.pop("output"), params.pop("fail_on")
     if params.pop("as_json"):
         fmt = "json"
@@ -84,6 +89,8 @@ def audit(ctx: click.Context, /, **params: Any) -> None:
             session.directory, only=only, skip=skip, options=AuditOptions(stale_days=stale_days)
         )
     _write(render(report, fmt), output)
+    for event in finding_events(report):
+        security_events.emit(event)
     if fail_on is not None and report.fails(Severity.parse(fail_on)):
         ctx.exit(1)
 

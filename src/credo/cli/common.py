@@ -137,3 +137,27 @@ def session_settings(params: dict[str, Any], flags: DirectoryFlags = DEFAULT_FLA
         flags=flags,
         **_directory_params(params),
     )
+
+
+def events_options(func: F) -> F:
+    """``--events-file`` and ``--events-syslog``: where security events go (docs/siem.md)."""
+    func = click.option(
+        "--events-syslog", envvar="CREDO_EVENTS_SYSLOG", metavar="URL",
+        help="Send security events to syslog (RFC 5424): udp://HOST:PORT, tcp://HOST:PORT or unix:/dev/log.",
+    )(func)  # fmt: skip
+    return click.option(
+        "--events-file", envvar="CREDO_EVENTS_FILE", type=click.Path(dir_okay=False, path_type=Path),
+        help="Append security events as JSON lines to this file (created 0600).",
+    )(func)  # fmt: skip
+
+
+def configure_events(params: dict[str, Any]) -> None:
+    """Take ``events_file`` and ``events_syslog`` out of ``params`` and send this process's
+    security events there (credo.security_events)."""
+    from credo import security_events
+
+    settings = security_events.EventsSettings(
+        params.pop("events_file", None), params.pop("events_syslog", None)
+    )
+    if settings.file is not None or settings.syslog is not None:
+        security_events.configure(settings.sinks())

@@ -11,7 +11,13 @@ from typing import Any
 import click
 
 from credo.automation.leases import DEFAULT_DRAIN_GRACE, DEFAULT_LEASE_SECONDS
-from credo.cli.common import WORKER_FLAGS, session_settings, worker_session_options
+from credo.cli.common import (
+    WORKER_FLAGS,
+    configure_events,
+    events_options,
+    session_settings,
+    worker_session_options,
+)
 from credo.config import load_config
 from credo.defaults import DEFAULT_LISTEN, LOST_AFTER_SECONDS
 from credo.errors import EnvironmentProblem, InputError
@@ -43,6 +49,7 @@ __all__ = ["server", "worker"]
               help="Be an OIDC issuer with this https URL, exactly as clouds will compare it (docs/oidc.md).")  # fmt: skip
 @click.option("--oidc-key-file", type=click.Path(dir_okay=False, path_type=Path), envvar="CREDO_OIDC_KEY_FILE",
               help="The issuer's key store (default DATA_DIR/oidc-keys.json, created 0600).")  # fmt: skip
+@events_options
 def server(
     data_dir: Path | None,
     database: str | None,
@@ -54,6 +61,8 @@ def server(
     lost_after: float,
     oidc_issuer: str | None,
     oidc_key_file: Path | None,
+    events_file: Path | None,
+    events_syslog: str | None,
 ) -> None:
     """Serve the runbook automation API (FastAPI; OpenAPI at /openapi.json).
 
@@ -92,6 +101,7 @@ def server(
         warning = issuer_warning(oidc_issuer)
         if warning:
             click.echo(f"credo: warning: {warning}", err=True)
+    configure_events({"events_file": events_file, "events_syslog": events_syslog})
     directory = data_dir or default_server_dir()
     config = ServerConfig(
         data_dir=directory,

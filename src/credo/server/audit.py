@@ -56,7 +56,9 @@ from starlette.requests import Request
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from credo import security_events
 from credo.automation.auditlog import GENESIS, AuditEntry, AuditOutcome, AuditRecord, follow
+from credo.security_events import Outcome, SecurityEvent, Severity
 from credo.server import clock
 from credo.server.database import Database, after_commit
 from credo.server.gate import ACTOR, PRINCIPAL, Access, declared_policy
@@ -159,10 +161,30 @@ def append_in(session: Session, dialect: str, entry: AuditEntry) -> None:
     # A Core insert with parameters: the record is never read back as an object. (Measured on
     # SQLite: 0.4 ms a transaction, against 1.2 ms for insert(AuditLog).values(...), whose
     # values are compiled into each statement, and more for the unit of work's session.add.)
+    if _for_siem(entry):
+        after_commit(session, lambda: security_events.emit(_security_event(entry)))
     if dialect == "postgresql":
         session.execute(_PENDING.insert(), _values(entry))
         return
     session.execute(_TABLE.insert(), _chained(follow(*_tail(session), entry)))
+
+
+def _for_siem(entry: AuditEntry) -> bool:
+    """Sign-ins and refusals (401, 403) also go to the security events (credo.security_events):
+    what a SIEM watches for. The rest of the audit log stays in the audit log."""
+    return entry.action == "ui.sign-in" or entry.outcome is AuditOutcome.DENIED
+
+
+def _security_event(entry: AuditEntry) -> SecurityEvent:
+    outcome = {
+        AuditOutcome.OK: Outcome.SUCCESS,
+        AuditOutcome.DENIED: Outcome.DENIED,
+        AuditOutcome.FAILED: Outcome.FAILURE,
+    }[entry.outcome]
+    kind = "server.signin" if entry.action == "ui.sign-in" else "server.access.denied"
+    severity = Severity.NOTICE if outcome is Outcome.SUCCESS else Severity.WARNING
+    details = {"action": entry.action, "address": entry.source, **entry.details}
+    return SecurityEvent("server", kind, outcome, severity, entry.actor, entry.target, details, entry.time)
 
 
 def link_in(session: Session, limit: int | None = None) -> int:

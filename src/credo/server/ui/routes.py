@@ -31,11 +31,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response, Streamin
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import cookie_parser
 
+from credo import security_events
 from credo.automation.auditlog import AuditEntry, AuditOutcome
 from credo.automation.jobs import TERMINAL, JobState
 from credo.automation.rbac import Decision, Permission
 from credo.defaults import MAX_POSITION, UI_PAGE, UI_SESSION_SECONDS
 from credo.errors import CredoError, InputError, NotFoundError, NotPermittedError
+from credo.security_events import Outcome, SecurityEvent, Severity
 from credo.server import audit, catalog, limits, queue, scheduling, tokens, views, webhooks
 from credo.server.access import Forbidden, decide_on, job_target
 from credo.server.dependencies import AppState, visible
@@ -260,6 +262,14 @@ async def kerberos_sign_in(request: Request, state: AppState, next: str | None =
     try:
         principal, reply = await run_in_threadpool(state.acceptor.accept, value.strip())
     except CredoError as exc:
+        # A GET: the audit trail records no read, so the refused ticket is reported here.
+        security_events.emit(
+            SecurityEvent(
+                "server", "server.signin", Outcome.DENIED, Severity.WARNING, "anonymous", "ui",
+                {"method": "negotiate", "address": request.client.host if request.client else "",
+                 "reason": exc.message},
+            )
+        )  # fmt: skip
         return _page(request, "sign_in.html", 403, next=_local(next), error=exc.message)
     caller = Caller(CallerKind.USER, principal)
     entry = AuditEntry(
