@@ -84,3 +84,44 @@ def test_access_entry_sddl_names_object_aces_exactly() -> None:
     )
     rendered = [access_entry_sddl(e) for e in access_entries(SecurityDescriptor.unpack(descriptor.pack()))]
     assert rendered == [f"(OA;CI;RPWP;{uac};{user};{sid})", f"(D;CIID;WD;;;{sid})"]
+
+
+# -- SACL: audit ACEs (MS-DTYP 2.4.4.10, 2.4.4.11) ------------------------------------------------
+
+MANAGED_PASSWORD = "e362ed86-b728-0842-b27d-2dea7a9df218"  # msDS-ManagedPassword's schemaIDGUID
+
+
+def test_a_sacl_round_trips_and_its_audit_aces_decode() -> None:
+    from credo.ad.security import (
+        SUCCESSFUL_ACCESS_ACE_FLAG,
+        AuditAce,
+        SecurityDescriptor,
+        audit_ace,
+        audit_aces,
+        to_sddl,
+    )
+
+    sacl = (
+        audit_ace(SUCCESSFUL_ACCESS_ACE_FLAG, 0x10, "S-1-1-0", MANAGED_PASSWORD),
+        audit_ace(0x80 | 0x02, 0x20, "S-1-5-11"),  # failed writes, container-inherit
+    )
+    sd = SecurityDescriptor(owner="S-1-5-32-544", group=None, dacl=(), sacl=sacl)
+    again = SecurityDescriptor.unpack(sd.pack())
+    assert again.sacl == sacl and again.dacl == () and again.pack() == sd.pack()
+    assert audit_aces(again) == [
+        AuditAce(0x40, 0x10, "S-1-1-0", MANAGED_PASSWORD),
+        AuditAce(0x82, 0x20, "S-1-5-11"),
+    ]
+    assert [a.audits(0x10, MANAGED_PASSWORD) for a in audit_aces(again)] == [True, False]
+    assert to_sddl(again) == f"O:BAD:S:(OU;SA;RP;{MANAGED_PASSWORD};;WD)(AU;CIFA;WP;;;AU)"
+
+
+def test_a_descriptor_without_a_sacl_packs_as_before() -> None:
+    from credo.ad.security import ACCESS_ALLOWED_ACE_TYPE, Ace, SecurityDescriptor
+
+    sd = SecurityDescriptor(
+        owner="S-1-5-18", group="S-1-5-18", dacl=(Ace(ACCESS_ALLOWED_ACE_TYPE, 0, 0x10, "S-1-1-0"),)
+    )
+    raw = sd.pack()
+    assert raw[16:20] != b"\0\0\0\0" and raw[12:16] == b"\0\0\0\0"  # a DACL offset, no SACL offset
+    assert SecurityDescriptor.unpack(raw).sacl is None

@@ -3,6 +3,7 @@ helpers that create a misconfiguration and undo it (the lab stays in its seeded 
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
 import subprocess
@@ -108,6 +109,31 @@ def replaced(directory: Directory, dn: str, attr: str, values: list[bytes]) -> I
         yield
     finally:
         directory.modify(dn, [(ldap.MOD_REPLACE, attr, before) if before else (ldap.MOD_DELETE, attr, None)])
+
+
+@contextlib.contextmanager
+def replaced_as_system(lab: Lab, directory: Directory, dn: str, attr: str, value: bytes) -> Iterator[None]:
+    """``replaced`` for attributes Samba lets only the system write over LDAP ("can only be
+    modified as system": systemOnly in its schema, msDS-AllowedToActOnBehalfOfOtherIdentity among
+    them): ldbmodify on the DC's own database, as samba-tool does; the previous value (or its
+    absence) is put back the same way."""
+    before = read_attr(directory, dn, attr)
+
+    def write(raw: bytes | None) -> None:
+        change = (
+            f"replace: {attr}\n{attr}:: {base64.b64encode(raw).decode()}\n" if raw else f"delete: {attr}\n"
+        )
+        ldif = f"dn: {dn}\nchangetype: modify\n{change}"
+        argv = ["ldbmodify", "-H", str(lab.paths.sam_ldb)]
+        proc = subprocess.run(argv, input=ldif, capture_output=True, text=True, check=False)
+        assert proc.returncode == 0, f"ldbmodify {dn}: {proc.stderr}"
+
+    write(value)
+    try:
+        yield
+    finally:
+        if read_attr(directory, dn, attr) is not None or before is not None:
+            write(before)
 
 
 @contextlib.contextmanager

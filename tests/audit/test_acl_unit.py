@@ -62,9 +62,9 @@ def test_rights_scoped_to_one_attribute_count_only_for_it() -> None:
 
 def test_generic_all_inherit_only_deny_and_owner() -> None:
     descriptor = sd(
+        Ace(ACCESS_DENIED_ACE_TYPE, 0, WRITE_DAC, JDOE),  # canonical order: explicit denies first
         Ace(ACCESS_ALLOWED_ACE_TYPE, 0, GENERIC_ALL, JDOE),
         Ace(ACCESS_ALLOWED_ACE_TYPE, INHERIT_ONLY_ACE, FULL_CONTROL, "S-1-5-11"),
-        Ace(ACCESS_DENIED_ACE_TYPE, 0, WRITE_DAC, JDOE),
         owner="S-1-5-21-1-2-3-1200",
     )
     rights = rights_by_sid(descriptor)
@@ -75,6 +75,34 @@ def test_generic_all_inherit_only_deny_and_owner() -> None:
     assert (
         describe_rights(ADS_RIGHT_DS_READ_PROP | ADS_RIGHT_DS_CONTROL_ACCESS) == "ReadProperty, ExtendedRight"
     )
+
+
+HELPDESK = "S-1-5-21-1-2-3-1300"
+TIER0_DENY = "S-1-5-21-1-2-3-1301"
+
+
+def test_a_deny_through_a_group_is_subtracted_in_dacl_order() -> None:
+    """jdoe is allowed to write the readers; a deny on a group jdoe belongs to takes it away
+    (MS-DTYP 2.5.3.2: a deny counts for every SID of the token). An allow that comes before
+    the deny in the DACL (an explicit allow before an inherited deny) is kept, as AD keeps it."""
+    tokens = {JDOE: {JDOE, TIER0_DENY, "S-1-1-0", "S-1-5-11"}, HELPDESK: {HELPDESK, "S-1-1-0", "S-1-5-11"}}
+    deny = object_ace(False, 0, ADS_RIGHT_DS_WRITE_PROP, TIER0_DENY, GMSA_MEMBERSHIP_GUID)
+    allow = object_ace(True, 0, ADS_RIGHT_DS_WRITE_PROP, JDOE, GMSA_MEMBERSHIP_GUID)
+    helpdesk = object_ace(True, 0, ADS_RIGHT_DS_WRITE_PROP, HELPDESK, GMSA_MEMBERSHIP_GUID)
+    canonical = sd(deny, allow, helpdesk)
+    rights = rights_by_sid(canonical, (GMSA_MEMBERSHIP_GUID,), lambda s: tokens.get(s, {s}))
+    assert JDOE not in rights and rights[HELPDESK] == ADS_RIGHT_DS_WRITE_PROP
+    # Without tokens (the old evaluation), the group's deny was not seen.
+    assert rights_by_sid(canonical, (GMSA_MEMBERSHIP_GUID,))[JDOE] == ADS_RIGHT_DS_WRITE_PROP
+    # An inherited deny after an explicit allow does not take it back.
+    inherited_deny = object_ace(False, 0x10, ADS_RIGHT_DS_WRITE_PROP, TIER0_DENY, GMSA_MEMBERSHIP_GUID)
+    later = rights_by_sid(sd(allow, inherited_deny), (GMSA_MEMBERSHIP_GUID,), lambda s: tokens.get(s, {s}))
+    assert later[JDOE] == ADS_RIGHT_DS_WRITE_PROP
+    # A deny to Everyone applies to every domain principal.
+    everyone = object_ace(False, 0, ADS_RIGHT_DS_WRITE_PROP, "S-1-1-0", GMSA_MEMBERSHIP_GUID)
+    assert rights_by_sid(sd(everyone, allow, helpdesk), (GMSA_MEMBERSHIP_GUID,), lambda s: tokens[s]) == {
+        DA: WRITE_DAC | 0x20000
+    }
 
 
 def _report(*outcomes: CheckOutcome) -> Report:

@@ -24,6 +24,11 @@ from credo.audit.html import SEVERITY_COLOURS
 from credo.lab import SEED, Lab, LabSettings
 
 Env = Callable[..., dict[str, str]]
+# Checks whose seeded case is in the lab (tests/audit/test_checks_lab.py tests each): svc_legacy
+# for user-service-accounts (critical), the gMSAs and KDS root key of a new domain for
+# password-reads-unaudited (medium). The format tests skip them to count the fresh gMSA's findings.
+SEEDED_IN_THE_LAB = ("user-service-accounts", "password-reads-unaudited")
+SKIP_SEEDED = [arg for check in SEEDED_IN_THE_LAB for arg in ("--skip", check)]
 
 
 @pytest.fixture
@@ -37,7 +42,10 @@ def test_fail_on_exit_codes(as_identity: Env, fresh_gmsa: str) -> None:
     admin = as_identity("admin")
     assert credo("audit", env=admin).returncode == 0  # no --fail-on: the audit ran
     assert credo("audit", "--fail-on", "medium", env=admin).returncode == 1
-    assert credo("audit", "--fail-on", "high", env=admin).returncode == 0
+    assert credo("audit", "--fail-on", "high", "--skip", "user-service-accounts", env=admin).returncode == 0
+    # The lab's svc_legacy (an SPN, RC4 keys only) is a critical finding: the strictest gate fails.
+    legacy = credo("audit", "--fail-on", "critical", "--check", "user-service-accounts", env=admin)
+    assert legacy.returncode == 1 and "[CRITICAL] user-service-accounts: svc_legacy" in legacy.stdout
     assert credo("audit", "--fail-on", "low", "--check", "privileged-group", env=admin).returncode == 0
 
 
@@ -47,15 +55,17 @@ def test_checks_that_could_not_run_fail_a_gate_at_their_severity(as_identity: En
     proc = credo("audit", "--fail-on", "critical", env=worker)
     assert proc.returncode == 1, proc.stderr
     assert "not-run" in proc.stdout
+    # user-service-accounts does run for it, and finds the lab's svc_legacy (critical): skipped too.
     skipped = credo("audit", "--fail-on", "critical", "--skip", "kds-root-key-readers",
-                    "--skip", "kds-root-key-missing", env=worker)  # fmt: skip
+                    "--skip", "kds-root-key-missing", "--skip", "user-service-accounts", env=worker)  # fmt: skip
     assert skipped.returncode == 0, skipped.stdout + skipped.stderr
 
 
 def test_json_csv_sarif_and_output_file(as_identity: Env, fresh_gmsa: str, tmp_path: Path) -> None:
     admin = as_identity("admin")
-    data = json.loads(credo("audit", "--format", "json", env=admin, check=True).stdout)
-    assert [c["id"] for c in data["checks"]] == CHECK_IDS
+    data = json.loads(credo("audit", "--format", "json", *SKIP_SEEDED, env=admin, check=True).stdout)
+    run_ids = [c for c in CHECK_IDS if c not in SEEDED_IN_THE_LAB]
+    assert [c["id"] for c in data["checks"]] == run_ids
     assert data["summary"]["medium"] == 2 and data["summary"]["not_run"] == 0
     found = {(f["check"], f["subject_name"]) for f in data["findings"]}
     assert found == {("weak-enctypes", "auditcli1$"), ("disabled-with-readers", "auditcli1$")}
@@ -63,16 +73,17 @@ def test_json_csv_sarif_and_output_file(as_identity: Env, fresh_gmsa: str, tmp_p
     assert set(finding) >= {"check", "severity", "title", "why", "subject", "objects", "fix"}
     assert set(finding["fix"]) == {"powershell", "credo"}
 
-    rows = list(csv.DictReader(io.StringIO(credo("audit", "--format", "csv", env=admin, check=True).stdout)))
+    csv_text = credo("audit", "--format", "csv", *SKIP_SEEDED, env=admin, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(csv_text)))
     assert Counter(r["check"] for r in rows) == {"weak-enctypes": 1, "disabled-with-readers": 1}
 
     out = tmp_path / "audit.sarif"
-    credo("audit", "--format", "sarif", "--output", out, env=admin, check=True)
+    credo("audit", "--format", "sarif", "--output", out, *SKIP_SEEDED, env=admin, check=True)
     assert [p.name for p in tmp_path.iterdir()] == ["audit.sarif"]  # no temp file left behind
     sarif = json.loads(out.read_text())
     assert sarif["version"] == "2.1.0"
     run = sarif["runs"][0]
-    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == CHECK_IDS
+    assert [r["id"] for r in run["tool"]["driver"]["rules"]] == run_ids
     assert {r["ruleId"] for r in run["results"]} == {"weak-enctypes", "disabled-with-readers"}
     for result in run["results"]:
         assert result["level"] == "warning"
@@ -125,7 +136,7 @@ def _hex(colour: str) -> tuple[int, int, int]:
 
 def test_html_report_in_headless_chromium(as_identity: Env, fresh_gmsa: str, tmp_path: Path) -> None:
     report = tmp_path / "report.html"
-    credo("audit", "--format", "html", "--output", report, env=as_identity("admin"), check=True)
+    credo("audit", "--format", "html", "--output", report, *SKIP_SEEDED, env=as_identity("admin"), check=True)
     html = report.read_text()
     assert "<script" not in html and "http://" not in html and "https://" not in html  # self-contained
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KRB5", "CREDO_", "LDAP"))}
@@ -150,3 +161,36 @@ def test_html_report_in_headless_chromium(as_identity: Env, fresh_gmsa: str, tmp
     medium = _hex(SEVERITY_COLOURS[Severity.MEDIUM])
     assert top[medium] > 2000, "the medium tile (2 findings) is not visible"
     shot.rename(Path(os.environ.get("CREDO_AUDIT_SCREENSHOT", shot)))  # keep it to look at, if asked
+
+
+def test_findings_go_to_the_events_file_and_to_syslog(
+    as_identity: Env, fresh_gmsa: str, tmp_path: Path
+) -> None:
+    """`--events-file` and `--events-syslog`: one security event per finding (docs/siem.md), the
+    same in both, as rsyslog parses the syslog side."""
+    from tests.support.rsyslog import Rsyslog
+
+    receiver = Rsyslog(tmp_path)
+    receiver.start()
+    try:
+        events = tmp_path / "audit-events.jsonl"
+        proc = credo("audit", "--check", "weak-enctypes", "--check", "disabled-with-readers",
+                     "--events-file", str(events), "--events-syslog", f"udp://127.0.0.1:{receiver.udp_port}",
+                     env=as_identity("admin"))  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        lines = [json.loads(line) for line in events.read_text().splitlines()]
+        mine = [e for e in lines if e["details"]["subject_name"] == "auditcli1$"]
+        assert {e["details"]["check"] for e in mine} == {"weak-enctypes", "disabled-with-readers"}
+        assert all(
+            e["kind"] == "audit.finding" and e["source"] == "audit" and e["severity"] == "warning"
+            and e["details"]["finding_severity"] == "medium" and e["target"] == fresh_gmsa
+            for e in mine
+        )  # fmt: skip
+        received = receiver.received(len(lines))
+        assert len(received) == len(lines)
+        assert {r["msgid"] for r in received} == {"audit.finding"}
+        assert sorted(json.loads(r["msg"].lstrip("\ufeff"))["target"] for r in received) == sorted(
+            e["target"] for e in lines
+        )
+    finally:
+        receiver.stop()

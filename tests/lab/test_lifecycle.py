@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from credo.lab import Lab
+from credo.lab import MIGRATION_SEED, Lab
 from credo.lab.hosts_file import HOSTS_FILE
 from tests.support.identity import credo, run
 
@@ -75,6 +75,21 @@ def test_up_down_up_destroy(second_lab_dir: Path) -> None:
     assert stopped["state"] == "stopped"
     keytab_before = (second_lab_dir / "hosts" / "worker1.keytab").read_bytes()
 
+    # A lab seeded before the legacy user service account (migration_seed 0, no svc_legacy) gets
+    # it at the next `up`, as the shared lab of a developer's machine does.
+    samba: list[str | Path] = [
+        "-H",
+        second_lab_dir / "samba" / "private" / "sam.ldb",
+        "-s",
+        second_lab_dir / "samba" / "etc" / "smb.conf",
+    ]
+    run(["samba-tool", "user", "delete", MIGRATION_SEED.user, *samba], env, check=True)
+    legacy_keytab = second_lab_dir / "users" / f"{MIGRATION_SEED.user}.keytab"
+    legacy_keytab.unlink()
+    state = json.loads((second_lab_dir / "lab.json").read_text())
+    assert state["migration_seed"] == 1
+    (second_lab_dir / "lab.json").write_text(json.dumps(state | {"migration_seed": 0}))
+
     # Start again: the state (and so the computer's keys) is kept, and the keytab still works.
     restarted = credo("lab", "up", "--dir", second_lab_dir, "--json", env=env)
     assert restarted.returncode == 0, restarted.stderr
@@ -89,6 +104,11 @@ def test_up_down_up_destroy(second_lab_dir: Path) -> None:
         kinit_env,
         check=True,
     )
+    assert json.loads((second_lab_dir / "lab.json").read_text())["migration_seed"] == 1
+    spns = run(["samba-tool", "spn", "list", MIGRATION_SEED.user, *samba], env, check=True).stdout
+    assert MIGRATION_SEED.spn(REALM.lower()) in spns
+    # Its keys were exported again: they are the account's current ones.
+    run(["kinit", "-k", "-t", legacy_keytab, f"{MIGRATION_SEED.user}@{REALM}"], kinit_env, check=True)
 
     new_pid = json.loads(restarted.stdout)["pid"]
     destroyed = credo("lab", "destroy", "--dir", second_lab_dir, env=env)

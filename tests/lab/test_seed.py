@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import stat
 import struct
 import time
@@ -9,11 +10,12 @@ from collections.abc import Callable
 
 import pytest
 
-from credo.lab import SEED, Lab, LabSettings
+from credo.lab import MIGRATION_SEED, SEED, Lab, LabSettings
 from tests.support.identity import ldapsearch, run
 
 Env = Callable[..., dict[str, str]]
 ACCOUNTDISABLE = 0x2
+DONT_EXPIRE_PASSWD = 0x10000
 FILETIME_EPOCH_OFFSET = 11644473600  # seconds between 1601-01-01 and 1970-01-01
 
 
@@ -125,3 +127,27 @@ def test_client_files(lab: Lab, lab_settings: LabSettings) -> None:
     assert f"default_realm = {lab_settings.realm}" in conf
     assert f"kdc = {lab_settings.address}" in conf
     assert lab.paths.ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_legacy_user_service_account(lab: Lab, admin: dict[str, str], lab_settings: LabSettings) -> None:
+    """svc_legacy: enabled, in CN=Users, a password that never expires, its SPN, no enctypes (RC4
+    only), its keys in DIR/users (0600), and its SPN's host name resolving to the lab."""
+    dn, attrs = one(
+        admin,
+        f"(sAMAccountName={MIGRATION_SEED.user})",
+        "objectClass",
+        "userAccountControl",
+        "servicePrincipalName",
+        "msDS-SupportedEncryptionTypes",
+    )
+    assert dn == f"CN={MIGRATION_SEED.user},CN=Users,{lab_settings.base_dn}"
+    assert b"user" in attrs["objectClass"] and b"computer" not in attrs["objectClass"]
+    assert uac(attrs) & DONT_EXPIRE_PASSWD and not uac(attrs) & ACCOUNTDISABLE
+    spn = MIGRATION_SEED.spn(lab_settings.dns_domain)
+    assert attrs["servicePrincipalName"] == [spn.encode()]
+    assert "msDS-SupportedEncryptionTypes" not in attrs
+    keytab = lab.paths.user_keytab(MIGRATION_SEED.user)
+    assert stat.S_IMODE(keytab.stat().st_mode) == 0o600
+    listing = run(["klist", "-k", keytab], admin, check=True).stdout
+    assert f"{MIGRATION_SEED.user}@{lab_settings.realm}" in listing
+    assert socket.gethostbyname(spn.split("/", 1)[1]) == lab_settings.address

@@ -36,14 +36,17 @@ from datetime import UTC, datetime, timedelta
 
 import ldap
 
+from credo.ad.attributes import KDS_ROOT_KEY_DATA_GUID
 from credo.ad.connection import Directory, Entry
-from credo.errors import CredoError, InputError
+from credo.ad.read_audit import add_read_audit
+from credo.errors import CredoError, InputError, NotFoundError
 
 __all__ = [
     "DH_PARAMETERS",
     "KDF_PARAMETERS_SHA512",
     "KEY_CYCLE",
     "RootKey",
+    "audit_root_key_reads",
     "create_root_key",
     "datetime_to_filetime",
     "filetime_to_datetime",
@@ -184,6 +187,16 @@ def list_root_keys(directory: Directory) -> list[RootKey]:
     keys = [RootKey.from_entry(entry) for entry in entries]
     epoch = FILETIME_EPOCH
     return sorted(keys, key=lambda k: (k.use_start or epoch, k.created or epoch, k.guid))
+
+
+def audit_root_key_reads(directory: Directory) -> list[tuple[RootKey, bool]]:
+    """Make DCs log every read of each root key's msKds-RootKeyData (a "Golden gMSA" read):
+    a SACL audit ACE on each key (credo.ad.read_audit). Returns each key and whether an ACE was
+    added (False: its reads were audited already)."""
+    keys = list_root_keys(directory)
+    if not keys:
+        raise NotFoundError("no KDS root key to audit", hint="credo kds add --effective-immediately")
+    return [(key, add_read_audit(directory, key.dn, KDS_ROOT_KEY_DATA_GUID)) for key in keys]
 
 
 def _dc_computer_dn(directory: Directory) -> str:

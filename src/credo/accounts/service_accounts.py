@@ -33,8 +33,10 @@ from credo.accounts.validation import (
     validate_interval,
     validate_spns,
 )
+from credo.ad.attributes import MANAGED_PASSWORD_GUID
 from credo.ad.connection import Directory
 from credo.ad.names import escape_dn_value, escape_filter_value, managed_account_sam
+from credo.ad.read_audit import add_read_audit
 from credo.ad.security import (
     ACCESS_ALLOWED_ACE_TYPE,
     Ace,
@@ -110,6 +112,8 @@ class AccountChanges:
     dns_host_name: str | None = None
     description: str | None = None
     enabled: bool | None = None
+    # Add a SACL audit ACE so that DCs log reads of the password (credo.ad.read_audit).
+    audit_reads: bool = False
 
 
 def _msa_container(directory: Directory) -> str:
@@ -338,9 +342,16 @@ def update_account(directory: Directory, name: str, changes: AccountChanges) -> 
         )
         uac = uac & ~UF_ACCOUNTDISABLE if changes.enabled else uac | UF_ACCOUNTDISABLE
         mods.append((ldap.MOD_REPLACE, "userAccountControl", [str(uac).encode()]))
-    if not mods:
+    if changes.audit_reads and not account.group_managed:
+        raise InputError(f"{account.sam_account_name} is an sMSA: DCs never hand out its password")
+    if not mods and not changes.audit_reads:
         raise InputError("nothing to change", hint="see `credo account set --help`")
-    directory.modify(account.dn, mods)
+    if mods:
+        directory.modify(account.dn, mods)
+    if changes.audit_reads:
+        # Its own write: the SACL goes with a different SD_FLAGS control, and needs
+        # SeSecurityPrivilege, which the other changes do not.
+        add_read_audit(directory, account.dn, MANAGED_PASSWORD_GUID)
     updated, _ = find_managed_account(directory, account.sam_account_name)
     return updated
 

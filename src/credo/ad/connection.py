@@ -50,6 +50,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "SD_FLAGS_DACL",
     "SD_FLAGS_OWNER_GROUP_DACL",
+    "SD_FLAGS_SACL",
     "Directory",
     "DirectoryOptions",
     "Entry",
@@ -72,6 +73,8 @@ _env_lock = threading.Lock()
 SD_FLAGS_OID = "1.2.840.113556.1.4.801"
 SD_FLAGS_DACL = 0x4
 SD_FLAGS_OWNER_GROUP_DACL = 0x1 | 0x2 | 0x4
+# The SACL: read and written only with SeSecurityPrivilege (Domain Admins); others get nothing.
+SD_FLAGS_SACL = 0x8
 # Samba and Windows return at most MaxPageSize (1000) entries per page (MS-ADTS 3.1.1.3.4.6).
 PAGE_SIZE = 1000
 

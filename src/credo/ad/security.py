@@ -2,7 +2,9 @@
 
 Only what credo needs: the DACL of msDS-GroupMSAMembership (who may read a gMSA password), with
 ACCESS_ALLOWED / ACCESS_DENIED ACEs, read and written byte-exactly; other ACE types are kept
-as opaque bytes so that a descriptor round-trips.
+as opaque bytes so that a descriptor round-trips. The SACL, when the caller asked for it
+(SD_FLAGS 0x8, which takes SeSecurityPrivilege), is kept the same way and read by
+``audit_aces``.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ __all__ = [
     "ACCESS_DENIED_ACE_TYPE",
     "AccessEntry",
     "Ace",
+    "AuditAce",
     "MalformedSecurityDescriptor",
     "SecurityDescriptor",
     "access_entries",
     "access_entry_sddl",
     "ace_to_sddl",
+    "audit_ace",
+    "audit_ace_sddl",
+    "audit_aces",
     "object_ace",
     "sddl_rights",
     "sddl_sid",
@@ -35,6 +41,7 @@ __all__ = [
 ACCESS_ALLOWED_ACE_TYPE = 0x00
 ACCESS_DENIED_ACE_TYPE = 0x01
 SE_DACL_PRESENT = 0x0004
+SE_SACL_PRESENT = 0x0010
 SE_SELF_RELATIVE = 0x8000
 # At most 20 digits a component (none fits in more than 15): int() refuses 4300 and more with a
 # bare ValueError; sid_to_bytes checks the ranges.
@@ -89,7 +96,8 @@ class Ace:
 
 @dataclass(frozen=True)
 class SecurityDescriptor:
-    """A self-relative security descriptor (MS-DTYP 2.4.6) with its owner, group and DACL."""
+    """A self-relative security descriptor (MS-DTYP 2.4.6) with its owner, group, DACL and SACL
+    (None: absent, or not asked for)."""
 
     owner: str | None
     group: str | None
@@ -97,6 +105,7 @@ class SecurityDescriptor:
     control: int = SE_SELF_RELATIVE | SE_DACL_PRESENT
     # ACL_REVISION_DS (4) is what Windows and Samba write on directory objects (MS-DTYP 2.4.5).
     acl_revision: int = 4
+    sacl: tuple[Ace, ...] | None = None
 
     @property
     def allowed_sids(self) -> list[str]:
@@ -111,7 +120,7 @@ class SecurityDescriptor:
     def unpack(cls, data: bytes) -> SecurityDescriptor:
         if len(data) < 20:
             raise MalformedSecurityDescriptor("truncated security descriptor")
-        revision, _sbz1, control, off_owner, off_group, _off_sacl, off_dacl = struct.unpack_from(
+        revision, _sbz1, control, off_owner, off_group, off_sacl, off_dacl = struct.unpack_from(
             "<BBHIIII", data
         )
         if revision != 1 or not control & SE_SELF_RELATIVE:
@@ -123,12 +132,14 @@ class SecurityDescriptor:
         if control & SE_DACL_PRESENT and off_dacl:
             dacl = _unpack_acl(data, off_dacl)
             acl_revision = data[off_dacl]
-        return cls(owner=owner, group=group, dacl=dacl, control=control, acl_revision=acl_revision)
+        sacl = _unpack_acl(data, off_sacl) if control & SE_SACL_PRESENT and off_sacl else None
+        return cls(owner=owner, group=group, dacl=dacl, control=control, acl_revision=acl_revision, sacl=sacl)
 
     def pack(self) -> bytes:
-        """Self-relative layout: header, owner, group, DACL (the order Windows writes)."""
+        """Self-relative layout: header, owner, group, SACL, DACL (owner, group, DACL: the order
+        Windows writes a DACL-only descriptor)."""
         body = b""
-        offsets = [0, 0, 0]
+        offsets = [0, 0, 0, 0]  # owner, group, SACL, DACL
         cursor = 20
         for index, sid in enumerate((self.owner, self.group)):
             if sid is not None:
@@ -137,13 +148,16 @@ class SecurityDescriptor:
                 body += blob
                 cursor += len(blob)
         control = self.control | SE_SELF_RELATIVE
-        if self.dacl is not None:
-            aces = b"".join(ace.pack() for ace in self.dacl)
-            acl = struct.pack("<BBHHH", self.acl_revision, 0, 8 + len(aces), len(self.dacl), 0) + aces
-            offsets[2] = cursor
+        for index, acl_aces, present in ((2, self.sacl, SE_SACL_PRESENT), (3, self.dacl, SE_DACL_PRESENT)):
+            if acl_aces is None:
+                continue
+            aces = b"".join(ace.pack() for ace in acl_aces)
+            acl = struct.pack("<BBHHH", self.acl_revision, 0, 8 + len(aces), len(acl_aces), 0) + aces
+            offsets[index] = cursor
             body += acl
-            control |= SE_DACL_PRESENT
-        header = struct.pack("<BBHIIII", 1, 0, control, offsets[0], offsets[1], 0, offsets[2])
+            cursor += len(acl)
+            control |= present
+        header = struct.pack("<BBHIIII", 1, 0, control, *offsets)
         return header + body
 
 
@@ -260,6 +274,29 @@ def _guid_text(data: bytes, offset: int) -> str:
     return str(uuid.UUID(bytes_le=data[offset : offset + 16]))
 
 
+def _object_entry(raw: bytes) -> AccessEntry:
+    """Decode an object ACE's body (MS-DTYP 2.4.4.3; audit object ACEs share it, 2.4.4.11):
+    header (4), Mask (4), Flags (4), [ObjectType (16)], [InheritedObjectType (16)], SID.
+    ``allow`` and ``flags`` of the result are not meaningful: the caller sets its own."""
+    if len(raw) < 12:
+        raise MalformedSecurityDescriptor("truncated object ACE")
+    mask, object_flags = struct.unpack_from("<II", raw, 4)
+    cursor = 12
+    object_type = inherited = None
+    if object_flags & ACE_OBJECT_TYPE_PRESENT:
+        if len(raw) < cursor + 16:
+            raise MalformedSecurityDescriptor("truncated object ACE")
+        object_type = _guid_text(raw, cursor)
+        cursor += 16
+    if object_flags & ACE_INHERITED_OBJECT_TYPE_PRESENT:
+        if len(raw) < cursor + 16:
+            raise MalformedSecurityDescriptor("truncated object ACE")
+        inherited = _guid_text(raw, cursor)
+        cursor += 16
+    sid, _ = sid_from_bytes(raw, cursor)
+    return AccessEntry(True, 0, mask, sid, object_type, inherited)
+
+
 def access_entries(sd: SecurityDescriptor) -> list[AccessEntry]:
     """The allow/deny ACEs of ``sd``'s DACL, object ACEs decoded (MS-DTYP 2.4.4.3, 2.4.4.4).
 
@@ -272,29 +309,13 @@ def access_entries(sd: SecurityDescriptor) -> list[AccessEntry]:
             continue
         if ace.ace_type not in (ACCESS_ALLOWED_OBJECT_ACE_TYPE, ACCESS_DENIED_OBJECT_ACE_TYPE):
             continue
-        raw = ace.raw
-        if len(raw) < 12:
-            raise MalformedSecurityDescriptor("truncated object ACE")
-        # Header (4), Mask (4), Flags (4), [ObjectType (16)], [InheritedObjectType (16)], SID.
-        mask, object_flags = struct.unpack_from("<II", raw, 4)
-        cursor = 12
-        object_type = inherited = None
-        if object_flags & ACE_OBJECT_TYPE_PRESENT:
-            if len(raw) < cursor + 16:
-                raise MalformedSecurityDescriptor("truncated object ACE")
-            object_type = _guid_text(raw, cursor)
-            cursor += 16
-        if object_flags & ACE_INHERITED_OBJECT_TYPE_PRESENT:
-            if len(raw) < cursor + 16:
-                raise MalformedSecurityDescriptor("truncated object ACE")
-            inherited = _guid_text(raw, cursor)
-            cursor += 16
-        sid, _ = sid_from_bytes(raw, cursor)
+        entry = _object_entry(ace.raw)
         entries.append(
             AccessEntry(
-                ace.ace_type == ACCESS_ALLOWED_OBJECT_ACE_TYPE, ace.flags, mask, sid, object_type, inherited
+                ace.ace_type == ACCESS_ALLOWED_OBJECT_ACE_TYPE, ace.flags, entry.mask, entry.sid,
+                entry.object_type, entry.inherited_object_type,
             )
-        )
+        )  # fmt: skip
     return entries
 
 
@@ -374,6 +395,7 @@ _SDDL_RIGHTS = (
 _SDDL_ACE_TYPES = {ACCESS_ALLOWED_ACE_TYPE: "A", ACCESS_DENIED_ACE_TYPE: "D"}
 # MS-DTYP 2.4.6 control bits that SDDL shows after "D:" (P: protected, AI: auto-inherited).
 SE_DACL_AUTO_INHERITED = 0x0400
+SE_SACL_AUTO_INHERITED = 0x0800
 SE_DACL_PROTECTED = 0x1000
 
 
@@ -414,7 +436,8 @@ def access_entry_sddl(entry: AccessEntry) -> str:
 
 
 def to_sddl(descriptor: SecurityDescriptor) -> str:
-    """The SDDL string of a descriptor's owner, group and DACL (MS-DTYP 2.5.1), e.g. ``O:BAD:(A;;...)``."""
+    """The SDDL string of a descriptor's owner, group, DACL and SACL (MS-DTYP 2.5.1), e.g.
+    ``O:BAD:(A;;...)``; of the SACL, its audit ACEs."""
     parts = []
     if descriptor.owner is not None:
         parts.append(f"O:{sddl_sid(descriptor.owner)}")
@@ -425,4 +448,92 @@ def to_sddl(descriptor: SecurityDescriptor) -> str:
             "AI" if descriptor.control & SE_DACL_AUTO_INHERITED else ""
         )
         parts.append("D:" + dacl_flags + "".join(ace_to_sddl(ace) for ace in descriptor.dacl))
+    if descriptor.sacl is not None:
+        parts.append("S:" + "".join(audit_ace_sddl(entry) for entry in audit_aces(descriptor)))
     return "".join(parts)
+
+
+# --- SACL audit ACEs (MS-DTYP 2.4.4.10 SYSTEM_AUDIT_ACE, 2.4.4.11 SYSTEM_AUDIT_OBJECT_ACE) ------
+#
+# An audit ACE makes the DC log an event (4662 "an operation was performed on an object") when a
+# matching access succeeds (SA) or fails (FA). A read of msDS-ManagedPassword or msKds-RootKeyData
+# leaves no trace without one (the Golden gMSA attack reads the latter).
+
+SYSTEM_AUDIT_ACE_TYPE = 0x02
+SYSTEM_AUDIT_OBJECT_ACE_TYPE = 0x07
+SUCCESSFUL_ACCESS_ACE_FLAG = 0x40
+FAILED_ACCESS_ACE_FLAG = 0x80
+
+
+@dataclass(frozen=True)
+class AuditAce:
+    """One audit ACE of a SACL, decoded: who (``sid``: Everyone audits every caller), which
+    rights, on which attribute (``object_type``; None: the whole object), on success or failure."""
+
+    flags: int
+    mask: int
+    sid: str
+    object_type: str | None = None
+    inherited_object_type: str | None = None
+
+    @property
+    def on_success(self) -> bool:
+        return bool(self.flags & SUCCESSFUL_ACCESS_ACE_FLAG)
+
+    @property
+    def applies_to_object(self) -> bool:
+        return not self.flags & INHERIT_ONLY_ACE
+
+    def audits(self, rights: int, attribute: str) -> bool:
+        """Whether a successful ``rights`` access to ``attribute`` on this object is logged."""
+        mask = AccessEntry(True, self.flags, self.mask, self.sid).effective_mask()
+        return (
+            self.on_success
+            and self.applies_to_object
+            and mask & rights == rights
+            and self.object_type in (None, attribute)
+        )
+
+
+def audit_aces(sd: SecurityDescriptor) -> list[AuditAce]:
+    """The audit ACEs of ``sd``'s SACL (empty when it has none or it was not read)."""
+    found = []
+    for ace in sd.sacl or ():
+        raw = ace.raw
+        if ace.ace_type == SYSTEM_AUDIT_ACE_TYPE:
+            if len(raw) < 8:
+                raise MalformedSecurityDescriptor("truncated audit ACE")
+            (mask,) = struct.unpack_from("<I", raw, 4)
+            found.append(AuditAce(ace.flags, mask, sid_from_bytes(raw, 8)[0]))
+        elif ace.ace_type == SYSTEM_AUDIT_OBJECT_ACE_TYPE:
+            # The same layout as an object ACE of a DACL (MS-DTYP 2.4.4.3).
+            entry = _object_entry(raw)
+            found.append(
+                AuditAce(ace.flags, entry.mask, entry.sid, entry.object_type, entry.inherited_object_type)
+            )
+    return found
+
+
+def audit_ace(flags: int, mask: int, sid: str, object_type: str | None = None) -> Ace:
+    """Build a SYSTEM_AUDIT_ACE, or a SYSTEM_AUDIT_OBJECT_ACE for one attribute (raw, in ``Ace``)."""
+    if object_type is None:
+        body = struct.pack("<I", mask) + sid_to_bytes(sid)
+        raw = struct.pack("<BBH", SYSTEM_AUDIT_ACE_TYPE, flags, 4 + len(body)) + body
+        return Ace(SYSTEM_AUDIT_ACE_TYPE, flags, raw=raw)
+    body = (
+        struct.pack("<II", mask, ACE_OBJECT_TYPE_PRESENT)
+        + uuid.UUID(object_type).bytes_le
+        + sid_to_bytes(sid)
+    )
+    raw = struct.pack("<BBH", SYSTEM_AUDIT_OBJECT_ACE_TYPE, flags, 4 + len(body)) + body
+    return Ace(SYSTEM_AUDIT_OBJECT_ACE_TYPE, flags, raw=raw)
+
+
+def audit_ace_sddl(entry: AuditAce) -> str:
+    """``(OU;SA;RP;<attribute>;;WD)``: one audit ACE in SDDL (MS-DTYP 2.5.1.1)."""
+    is_object = entry.object_type is not None or entry.inherited_object_type is not None
+    flags = "".join(token for token, bit in _SDDL_ACE_FLAGS if entry.flags & bit)
+    return (
+        f"({'OU' if is_object else 'AU'};{flags};{sddl_rights(entry.mask)};{entry.object_type or ''};"
+        f"{entry.inherited_object_type or ''};{sddl_sid(entry.sid)})"
+    )

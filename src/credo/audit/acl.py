@@ -1,17 +1,22 @@
 """Who holds which right on an object, from its DACL (MS-DTYP 2.5.3.2, simplified for an audit).
 
-The audit asks "which principals are granted X": for each SID, the union of the rights that allow
-ACEs applying to the object itself (not inherit-only) grant it, for the whole object or for one of
-the named attribute/property-set GUIDs, minus what deny ACEs of the same SID take away. A deny
-ACE on a group the principal belongs to is not subtracted: the audit then reports a right the
-principal may not really have, which is the safe side for a security review. The owner holds
-WRITE_DAC and READ_CONTROL implicitly (MS-DTYP 2.5.3.2, owner rights), and is reported with them.
+The audit asks "which principals are granted X": for each SID named by an allow ACE, the rights
+those allow ACEs grant on the object itself (ACEs that are not inherit-only), for the whole
+object or for one of the named attribute/property-set GUIDs. Deny ACEs are subtracted as the
+access check of MS-DTYP 2.5.3.2 does: in DACL order, a deny takes away the bits not granted by
+an earlier ACE, and it counts when it names the SID or any group in the SID's token (its nested
+groups, primary group, Everyone and Authenticated Users), which the caller supplies
+(``Snapshot.token_of``). Rights granted through group membership are reported on the group, not
+again on each member. The owner holds WRITE_DAC and READ_CONTROL implicitly (MS-DTYP 2.5.3.2,
+owner rights), and is reported with them.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
+from credo.ad.attributes import GMSA_MEMBERSHIP_GUID, KDS_ROOT_KEY_DATA_GUID, MEMBER_GUID
 from credo.ad.security import (
     ADS_RIGHT_DS_CONTROL_ACCESS,
     ADS_RIGHT_DS_READ_PROP,
@@ -36,39 +41,46 @@ __all__ = [
     "rights_by_sid",
 ]
 
-# schemaIDGUIDs (MS-ADA2 2.252 msDS-GroupMSAMembership, MS-ADA2 msKds-RootKeyData, MS-ADA2 2.43
-# member), checked against the lab's schema NC.
-GMSA_MEMBERSHIP_GUID = "888eedd6-ce04-df40-b462-b8a50e41ba38"
-KDS_ROOT_KEY_DATA_GUID = "26627c27-08a2-0a40-a1b1-8dce85b42993"
-MEMBER_GUID = "bf9679c0-0de6-11d0-a285-00aa003049e2"
 # Rights that change an object or who controls it.
 WRITE_RIGHTS = ADS_RIGHT_DS_WRITE_PROP | ADS_RIGHT_DS_SELF | WRITE_DAC | WRITE_OWNER
 
 
-def rights_by_sid(sd: SecurityDescriptor, object_types: tuple[str, ...] = ()) -> dict[str, int]:
+def rights_by_sid(
+    sd: SecurityDescriptor,
+    object_types: tuple[str, ...] = (),
+    token_of: Callable[[str], set[str]] | None = None,
+) -> dict[str, int]:
     """``{sid: rights}`` granted on the object (and on ``object_types``), owner rights included.
 
     With ``object_types`` empty only whole-object ACEs count; name an attribute's GUID to count
-    the ACEs scoped to it too.
+    the ACEs scoped to it too. ``token_of(sid)``: the SIDs whose deny ACEs apply to ``sid`` (its
+    groups); without it, only denies naming ``sid`` itself.
     """
-    allowed: dict[str, int] = defaultdict(int)
-    denied: dict[str, int] = defaultdict(int)
-    for entry in access_entries(sd):
-        if not entry.applies_to_object:
-            continue
-        if entry.object_type is not None and entry.object_type not in object_types:
-            continue
-        target = allowed if entry.allow else denied
-        target[entry.sid] |= entry.effective_mask()
-    result = {sid: mask & ~denied.get(sid, 0) for sid, mask in allowed.items()}
+    entries = [
+        e
+        for e in access_entries(sd)
+        if e.applies_to_object and (e.object_type is None or e.object_type in object_types)
+    ]
+    result: dict[str, int] = {}
+    for sid in dict.fromkeys(e.sid for e in entries if e.allow):
+        token = (token_of(sid) if token_of is not None else set()) | {sid}
+        granted = denied = 0
+        for entry in entries:
+            if entry.allow and entry.sid == sid:
+                granted |= entry.effective_mask() & ~denied
+            elif not entry.allow and entry.sid in token:
+                denied |= entry.effective_mask() & ~granted
+        result[sid] = granted
     if sd.owner:
         result[sd.owner] = result.get(sd.owner, 0) | WRITE_DAC | READ_CONTROL
     return {sid: mask for sid, mask in result.items() if mask}
 
 
-def property_rights_by_sid(sd: SecurityDescriptor, attribute: str) -> dict[str, int]:
+def property_rights_by_sid(
+    sd: SecurityDescriptor, attribute: str, token_of: Callable[[str], set[str]] | None = None
+) -> dict[str, int]:
     """Rights on one attribute: whole-object ACEs plus those scoped to ``attribute``."""
-    return rights_by_sid(sd, (attribute,))
+    return rights_by_sid(sd, (attribute,), token_of)
 
 
 def any_property_write_by_sid(sd: SecurityDescriptor) -> dict[str, int]:

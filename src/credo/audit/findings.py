@@ -78,10 +78,13 @@ class Finding:
     objects: tuple[AffectedObject, ...]
     fix_powershell: str
     fix_credo: str
+    # A check whose findings differ in weight (user-service-accounts: RC4-only or privileged is
+    # critical, a lone never-expiring password low) sets it per finding; None: the check's.
+    level: Severity | None = None
 
     @property
     def severity(self) -> Severity:
-        return self.check.severity
+        return self.level if self.level is not None else self.check.severity
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from functools import cached_property
 
 import ldap
 
-from credo.ad.connection import SD_FLAGS_OWNER_GROUP_DACL, Directory, Entry
+from credo.ad.connection import SD_FLAGS_OWNER_GROUP_DACL, SD_FLAGS_SACL, Directory, Entry
 from credo.ad.names import escape_filter_value
 from credo.ad.security import SecurityDescriptor, access_entries, sid_from_bytes
 from credo.ad.sids import (  # the one home of SID tables; re-exported for the checks
@@ -53,11 +53,13 @@ from credo.gmsa.account import ACCOUNT_ATTRIBUTES, GMSA_CLASS, SMSA_CLASS, WELL_
 
 __all__ = [
     "AccountRecord",
+    "DelegationTarget",
     "GroupRecord",
     "KdsRootKey",
     "Principal",
     "SecuredObject",
     "Snapshot",
+    "UserServiceRecord",
     "read_snapshot",
 ]
 
@@ -70,10 +72,25 @@ EXTRA_ACCOUNT_ATTRIBUTES = (
     "lastLogonTimestamp",
     "lastLogon",
     "msDS-AllowedToDelegateTo",
+    "msDS-AllowedToActOnBehalfOfOtherIdentity",
 )
 MSA_FILTER = f"(|(objectClass={GMSA_CLASS})(objectClass={SMSA_CLASS}))"
 # userAccountControl bits (MS-ADTS 2.2.16).
 UF_SERVER_TRUST_ACCOUNT = 0x2000
+UF_DONT_EXPIRE_PASSWD = 0x10000
+# User objects that may act as services (credo.audit.checks.user_accounts): people and service
+# users, not computers nor MSAs (whose objectCategory is not person), that hold an SPN or a password
+# that never expires; the check sorts out which of them are services. The filter keeps a domain of
+# many people to the few candidates (LDAP_MATCHING_RULE_BIT_AND, MS-ADTS 3.1.1.3.4.4.1).
+USER_SERVICE_FILTER = (
+    "(&(objectCategory=person)(objectClass=user)(!(objectClass=computer))"
+    f"(|(servicePrincipalName=*)(userAccountControl:1.2.840.113556.1.4.803:={UF_DONT_EXPIRE_PASSWD})))"
+)
+USER_SERVICE_ATTRIBUTES = (
+    "sAMAccountName", "objectSid", "servicePrincipalName", "userAccountControl", "pwdLastSet",
+    "msDS-SupportedEncryptionTypes", "memberOf", "primaryGroupID", "adminCount", "description",
+    "lastLogonTimestamp",
+)  # fmt: skip
 KDS_CONTAINER = "CN=Master Root Keys,CN=Group Key Distribution Service,CN=Services"
 CHUNK = 100
 
@@ -94,6 +111,11 @@ def _sd(entry: Entry) -> SecurityDescriptor | None:
     return SecurityDescriptor.unpack(raw) if raw else None
 
 
+def _allowed_to_act(entry: Entry) -> SecurityDescriptor | None:
+    raw = _first(entry, "msDS-AllowedToActOnBehalfOfOtherIdentity")
+    return SecurityDescriptor.unpack(raw) if raw else None
+
+
 @dataclass(frozen=True)
 class AccountRecord:
     """A managed service account plus what the audit needs beyond ``ManagedServiceAccount``."""
@@ -106,6 +128,9 @@ class AccountRecord:
     primary_group_sid: str | None
     last_logon: datetime | None
     delegate_to: tuple[str, ...]
+    # msDS-AllowedToActOnBehalfOfOtherIdentity (RBCD, MS-SFU 3.2.5.2.2): who may act on behalf
+    # of any user to the account's services; None when absent (or unreadable: checks.rbcd).
+    allowed_to_act: SecurityDescriptor | None = None
 
     @property
     def dn(self) -> str:
@@ -149,6 +174,42 @@ class Principal:
     name: str
     kind: str  # user, computer, group, msa, well-known, unknown
     dn: str | None = None
+    member_of: tuple[str, ...] = ()  # users and computers: their groups' DNs (direct)
+    primary_group_sid: str | None = None
+
+
+@dataclass(frozen=True)
+class DelegationTarget:
+    """A computer (managed service accounts aside) whose msDS-AllowedToActOnBehalfOfOtherIdentity
+    is set: the principals its allow ACEs name may obtain tickets to its services as any user
+    (resource-based constrained delegation, MS-SFU 3.2.5.2.2)."""
+
+    dn: str
+    name: str  # sAMAccountName
+    sid: str
+    is_dc: bool  # userAccountControl SERVER_TRUST_ACCOUNT
+    member_of: tuple[str, ...]
+    primary_group_sid: str | None
+    admin_count: bool  # adminCount=1: protected by AdminSDHolder, so once privileged (MS-ADTS 3.1.1.6.1)
+    allowed_to_act: SecurityDescriptor
+
+
+@dataclass(frozen=True)
+class UserServiceRecord:
+    """A user object that holds an SPN or a never-expiring password (``USER_SERVICE_FILTER``)."""
+
+    dn: str
+    name: str  # sAMAccountName
+    sid: str
+    spns: tuple[str, ...]
+    uac: int
+    pwd_last_set: datetime | None  # None: never set, or "must change at next logon" (0)
+    enctypes: int | None  # msDS-SupportedEncryptionTypes; None when unset
+    member_of: tuple[str, ...]
+    primary_group_sid: str | None
+    admin_count: bool  # adminCount=1 (MS-ADA1 Admin-Count): in a protected group, now or once (AdminSDHolder)
+    description: str = ""
+    last_logon: datetime | None = None
 
 
 @dataclass
@@ -168,6 +229,13 @@ class Snapshot:
     now: datetime
     principals: dict[str, Principal] = field(default_factory=dict)
     dns_admins_sid: str | None = None
+    # SACLs of the gMSAs and KDS root keys, by DN (lower-case): None when the caller may not
+    # read them (SD_FLAGS 0x8 takes SeSecurityPrivilege; others get no nTSecurityDescriptor).
+    sacls: dict[str, SecurityDescriptor | None] = field(default_factory=dict)
+    # User objects with an SPN or a never-expiring password (credo.audit.checks.user_accounts).
+    users: list[UserServiceRecord] = field(default_factory=list)
+    # Computers with msDS-AllowedToActOnBehalfOfOtherIdentity set (credo.audit.checks.rbcd).
+    delegation_targets: list[DelegationTarget] = field(default_factory=list)
 
     @cached_property
     def groups_by_sid(self) -> dict[str, GroupRecord]:
@@ -204,6 +272,31 @@ class Snapshot:
                 paths[key] = [*path, parent_group.name]
                 queue.append((key, paths[key]))
         return paths
+
+    def token_of(self, sid: str) -> set[str]:
+        """The SIDs whose deny ACEs apply to ``sid`` (credo.audit.acl): its groups, nested and
+        primary included, and, for an account or group of a domain, Everyone and Authenticated
+        Users. A group's token holds the groups it is nested in: a deny on those applies to its
+        members."""
+        sids = {sid}
+        member_of: tuple[str, ...] = ()
+        primary: str | None = None
+        group = self.groups_by_sid.get(sid)
+        if group is not None:
+            member_of = group.member_of
+        elif (account := self.accounts_by_sid.get(sid)) is not None:
+            member_of, primary = account.member_of, account.primary_group_sid
+        elif (principal := self.principals.get(sid)) is not None:
+            member_of, primary = principal.member_of, principal.primary_group_sid
+        for dn in self.nested_groups(member_of, primary):
+            sids.add(self.groups[dn].sid)
+        if sid.startswith("S-1-5-21-"):
+            sids |= {"S-1-1-0", "S-1-5-11"}
+        return sids
+
+    @cached_property
+    def accounts_by_sid(self) -> dict[str, AccountRecord]:
+        return {r.account.sid: r for r in self.accounts}
 
     def token_sids(self, record: AccountRecord) -> set[str]:
         """The account's SID and those of all its groups, nested and primary included."""
@@ -254,6 +347,32 @@ def _account(entry: Entry, domain_sid: str) -> AccountRecord:
         primary_group_sid=f"{domain_sid}-{int(primary)}" if primary else None,
         last_logon=max(logons) if logons else None,
         delegate_to=tuple(v.decode() for v in entry[1].get("msDS-AllowedToDelegateTo", [])),
+        allowed_to_act=_allowed_to_act(entry),
+    )
+
+
+def _user_service(entry: Entry, domain_sid: str) -> UserServiceRecord:
+    dn, attrs = entry
+    raw_sid = _first(entry, "objectSid")
+    sam = _first(entry, "sAMAccountName")
+    uac = _first(entry, "userAccountControl")
+    primary = _first(entry, "primaryGroupID")
+    enctypes = _first(entry, "msDS-SupportedEncryptionTypes")
+    admin_count = _first(entry, "adminCount")
+    description = _first(entry, "description")
+    return UserServiceRecord(
+        dn=dn,
+        name=sam.decode() if sam else dn,
+        sid=sid_from_bytes(raw_sid)[0] if raw_sid else "",
+        spns=tuple(v.decode() for v in attrs.get("servicePrincipalName", [])),
+        uac=int(uac) if uac else 0,
+        pwd_last_set=_filetime(_first(entry, "pwdLastSet")),
+        enctypes=int(enctypes) if enctypes is not None else None,
+        member_of=tuple(v.decode() for v in attrs.get("memberOf", [])),
+        primary_group_sid=f"{domain_sid}-{int(primary)}" if primary else None,
+        admin_count=admin_count is not None and int(admin_count) != 0,
+        description=description.decode() if description else "",
+        last_logon=_filetime(_first(entry, "lastLogonTimestamp")),
     )
 
 
@@ -316,6 +435,10 @@ def read_snapshot(
     snapshot.sensitive = _sensitive_objects(directory, snapshot, root_attrs)
     snapshot.kds_keys = _kds_keys(directory)
     snapshot.kds_keys_readable = bool(snapshot.kds_keys) and all(k.sd is not None for k in snapshot.kds_keys)
+    snapshot.sacls = _sacls(directory, snapshot)
+    users = directory.search_paged(base, ldap.SCOPE_SUBTREE, USER_SERVICE_FILTER, USER_SERVICE_ATTRIBUTES)
+    snapshot.users = [_user_service(entry, domain_sid) for entry in users]
+    snapshot.delegation_targets = _delegation_targets(directory, snapshot)
     _resolve_principals(directory, snapshot)
     return snapshot
 
@@ -381,6 +504,63 @@ def _kds_keys(directory: Directory) -> list[KdsRootKey]:
     return keys
 
 
+def _sacls(directory: Directory, snapshot: Snapshot) -> dict[str, SecurityDescriptor | None]:
+    """The SACLs of the gMSAs and KDS root keys (credo.audit.checks.auditing), or None each."""
+    found: dict[str, SecurityDescriptor | None] = {}
+    gmsas = directory.search_paged(
+        snapshot.base_dn, ldap.SCOPE_SUBTREE, f"(objectClass={GMSA_CLASS})", ["nTSecurityDescriptor"],
+        sd_flags=SD_FLAGS_SACL,
+    )  # fmt: skip
+    keys = directory.search(
+        f"{KDS_CONTAINER},{directory.configuration_dn}", ldap.SCOPE_ONELEVEL, "(objectClass=*)",
+        ["nTSecurityDescriptor"], sd_flags=SD_FLAGS_SACL,
+    )  # fmt: skip
+    for dn, attrs in [*gmsas, *keys]:
+        found[dn.lower()] = _sd((dn, attrs))
+    return found
+
+
+# Computers with an RBCD descriptor; managed service accounts are computers too (their classes
+# derive from computer, MS-ADSC) and come with the accounts' own search.
+DELEGATION_TARGET_FILTER = (
+    f"(&(objectClass=computer)(msDS-AllowedToActOnBehalfOfOtherIdentity=*)(!{MSA_FILTER}))"
+)
+DELEGATION_TARGET_ATTRIBUTES = (
+    "sAMAccountName", "objectSid", "userAccountControl", "memberOf", "primaryGroupID", "adminCount",
+    "msDS-AllowedToActOnBehalfOfOtherIdentity",
+)  # fmt: skip
+
+
+def _delegation_targets(directory: Directory, snapshot: Snapshot) -> list[DelegationTarget]:
+    """One paged search. A caller who may not read the attribute gets no match at all (the DC
+    evaluates a filter with the caller's read rights): checks.rbcd tells that from "none set"."""
+    found = []
+    for entry in directory.search_paged(
+        snapshot.base_dn, ldap.SCOPE_SUBTREE, DELEGATION_TARGET_FILTER, DELEGATION_TARGET_ATTRIBUTES
+    ):
+        descriptor = _allowed_to_act(entry)
+        raw_sid = _first(entry, "objectSid")
+        if descriptor is None or raw_sid is None:
+            continue
+        sam = _first(entry, "sAMAccountName")
+        uac = _first(entry, "userAccountControl")
+        primary = _first(entry, "primaryGroupID")
+        admin_count = _first(entry, "adminCount")
+        found.append(
+            DelegationTarget(
+                dn=entry[0],
+                name=sam.decode() if sam else entry[0],
+                sid=sid_from_bytes(raw_sid)[0],
+                is_dc=bool(int(uac or 0) & UF_SERVER_TRUST_ACCOUNT),
+                member_of=tuple(v.decode() for v in entry[1].get("memberOf", [])),
+                primary_group_sid=f"{snapshot.domain_sid}-{int(primary)}" if primary else None,
+                admin_count=bool(admin_count and int(admin_count) == 1),
+                allowed_to_act=descriptor,
+            )
+        )
+    return found
+
+
 def _resolve_principals(directory: Directory, snapshot: Snapshot) -> None:
     """Names and kinds of every SID the checks may show, a hundred SIDs per search."""
     wanted: set[str] = set()
@@ -396,6 +576,13 @@ def _resolve_principals(directory: Directory, snapshot: Snapshot) -> None:
             wanted.update(e.sid for e in access_entries(key.sd))
     for record in snapshot.accounts:
         wanted.add(record.account.sid)
+    # The principals RBCD descriptors name (credo.audit.checks.rbcd), and the computers themselves.
+    for descriptor in [r.allowed_to_act for r in snapshot.accounts] + [
+        t.allowed_to_act for t in snapshot.delegation_targets
+    ]:
+        if descriptor is not None:
+            wanted.update(e.sid for e in access_entries(descriptor))
+    wanted.update(t.sid for t in snapshot.delegation_targets)
     principals = snapshot.principals
     by_sid = snapshot.groups_by_sid
     for sid in list(wanted):
@@ -414,14 +601,20 @@ def _resolve_principals(directory: Directory, snapshot: Snapshot) -> None:
         # AD and Samba accept the string form of a SID in an objectSid assertion (MS-ADTS 3.1.1.3.1.2.4).
         filterstr = "(|" + "".join(f"(objectSid={escape_filter_value(s)})" for s in chunk) + ")"
         for dn, attrs in directory.search(
-            snapshot.base_dn, ldap.SCOPE_SUBTREE, filterstr, ["objectSid", "sAMAccountName", "objectClass"]
-        ):
+            snapshot.base_dn, ldap.SCOPE_SUBTREE, filterstr,
+            ["objectSid", "sAMAccountName", "objectClass", "memberOf", "primaryGroupID"],
+        ):  # fmt: skip
             if not attrs.get("objectSid"):
                 continue
             sid = sid_from_bytes(attrs["objectSid"][0])[0]
             classes = {c.decode().lower() for c in attrs.get("objectClass", [])}
             kind = "computer" if "computer" in classes else "group" if "group" in classes else "user"
             sam = attrs["sAMAccountName"][0].decode() if attrs.get("sAMAccountName") else dn
-            principals[sid] = Principal(sid, f"{snapshot.netbios}\\{sam}", kind, dn)
+            primary = _first((dn, attrs), "primaryGroupID")
+            principals[sid] = Principal(
+                sid, f"{snapshot.netbios}\\{sam}", kind, dn,
+                tuple(v.decode() for v in attrs.get("memberOf", [])),
+                f"{snapshot.domain_sid}-{int(primary)}" if primary else None,
+            )  # fmt: skip
     for sid in wanted:
         principals.setdefault(sid, Principal(sid, sid, "unknown"))

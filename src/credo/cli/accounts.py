@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 
 from credo.accounts.install import install_account, uninstall_account
-from credo.accounts.kds import create_root_key, list_root_keys
+from credo.accounts.kds import audit_root_key_reads, create_root_key, list_root_keys
 from credo.accounts.service_accounts import (
     AccountChanges,
     NewAccount,
@@ -123,6 +123,29 @@ def kds_list(as_json: bool, **params: Any) -> None:
             f"{key['guid']:36}  {_local(str(key['created'])):23}  {_local(str(key['usable_from'])):23}  "
             f"{'yes' if key['usable_now'] else 'no'}"
         )
+
+
+@kds.command("audit-reads")
+@admin_session_options
+@json_option
+def kds_audit_reads(as_json: bool, **params: Any) -> None:
+    """Make DCs log every read of the root keys' data: a SACL audit ACE on each key.
+
+    Adds (OU;SA;RP;26627c27-08a2-0a40-a1b1-8dce85b42993;;WD) to each key's SACL unless reads are
+    audited already: a "Golden gMSA" read of msKds-RootKeyData then leaves event 4662 on the DC
+    (with "Audit Directory Service Access" on in its audit policy). Needs a Domain Admin.
+
+    \b
+    Example:
+      credo kds audit-reads
+    """
+    with AdminSession(admin_settings(params)) as session:
+        results = audit_root_key_reads(session.directory)
+    if as_json:
+        emit_json([{"guid": key.guid, "added": added} for key, added in results])
+        return
+    for key, added in results:
+        click.echo(f"{key.guid}: {'audit ACE added' if added else 'reads were audited already'}")
 
 
 # --- credo account -------------------------------------------------------------------------------
@@ -323,6 +346,11 @@ def account_list(ldap_filter: str | None, as_json: bool, **params: Any) -> None:
 @click.option("--dns-host-name", help="New DNS host name.")
 @click.option("--description", help="New description ('' clears it).")
 @click.option("--enable/--disable", "enabled", default=None, help="Enable or disable the account.")
+@click.option(
+    "--audit-reads",
+    is_flag=True,
+    help="Make DCs log every read of the password (a SACL audit ACE; Domain Admin).",
+)
 @click.option("--interval-days", type=int, hidden=True)
 @admin_session_options
 @json_option
@@ -339,6 +367,7 @@ def account_set(
     dns_host_name: str | None,
     description: str | None,
     enabled: bool | None,
+    audit_reads: bool,
     interval_days: int | None,
     as_json: bool,
     **params: Any,
@@ -351,6 +380,7 @@ def account_set(
     Example:
       credo account set svcweb --add-allowed 'worker2$' --add-spn HTTP/web2.corp.example.test
       credo account set svcweb --disable
+      credo account set svcweb --audit-reads
     """
     if interval_days is not None:
         raise InputError(
@@ -368,6 +398,7 @@ def account_set(
         dns_host_name=dns_host_name,
         description=description,
         enabled=enabled,
+        audit_reads=audit_reads,
     )
     with AdminSession(admin_settings(params)) as session:
         updated = update_account(session.directory, name, changes)

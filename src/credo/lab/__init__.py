@@ -8,13 +8,23 @@ env = lab.env("worker1")      # variables that make tools act as WORKER1$
 from __future__ import annotations
 
 from credo.lab.lab import IDENTITIES, USERS, Lab, LabEnvironment, LabStatus
-from credo.lab.provision import ENDPOINT_SEED, SEED, SHARES, DemoDirectory, EndpointDirectory, LabShare
+from credo.lab.provision import (
+    ENDPOINT_SEED,
+    MIGRATION_SEED,
+    SEED,
+    SHARES,
+    DemoDirectory,
+    EndpointDirectory,
+    LabShare,
+    MigrationDirectory,
+)
 from credo.lab.settings import DEFAULT_REALM, LabPaths, LabSettings, default_lab_dir
 
 __all__ = [
     "DEFAULT_REALM",
     "ENDPOINT_SEED",
     "IDENTITIES",
+    "MIGRATION_SEED",
     "SEED",
     "SHARES",
     "USERS",
@@ -26,5 +36,6 @@ __all__ = [
     "LabSettings",
     "LabShare",
     "LabStatus",
+    "MigrationDirectory",
     "default_lab_dir",
 ]

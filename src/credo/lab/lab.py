@@ -21,6 +21,8 @@ from credo.lab.process import DCProcess
 from credo.lab.provision import (
     ENDPOINT_SEED,
     ENDPOINT_SEED_VERSION,
+    MIGRATION_SEED,
+    MIGRATION_SEED_VERSION,
     SEED,
     SEED_VERSION,
     SHARE_SEED_VERSION,
@@ -29,6 +31,7 @@ from credo.lab.provision import (
     join_dc,
     provision,
     seed_endpoints,
+    seed_migration,
     seed_shares,
 )
 from credo.lab.settings import (
@@ -178,6 +181,8 @@ class Lab:
                 settings = None
         if settings is not None and settings.endpoint_seed < ENDPOINT_SEED_VERSION:
             settings = self._seed_endpoints(settings)
+        if settings is not None and settings.migration_seed < MIGRATION_SEED_VERSION:
+            settings = self._seed_migration(settings)
         new_shares = False
         if settings is not None and settings.share_seed < SHARE_SEED_VERSION:
             settings, new_shares = self._seed_shares(settings)
@@ -198,6 +203,7 @@ class Lab:
                 seed_version=SEED_VERSION,
                 endpoint_seed=ENDPOINT_SEED_VERSION,
                 share_seed=SHARE_SEED_VERSION,
+                migration_seed=MIGRATION_SEED_VERSION,
                 dc2_address_added=dc2_address_added,
             )
         check_ports_free(settings.address)
@@ -223,8 +229,14 @@ class Lab:
 
     @staticmethod
     def _lab_names(settings: LabSettings) -> list[str]:
-        """Names that resolve to the lab address: DC 1, the credo server, the endpoint host (sshd)."""
-        return [settings.dc_fqdn, settings.server_fqdn, settings.host_fqdn(ENDPOINT_SEED.host)]
+        """Names that resolve to the lab address: DC 1, the credo server, the endpoint host (sshd),
+        the legacy service's host (its SPN, HTTP/legacy.<domain>)."""
+        return [
+            settings.dc_fqdn,
+            settings.server_fqdn,
+            settings.host_fqdn(ENDPOINT_SEED.host),
+            settings.host_fqdn(MIGRATION_SEED.host),
+        ]
 
     def _seed_endpoints(self, settings: LabSettings) -> LabSettings:
         """Bring a lab seeded before restricted endpoints up to date (see ``seed_endpoints``).
@@ -242,6 +254,22 @@ class Lab:
             settings = settings.replace(endpoint_seed=ENDPOINT_SEED_VERSION)
             settings.save(self.paths)
             log.info("added the restricted endpoints' groups, users and sshd keytab to %s", self.paths.root)
+            return settings
+
+    def _seed_migration(self, settings: LabSettings) -> LabSettings:
+        """Add the legacy user service account to a lab seeded before it (``seed_migration``) and
+        its host name to the lab's /etc/hosts line, under the seed lock."""
+        with open(self.paths.root / ".seed.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            current = self.settings
+            if current is not None and current.migration_seed >= MIGRATION_SEED_VERSION:
+                return current
+            seed_migration(settings, self.paths)
+            if hosts_file.add_lab_names(self._lab_names(settings), settings.address, self.paths.root):
+                settings = settings.replace(hosts_line_added=True)
+            settings = settings.replace(migration_seed=MIGRATION_SEED_VERSION)
+            settings.save(self.paths)
+            log.info("added the legacy user service account %s to %s", MIGRATION_SEED.user, self.paths.root)
             return settings
 
     def _seed_shares(self, settings: LabSettings) -> tuple[LabSettings, bool]:

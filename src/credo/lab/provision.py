@@ -21,6 +21,13 @@ For restricted endpoints (issue 13; ``seed_endpoints``, also run on a lab seeded
   its keys exported to DIR/hosts/worker1.sshd.keytab for sshd's GSSAPI acceptor;
 - keytabs of jdoe and asmith in DIR/users/ (0600), exported like the administrator's: the lab
   knows no user password, and ``credo lab env --user jdoe`` makes a ccache from the keytab.
+
+For migrating user service accounts to gMSAs (``seed_migration``, also run on a lab seeded before it):
+- svc_legacy in CN=Users, the legacy case: a user acting as a service, with a random password
+  nobody knows that never expires, the SPN HTTP/legacy.<domain>, and no
+  msDS-SupportedEncryptionTypes (so the KDC encrypts its tickets with RC4: Kerberoastable, which
+  the audit's user-service-accounts check reports as critical); its keys exported to
+  DIR/users/svc_legacy.keytab (0600) for a service that accepts tickets for that SPN.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ from credo.lab.settings import DC2_HOST_NAME, DC_HOST_NAME, LabPaths, LabSetting
 __all__ = [
     "ENDPOINT_SEED",
     "ENDPOINT_SEED_VERSION",
+    "MIGRATION_SEED",
+    "MIGRATION_SEED_VERSION",
     "SEED",
     "SEED_VERSION",
     "SHARES",
@@ -46,10 +55,12 @@ __all__ = [
     "DemoDirectory",
     "EndpointDirectory",
     "LabShare",
+    "MigrationDirectory",
     "dsa_guid",
     "join_dc",
     "provision",
     "seed_endpoints",
+    "seed_migration",
     "seed_shares",
     "share_path",
 ]
@@ -126,6 +137,25 @@ class LabShare:
 SHARES = (LabShare("credo-drop", (f"{SEED.gmsa}$",)), LabShare("credo-readonly", ()))
 # Bumped when seed_shares adds something: `up` runs it again (and restarts DC 1 to serve it).
 SHARE_SEED_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MigrationDirectory:
+    """The legacy user service account that `credo migrate` moves to a gMSA in the lab."""
+
+    user: str = "svc_legacy"
+    # Its SPN, SERVICE/HOST.<domain>; HOST.<domain> resolves to the lab address (Lab._lab_names).
+    spn_service: str = "HTTP"
+    host: str = "legacy"
+    description: str = "Legacy web service (a user account: migrate it to a gMSA)"
+
+    def spn(self, dns_domain: str) -> str:
+        return f"{self.spn_service}/{self.host}.{dns_domain}"
+
+
+# Bumped when seed_migration adds something: `up` runs it again on a lab seeded by an older credo.
+MIGRATION_SEED_VERSION = 1
+MIGRATION_SEED = MigrationDirectory()
 # MS-DTYP 2.4.3 access masks, as Windows' security dialog names them: "Read & execute"
 # (FILE_GENERIC_READ | FILE_GENERIC_EXECUTE) and "Modify" (that, and write, append, delete).
 _READ_EXECUTE = 0x1200A9
@@ -331,6 +361,7 @@ def _seed(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
         _export_keytab(tool, f"{computer}$", paths.host_keytab(computer))
     _export_keytab(tool, "Administrator", paths.admin_keytab)
     _seed_endpoints(tool, settings, paths)
+    _seed_migration(tool, settings, paths)
 
 
 def seed_endpoints(settings: LabSettings, paths: LabPaths) -> None:
@@ -366,6 +397,30 @@ def _seed_endpoints(tool: _SambaTool, settings: LabSettings, paths: LabPaths) ->
     base = settings.base_dn
     ace = f"(OA;;RPWP;{LOCKOUT_TIME_GUID};;{tool.object_sid(f'{SEED.gmsa}$')})"
     tool("dsacl", "set", f"--objectdn=CN={seed.outsider},OU={SEED.staff_ou},{base}", f"--sddl={ace}")
+
+
+def seed_migration(settings: LabSettings, paths: LabPaths) -> None:
+    """Add the legacy user service account to a lab seeded before it; a no-op when all is there.
+    Works on a running DC, as ``seed_endpoints`` does."""
+    _seed_migration(_SambaTool(paths), settings, paths)
+
+
+def _seed_migration(tool: _SambaTool, settings: LabSettings, paths: LabPaths) -> None:
+    seed = MIGRATION_SEED
+    if not tool.exists(seed.user):
+        # A random password that nobody knows, as for the other users; in CN=Users, not OU=Staff
+        # (that OU holds the people).
+        tool("user", "add", seed.user, "--random-password", f"--description={seed.description}")
+    # DONT_EXPIRE_PASSWD (MS-ADTS 2.2.16), the legacy habit that keeps the password forever.
+    tool("user", "setexpiry", seed.user, "--noexpiry")
+    spn = seed.spn(settings.dns_domain)
+    if spn.lower() not in tool("spn", "list", seed.user).lower():
+        tool("spn", "add", spn, seed.user)
+    # No msDS-SupportedEncryptionTypes on purpose: the KDC's default for the account, RC4
+    # (MS-KILE 3.3.5.7), is the seeded weakness.
+    paths.users_dir.mkdir(mode=0o700, exist_ok=True)
+    if not paths.user_keytab(seed.user).exists():
+        _export_keytab(tool, seed.user, paths.user_keytab(seed.user))
 
 
 def share_path(paths: LabPaths, share: LabShare) -> Path:

@@ -11,7 +11,8 @@ Everything a lab owns lives under one directory (``DIR``):
     DIR/hosts/NAME.keytab   host keytabs of the seeded computer accounts (0600)
     DIR/admin/              the domain administrator's keytab and ccache (0600)
     DIR/hosts/worker1.sshd.keytab   sshd's GSSAPI keys: host/worker1.<domain> on WORKER1$ (0600)
-    DIR/users/NAME.keytab   keytabs and ccaches of the endpoint users jdoe and asmith (0600)
+    DIR/users/NAME.keytab   keytabs and ccaches of the endpoint users jdoe and asmith, and the
+                            keytab of the legacy user service account svc_legacy (0600)
     DIR/dc2/                a second DC (``up --dcs 2``): its own samba/, samba.pid and samba.log
 """
 
@@ -172,6 +173,8 @@ class LabSettings:
     endpoint_seed: int = 0
     # What `seed_shares` last added (0: a lab seeded before its file shares existed).
     share_seed: int = 0
+    # What `seed_migration` last added (0: a lab seeded before the legacy user service account).
+    migration_seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

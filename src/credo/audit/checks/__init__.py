@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from credo.audit.checks import access, hygiene, privileges
+from credo.audit.checks import access, auditing, hygiene, privileges, rbcd, user_accounts
 from credo.audit.checks.base import AuditOptions, Check
 from credo.audit.findings import CheckInfo, CheckOutcome
 from credo.audit.snapshot import Snapshot
@@ -10,7 +10,14 @@ from credo.errors import InputError
 
 __all__ = ["CHECKS", "AuditOptions", "run_checks", "select_checks"]
 
-CHECKS: list[Check] = [*privileges.CHECKS, *access.CHECKS, *hygiene.CHECKS]
+CHECKS: list[Check] = [
+    *privileges.CHECKS,
+    *access.CHECKS,
+    *user_accounts.CHECKS,
+    *auditing.CHECKS,
+    *hygiene.CHECKS,
+    *rbcd.CHECKS,
+]
 CHECK_IDS = [info.id for info, _ in CHECKS]
 
 

@@ -167,7 +167,7 @@ def _membership_readable(snapshot: Snapshot, record: AccountRecord) -> bool:
     """Whether the caller may read msDS-GroupMSAMembership, so that its absence means "empty"."""
     if record.sd is None:
         return False
-    rights = rights_by_sid(record.sd, (GMSA_MEMBERSHIP_GUID,))
+    rights = rights_by_sid(record.sd, (GMSA_MEMBERSHIP_GUID,), snapshot.token_of)
     return any(rights.get(sid, 0) & ADS_RIGHT_DS_READ_PROP for sid in snapshot.caller_sids)
 
 
@@ -199,7 +199,7 @@ def membership_writers(snapshot: Snapshot, options: AuditOptions) -> CheckOutcom
         if record.sd is None:
             unreadable.append(record.name)
             continue
-        rights = rights_by_sid(record.sd, (GMSA_MEMBERSHIP_GUID,))
+        rights = rights_by_sid(record.sd, (GMSA_MEMBERSHIP_GUID,), snapshot.token_of)
         dangerous = ADS_RIGHT_DS_WRITE_PROP | WRITE_DAC | WRITE_OWNER
         hits = {
             sid: mask & dangerous for sid, mask in rights.items()
@@ -243,7 +243,7 @@ def kds_readers(snapshot: Snapshot, options: AuditOptions) -> CheckOutcome:
     for key in snapshot.kds_keys:
         if key.sd is None:
             continue
-        rights = rights_by_sid(key.sd, (KDS_ROOT_KEY_DATA_GUID,))
+        rights = rights_by_sid(key.sd, (KDS_ROOT_KEY_DATA_GUID,), snapshot.token_of)
         hits = sorted(sid for sid, mask in rights.items() if mask & needed == needed and sid not in allowed)
         if not hits:
             continue
