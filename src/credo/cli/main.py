@@ -47,6 +47,7 @@ COMMANDS = {
     "audit-log": "credo.cli.auditlog:audit_log",
     "kds": "credo.cli.accounts:kds",
     "account": "credo.cli.accounts:account",
+    "migrate": "credo.cli.migrate:migrate",
     "agent": "credo.cli.agent:agent",
     "systemd": "credo.cli.systemd:systemd",
     "endpoint": "credo.cli.endpoint:endpoint",
