@@ -149,7 +149,7 @@ EXPORTED: dict[str, list[str]] = {
     "credo.accounts": ["AccountChanges", "NewAccount", "RootKey", "create_account", "create_root_key",
                        "get_account", "iter_accounts", "link_account", "list_root_keys", "remove_account",
                        "update_account"],
-    "credo.migrate": ["GroupRef", "Journal", "MigrationPlan", "apply_plan", "default_gmsa_name", "finish_plan",
+    "credo.migrate": ["GroupRef", "Journal", "MigrationPlan", "apply_plan", "finish_plan",
                       "journal_path", "make_plan", "render_plan", "rollback_plan"],
     "credo.audit": ["AffectedObject", "AuditOptions", "CHECKS", "CheckInfo", "CheckOutcome", "CheckStatus",
                     "Finding", "Report", "Severity", "Snapshot", "read_snapshot", "run_audit"],

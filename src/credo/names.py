@@ -14,6 +14,7 @@ from credo.errors import InputError
 __all__ = [
     "MAX_MSA_NAME",
     "SYSTEM_USERS",
+    "gmsa_name_for_user",
     "managed_account_sam",
     "validate_account_name",
     "validate_computer_principal",
@@ -88,3 +89,16 @@ def validate_local_user_name(value: str, *, allow_system: bool = False) -> str:
             "explicitly with --allow-system-user",
         )
     return value
+
+
+# The prefixes service accounts are commonly named with, dropped from the suggested gMSA name.
+_SERVICE_PREFIX = re.compile(r"^(svc|srv|sa|service)[_\-.]?", re.IGNORECASE)
+
+
+def gmsa_name_for_user(user: str) -> str:
+    """The gMSA a user service account moves to, by default: ``svc_legacy`` -> ``gmsa-legacy``.
+    Letters, digits and ``-`` (the name is also its dNSHostName's first label), at most
+    MAX_MSA_NAME characters. ``credo audit`` suggests it and ``credo migrate plan`` uses it."""
+    stem = _SERVICE_PREFIX.sub("", user.removesuffix("$")) or user.removesuffix("$")
+    stem = re.sub(r"[^A-Za-z0-9-]+", "-", stem).strip("-") or "service"
+    return f"gmsa-{stem}"[:MAX_MSA_NAME].rstrip("-")

@@ -165,10 +165,10 @@ def test_finding_says_why_and_how_to_fix() -> None:
     assert "password age: 3 days (never expires)" in obj.detail
     assert "enctypes: not set (KDC default: RC4)" in obj.detail
     assert finding.fix_powershell.startswith(
-        "New-ADServiceAccount -Name 'svclegacy' -DNSHostName 'svclegacy.corp.example.test' "
+        "New-ADServiceAccount -Name 'gmsa-legacy' -DNSHostName 'gmsa-legacy.corp.example.test' "
         "-PrincipalsAllowedToRetrieveManagedPassword '<hosts>' -KerberosEncryptionType AES256; "
         "Set-ADUser -Identity 'svc_legacy' -ServicePrincipalNames @{Remove='HTTP/legacy.corp.example.test'}; "
-        "Set-ADServiceAccount -Identity 'svclegacy' -ServicePrincipalNames @{Add='HTTP/legacy.corp.example.test'}"
+        "Set-ADServiceAccount -Identity 'gmsa-legacy' -ServicePrincipalNames @{Add='HTTP/legacy.corp.example.test'}"
     )
     assert "\n" not in finding.fix_powershell
     assert finding.fix_credo == "credo migrate plan svc_legacy --hosts '<host1,host2>'"

@@ -141,7 +141,7 @@ def test_chaos_on_replicas_workers_postgresql_and_the_dc(
                 replica.stop(signal.SIGKILL)
                 replica.start()
 
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + max(300, JOBS)  # a second a job at the size
         alive = replicas[0]
         while True:
             overdue += _overdue(url)

@@ -8,14 +8,13 @@ apply_plan(directory, plan, Journal(journal_path(Path("plan.json"))))
 from __future__ import annotations
 
 from credo.migrate.apply import Journal, apply_plan, finish_plan, journal_path, rollback_plan
-from credo.migrate.plan import GroupRef, MigrationPlan, default_gmsa_name, make_plan, render_plan
+from credo.migrate.plan import GroupRef, MigrationPlan, make_plan, render_plan
 
 __all__ = [
     "GroupRef",
     "Journal",
     "MigrationPlan",
     "apply_plan",
-    "default_gmsa_name",
     "finish_plan",
     "journal_path",
     "make_plan",

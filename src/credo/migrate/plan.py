@@ -26,7 +26,6 @@ The plan is a JSON document (``MigrationPlan.to_json``) that ``credo migrate app
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,12 +39,12 @@ from credo.ad.names import escape_filter_value, validate_account_name
 from credo.ad.security import sid_from_bytes
 from credo.ad.sids import privileged_group_sids
 from credo.errors import InputError, NotFoundError
+from credo.names import gmsa_name_for_user
 
 __all__ = [
     "PLAN_VERSION",
     "GroupRef",
     "MigrationPlan",
-    "default_gmsa_name",
     "make_plan",
     "plan_summary",
     "render_plan",
@@ -56,8 +55,6 @@ PLAN_VERSION = 1
 UF_ACCOUNTDISABLE = 0x0002
 UF_TRUSTED_FOR_DELEGATION = 0x80000
 UF_TRUSTED_TO_AUTH_FOR_DELEGATION = 0x1000000
-# The prefixes service accounts are commonly named with, dropped from the default gMSA name.
-_PREFIXES = re.compile(r"^(svc|srv|sa|service)[_\-.]?", re.IGNORECASE)
 _USER_ATTRIBUTES = [
     "sAMAccountName", "objectSid", "objectClass", "servicePrincipalName", "memberOf", "userAccountControl",
     "msDS-AllowedToDelegateTo", "msDS-SupportedEncryptionTypes", "description",
@@ -127,13 +124,6 @@ class MigrationPlan:
         return plan
 
 
-def default_gmsa_name(user: str) -> str:
-    """``svc_legacy`` -> ``gmsa-legacy``: a name that says what it is, within 15 characters."""
-    stem = _PREFIXES.sub("", user.rstrip("$")) or user
-    stem = re.sub(r"[^A-Za-z0-9-]", "-", stem).strip("-") or "service"
-    return f"gmsa-{stem}"[:15].rstrip("-")
-
-
 def _text(attrs: dict[str, list[bytes]], name: str) -> str | None:
     values = attrs.get(name)
     return values[0].decode() if values else None
@@ -185,7 +175,7 @@ def make_plan(
     classes = {c.decode().lower() for c in attrs.get("objectClass", [])}
     if "computer" in classes or "msds-groupmanagedserviceaccount" in classes:
         raise InputError(f"{sam} is not a user account", hint="credo migrate moves user service accounts")
-    gmsa = validate_account_name((name or default_gmsa_name(sam)).rstrip("$"))
+    gmsa = validate_account_name((name or gmsa_name_for_user(sam)).rstrip("$"))
     if len(gmsa) > 15:
         raise InputError(f"gMSA name {gmsa!r} is longer than 15 characters", hint="give a shorter --name")
     existing = directory.search_one(

@@ -25,6 +25,7 @@ from credo.audit.checks.base import AuditOptions, Check, outcome
 from credo.audit.checks.hygiene import enctype_names
 from credo.audit.findings import AffectedObject, CheckInfo, CheckOutcome, Finding, Severity
 from credo.audit.snapshot import Snapshot, UserServiceRecord, privileged_group_sids
+from credo.names import gmsa_name_for_user
 
 __all__ = ["CHECKS", "USER_SERVICE_ACCOUNTS", "Classification", "classify", "looks_like_service"]
 
@@ -137,15 +138,9 @@ def _dns_domain(base_dn: str) -> str:
     return ".".join(part.split("=", 1)[1] for part in base_dn.split(",") if part.lower().startswith("dc="))
 
 
-def _gmsa_name(user: str) -> str:
-    """A gMSA name to suggest: the user's, letters, digits and '-' only (also its DNS host
-    label), at most 15 characters (sAMAccountName NAME$ within the NetBIOS limit)."""
-    return re.sub(r"[^A-Za-z0-9-]", "", user.removesuffix("$"))[:15].strip("-") or "gmsa"
-
-
 def _fixes(snapshot: Snapshot, record: UserServiceRecord) -> tuple[str, str]:
     """Microsoft's move to a gMSA, in one line: create it, move each SPN, then run the service as it."""
-    gmsa = _gmsa_name(record.name)
+    gmsa = gmsa_name_for_user(record.name)
     steps = [
         f"New-ADServiceAccount -Name '{gmsa}' -DNSHostName '{gmsa}.{_dns_domain(snapshot.base_dn)}' "
         "-PrincipalsAllowedToRetrieveManagedPassword '<hosts>' -KerberosEncryptionType AES256"
