@@ -185,3 +185,19 @@ def test_no_kds_root_key_at_all() -> None:
     assert missing.findings[0].fix_credo == "credo kds add --effective-immediately"
     # With no key to look at, who may read key data is unknown: not run, never passed.
     assert kds_readers(snapshot, AuditOptions()).status is CheckStatus.NOT_RUN  # type: ignore[arg-type]
+
+
+def test_a_principal_s_effective_write_counts_its_whole_token() -> None:
+    """sensitive-write asks what the account itself may write: allows of any SID of its token,
+    minus denies of any SID of it (a deny to one of its groups takes a right another group gave)."""
+    from credo.ad.security import ADS_RIGHT_DS_WRITE_PROP as WP
+    from credo.audit.acl import any_effective_write, effective_rights
+
+    writers, blocked, account = "S-1-5-21-1-2-3-2001", "S-1-5-21-1-2-3-2002", "S-1-5-21-1-2-3-2003"
+    member = object_ace(True, 0, WP, writers, "bf9679c0-0de6-11d0-a285-00aa003049e2")
+    denied = object_ace(False, 0, WP, blocked, "bf9679c0-0de6-11d0-a285-00aa003049e2")
+    descriptor = sd(denied, member)
+    assert any_effective_write(descriptor, {account, writers}) == WP
+    assert any_effective_write(descriptor, {account, writers, blocked}) == 0
+    assert effective_rights(descriptor, {account, writers}) == 0  # scoped to member, not the object
+    assert effective_rights(descriptor, {DA}) & WRITE_DAC  # the owner

@@ -35,8 +35,10 @@ __all__ = [
     "KDS_ROOT_KEY_DATA_GUID",
     "MEMBER_GUID",
     "WRITE_RIGHTS",
+    "any_effective_write",
     "any_property_write_by_sid",
     "describe_rights",
+    "effective_rights",
     "property_rights_by_sid",
     "rights_by_sid",
 ]
@@ -83,15 +85,49 @@ def property_rights_by_sid(
     return rights_by_sid(sd, (attribute,), token_of)
 
 
-def any_property_write_by_sid(sd: SecurityDescriptor) -> dict[str, int]:
-    """Write rights of any kind: whole-object ones, plus writes scoped to any one attribute."""
-    allowed: dict[str, int] = defaultdict(int)
+def effective_rights(sd: SecurityDescriptor, token: set[str], object_types: tuple[str, ...] = ()) -> int:
+    """What a principal whose token holds the SIDs ``token`` may do on the object (and on
+    ``object_types``): the access check of MS-DTYP 2.5.3.2, in DACL order, allows and denies of
+    every SID of the token alike, owner rights included."""
+    granted = denied = 0
     for entry in access_entries(sd):
-        if entry.allow and entry.applies_to_object:
-            allowed[entry.sid] |= entry.effective_mask() & WRITE_RIGHTS
-    if sd.owner:
-        allowed[sd.owner] |= WRITE_DAC
+        if not entry.applies_to_object or entry.sid not in token:
+            continue
+        if entry.object_type is not None and entry.object_type not in object_types:
+            continue
+        if entry.allow:
+            granted |= entry.effective_mask() & ~denied
+        else:
+            denied |= entry.effective_mask() & ~granted
+    if sd.owner in token:
+        granted |= WRITE_DAC | READ_CONTROL
+    return granted
+
+
+def _object_types(sd: SecurityDescriptor) -> list[tuple[str, ...]]:
+    """The whole object, and each attribute, property set or right an ACE of ``sd`` is scoped to."""
+    scoped = sorted({e.object_type for e in access_entries(sd) if e.object_type is not None})
+    return [(), *((t,) for t in scoped)]
+
+
+def any_property_write_by_sid(
+    sd: SecurityDescriptor, token_of: Callable[[str], set[str]] | None = None
+) -> dict[str, int]:
+    """Write rights of any kind: whole-object ones, plus writes scoped to any one attribute, each
+    minus the denies that apply to it (``rights_by_sid``)."""
+    allowed: dict[str, int] = defaultdict(int)
+    for object_types in _object_types(sd):
+        for sid, mask in rights_by_sid(sd, object_types, token_of).items():
+            allowed[sid] |= mask & WRITE_RIGHTS
     return {sid: mask for sid, mask in allowed.items() if mask}
+
+
+def any_effective_write(sd: SecurityDescriptor, token: set[str]) -> int:
+    """The write rights a principal with ``token`` has on the object or any one attribute of it."""
+    mask = 0
+    for object_types in _object_types(sd):
+        mask |= effective_rights(sd, token, object_types) & WRITE_RIGHTS
+    return mask
 
 
 def describe_rights(mask: int) -> str:

@@ -7,7 +7,7 @@ and away from write access to tier-0 objects.
 
 from __future__ import annotations
 
-from credo.audit.acl import any_property_write_by_sid, describe_rights
+from credo.audit.acl import any_effective_write, any_property_write_by_sid, describe_rights
 from credo.audit.checks.base import AuditOptions, Check, account_object, acl_removal, outcome, short_name
 from credo.audit.findings import AffectedObject, CheckInfo, CheckOutcome, Finding, Severity
 from credo.audit.snapshot import Snapshot, privileged_group_sids
@@ -78,14 +78,21 @@ def sensitive_write(snapshot: Snapshot, options: AuditOptions) -> CheckOutcome:
     broad = {"S-1-1-0", "S-1-5-11"}  # rights of everyone are a finding about everyone, not this account
     findings = []
     for record in snapshot.accounts:
-        token = snapshot.token_sids(record) - broad
+        full_token = snapshot.token_sids(record) | broad
+        token = full_token - broad
         objects = [account_object(record)]
         fixes_ps: list[str] = []
         fixes_samba: list[str] = []
         for obj, rights in writers:
+            assert obj.sd is not None
+            # What the account may really write there: its whole token's allows minus its denies,
+            # a deny through any of its groups included (MS-DTYP 2.5.3.2).
+            effective = any_effective_write(obj.sd, full_token)
             for sid in sorted(token & rights.keys()):
+                if not rights[sid] & effective:
+                    continue
                 held_by = "the account itself" if sid == record.account.sid else snapshot.name_of(sid)
-                detail = f"{describe_rights(rights[sid])} via {held_by}"
+                detail = f"{describe_rights(rights[sid] & effective)} via {held_by}"
                 owner = " (owner)" if obj.sd is not None and obj.sd.owner == sid else ""
                 objects.append(AffectedObject(obj.dn, obj.name, obj.kind, detail + owner))
                 fixes_ps.append(f"dsacls '{obj.dn}' /R '{snapshot.name_of(sid)}'")
