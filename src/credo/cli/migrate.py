@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
 from credo.ad.admin import AdminSession
+from credo.ad.connection import Directory
 from credo.cli.common import admin_session_options, admin_settings
 from credo.cli.output import emit_json, json_option
 from credo.errors import InputError
@@ -25,6 +27,8 @@ from credo.migrate.apply import rollback_plan
 from credo.migrate.plan import plan_summary
 
 __all__ = ["migrate"]
+
+T = TypeVar("T")
 
 _PLAN = click.Path(dir_okay=False, path_type=Path)
 
@@ -51,6 +55,16 @@ def _read_plan(path: Path) -> MigrationPlan:
             f"cannot read {path}: {exc.strerror}", hint="give the file `credo migrate plan --out` wrote"
         ) from None
     return MigrationPlan.from_json(text, str(path))
+
+
+def _perform(
+    plan_file: Path, params: dict[str, Any], step: Callable[[Directory, MigrationPlan, Journal], T]
+) -> tuple[MigrationPlan, Journal, T]:
+    """Read PLAN and its record (PLAN.journal beside it), and run ``step`` as the administrator."""
+    plan = _read_plan(plan_file)
+    journal = Journal(journal_path(plan_file))
+    with AdminSession(admin_settings(params)) as session:
+        return plan, journal, step(session.directory, plan, journal)
 
 
 @migrate.command("plan")
@@ -99,10 +113,7 @@ def migrate_apply(plan_file: Path, as_json: bool, **params: Any) -> None:
     Example:
       credo migrate apply legacy.plan
     """
-    plan = _read_plan(plan_file)
-    journal = Journal(journal_path(plan_file))
-    with AdminSession(admin_settings(params)) as session:
-        done = apply_plan(session.directory, plan, journal)
+    plan, journal, done = _perform(plan_file, params, apply_plan)
     if as_json:
         emit_json({"applied": done, "journal": str(journal.path)})
         return
@@ -121,10 +132,7 @@ def migrate_rollback(plan_file: Path, as_json: bool, **params: Any) -> None:
     Example:
       credo migrate rollback legacy.plan
     """
-    plan = _read_plan(plan_file)
-    journal = Journal(journal_path(plan_file))
-    with AdminSession(admin_settings(params)) as session:
-        undone = rollback_plan(session.directory, plan, journal)
+    plan, _journal, undone = _perform(plan_file, params, rollback_plan)
     if as_json:
         emit_json({"undone": undone})
         return
@@ -142,10 +150,7 @@ def migrate_finish(plan_file: Path, as_json: bool, **params: Any) -> None:
     Example:
       credo migrate finish legacy.plan --json
     """
-    plan = _read_plan(plan_file)
-    journal = Journal(journal_path(plan_file))
-    with AdminSession(admin_settings(params)) as session:
-        last = finish_plan(session.directory, plan, journal)
+    plan, _journal, last = _perform(plan_file, params, finish_plan)
     if as_json:
         emit_json({"disabled": plan.user, "last_logon": last.isoformat() if last else None})
         return

@@ -11,6 +11,8 @@ check needs a Domain Admin; for others it is not run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from credo.ad.attributes import KDS_ROOT_KEY_DATA_GUID, MANAGED_PASSWORD_GUID
 from credo.ad.read_audit import read_audit_ace, reads_audited
 from credo.ad.security import audit_ace_sddl
@@ -41,44 +43,52 @@ def _ps_fix(dn: str, attribute: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _Secret:
+    """An object holding a secret attribute whose reads should be audited, as a finding shows it."""
+
+    dn: str
+    name: str
+    attribute: str
+    what: str  # "svcweb$'s password", "KDS root key <id>"
+    affected: AffectedObject
+    fix_credo: str
+
+
+def _secrets(snapshot: Snapshot) -> list[_Secret]:
+    found = []
+    for r in snapshot.accounts:
+        if r.account.group_managed:
+            ace = audit_ace_sddl(read_audit_ace(MANAGED_PASSWORD_GUID))
+            found.append(_Secret(r.dn, r.name, MANAGED_PASSWORD_GUID, f"{r.name}'s password",
+                                 account_object(r, f"add to its SACL: {ace}"),
+                                 f"credo account set {short_name(r)} --audit-reads"))  # fmt: skip
+    for k in snapshot.kds_keys:
+        ace = audit_ace_sddl(read_audit_ace(KDS_ROOT_KEY_DATA_GUID))
+        found.append(_Secret(k.dn, k.key_id, KDS_ROOT_KEY_DATA_GUID, f"KDS root key {k.key_id}",
+                             AffectedObject(k.dn, k.key_id, "KDS root key", f"add to its SACL: {ace}"),
+                             "credo kds audit-reads"))  # fmt: skip
+    return found
+
+
 def password_reads_unaudited(snapshot: Snapshot, options: AuditOptions) -> CheckOutcome:
-    subjects = [(r.dn, r) for r in snapshot.accounts if r.account.group_managed]
-    keys = [(k.dn, k) for k in snapshot.kds_keys]
-    if all(snapshot.sacls.get(dn.lower()) is None for dn, _ in [*subjects, *keys]) and (subjects or keys):
+    secrets = _secrets(snapshot)
+    if secrets and all(snapshot.sacls.get(s.dn.lower()) is None for s in secrets):
         return CheckOutcome(
             UNAUDITED, CheckStatus.NOT_RUN,
             reason=f"{snapshot.identity} cannot read SACLs (run as a Domain Admin)",
         )  # fmt: skip
     findings = []
     unreadable = []
-    for dn, record in subjects:
-        sacl = snapshot.sacls.get(dn.lower())
+    for secret in secrets:
+        sacl = snapshot.sacls.get(secret.dn.lower())
         if sacl is None:
-            unreadable.append(record.name)
-            continue
-        if reads_audited(sacl, MANAGED_PASSWORD_GUID):
-            continue
-        ace = audit_ace_sddl(read_audit_ace(MANAGED_PASSWORD_GUID))
-        findings.append(
-            Finding(UNAUDITED, dn, record.name, f"reading {record.name}'s password leaves no audit event",
-                    (account_object(record, f"add to its SACL: {ace}"),),
-                    _ps_fix(dn, MANAGED_PASSWORD_GUID),
-                    f"credo account set {short_name(record)} --audit-reads")
-        )  # fmt: skip
-    for dn, key in keys:
-        sacl = snapshot.sacls.get(dn.lower())
-        if sacl is None:
-            unreadable.append(key.key_id)
-            continue
-        if reads_audited(sacl, KDS_ROOT_KEY_DATA_GUID):
-            continue
-        ace = audit_ace_sddl(read_audit_ace(KDS_ROOT_KEY_DATA_GUID))
-        findings.append(
-            Finding(UNAUDITED, dn, key.key_id, f"reading KDS root key {key.key_id} leaves no audit event",
-                    (AffectedObject(dn, key.key_id, "KDS root key", f"add to its SACL: {ace}"),),
-                    _ps_fix(dn, KDS_ROOT_KEY_DATA_GUID),
-                    "credo kds audit-reads")
-        )  # fmt: skip
+            unreadable.append(secret.name)
+        elif not reads_audited(sacl, secret.attribute):
+            findings.append(
+                Finding(UNAUDITED, secret.dn, secret.name, f"reading {secret.what} leaves no audit event",
+                        (secret.affected,), _ps_fix(secret.dn, secret.attribute), secret.fix_credo)
+            )  # fmt: skip
     return outcome(UNAUDITED, findings, unreadable)
 
 
