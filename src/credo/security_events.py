@@ -27,6 +27,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -60,6 +61,9 @@ FACILITY_AUTHPRIV = 10
 # Detail keys that would name a secret: refused at construction (the audit log's rule).
 _SECRET_WORDS = ("password", "secret", "token", "key_data", "keytab_bytes", "ticket")
 _MAX_UDP = 8192
+# A failed sink is tried again after this long (see _Dispatcher); a send waits SEND_TIMEOUT at most.
+SINK_RETRY_SECONDS = 30.0
+SEND_TIMEOUT = 1.0
 
 
 class Severity(enum.IntEnum):
@@ -201,7 +205,7 @@ class SyslogSink:
     def _connect(self) -> socket.socket:
         kind = socket.SOCK_STREAM if self.scheme == "tcp" else socket.SOCK_DGRAM
         sock = socket.socket(self._family, kind)
-        sock.settimeout(5)
+        sock.settimeout(SEND_TIMEOUT)
         sock.connect(self._address)
         return sock
 
@@ -256,19 +260,25 @@ class _Dispatcher:
     def __init__(self) -> None:
         self.sinks: list[Sink] = []
         self.lock = threading.Lock()
-        self.failed: set[int] = set()
+        # Sink index -> when to try it again. A sink that failed is skipped for SINK_RETRY_SECONDS:
+        # a collector that hangs must not stall every request that emits an event (a stranger's
+        # 401 emits one), only the first one after each pause.
+        self.failed: dict[int, float] = {}
 
     def emit(self, event: SecurityEvent) -> None:
         with self.lock:
+            now = time.monotonic()
             for index, sink in enumerate(self.sinks):
+                if self.failed.get(index, 0.0) > now:
+                    continue
                 try:
                     sink.write(event)
                 except OSError as exc:
                     if index not in self.failed:  # once: a SIEM outage must not flood the log
-                        self.failed.add(index)
                         log.warning("security events: cannot write to %s: %s", _name(sink), exc)
+                    self.failed[index] = now + SINK_RETRY_SECONDS
                 else:
-                    self.failed.discard(index)
+                    self.failed.pop(index, None)
 
 
 def _name(sink: Sink) -> str:
@@ -288,6 +298,8 @@ def configure(sinks: Iterable[Sink]) -> None:
 
 
 def emit(event: SecurityEvent) -> None:
-    """Send ``event`` to the configured sinks (none: nothing happens). Never raises OSError."""
+    """Send ``event`` to the configured sinks (none: nothing happens). Never raises OSError; a sink
+    that failed is skipped for SINK_RETRY_SECONDS, so a hung collector costs one SEND_TIMEOUT per
+    pause, not one per event."""
     if _DISPATCHER.sinks:
         _DISPATCHER.emit(event)

@@ -36,7 +36,7 @@ from credo.accounts.validation import (
 from credo.ad.attributes import MANAGED_PASSWORD_GUID
 from credo.ad.connection import Directory
 from credo.ad.names import escape_dn_value, escape_filter_value, managed_account_sam
-from credo.ad.read_audit import add_read_audit
+from credo.ad.read_audit import add_read_audit, read_sacl
 from credo.ad.security import (
     ACCESS_ALLOWED_ACE_TYPE,
     Ace,
@@ -346,6 +346,9 @@ def update_account(directory: Directory, name: str, changes: AccountChanges) -> 
         raise InputError(f"{account.sam_account_name} is an sMSA: DCs never hand out its password")
     if not mods and not changes.audit_reads:
         raise InputError("nothing to change", hint="see `credo account set --help`")
+    if changes.audit_reads and mods:
+        # Refused without SeSecurityPrivilege: find out before the other changes are written.
+        read_sacl(directory, account.dn)
     if mods:
         directory.modify(account.dn, mods)
     if changes.audit_reads:

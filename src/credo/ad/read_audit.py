@@ -20,6 +20,7 @@ from credo.ad.security import (
     INHERITED_ACE,
     SE_SACL_AUTO_INHERITED,
     SE_SACL_PRESENT,
+    SE_SACL_PROTECTED,
     SE_SELF_RELATIVE,
     SUCCESSFUL_ACCESS_ACE_FLAG,
     AuditAce,
@@ -80,7 +81,10 @@ def add_read_audit(directory: Directory, dn: str, attribute: str) -> bool:
         owner=None,
         group=None,
         dacl=None,
-        control=SE_SELF_RELATIVE | SE_SACL_PRESENT | (current.control & SE_SACL_AUTO_INHERITED),
+        # Keep the SACL's inheritance as it was: auto-inherited, and protected if it was.
+        control=SE_SELF_RELATIVE
+        | SE_SACL_PRESENT
+        | (current.control & (SE_SACL_AUTO_INHERITED | SE_SACL_PROTECTED)),
         sacl=(*explicit, ace),
     )
     directory.modify(

@@ -31,7 +31,7 @@ from credo.accounts.service_accounts import NewAccount, create_account
 from credo.accounts.validation import DEFAULT_ENCTYPES
 from credo.ad.connection import Directory
 from credo.ad.names import escape_filter_value
-from credo.errors import Conflict, CredoError, InputError, UnreachableError
+from credo.errors import Conflict, CredoError, EnvironmentProblem, InputError, UnreachableError
 from credo.migrate.plan import UF_ACCOUNTDISABLE, UF_TRUSTED_TO_AUTH_FOR_DELEGATION, MigrationPlan
 
 __all__ = ["Journal", "apply_plan", "finish_plan", "journal_path", "rollback_plan"]
@@ -61,10 +61,12 @@ class Journal:
         self.path = path
 
     def entries(self) -> list[Entry]:
-        if not self.path.exists():
-            return []
+        try:
+            text = self.path.read_text() if self.path.exists() else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise EnvironmentProblem(f"cannot read the rollback record {self.path}: {exc}") from None
         found = []
-        for number, line in enumerate(self.path.read_text().splitlines(), 1):
+        for number, line in enumerate(text.splitlines(), 1):
             try:
                 data = json.loads(line)
                 found.append(
@@ -80,12 +82,18 @@ class Journal:
         line = json.dumps(
             {"phase": phase, "action": action, "args": args, "at": datetime.now(UTC).isoformat()}
         )
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, (line + "\n").encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, (line + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise EnvironmentProblem(
+                f"cannot write the rollback record {self.path}: {exc.strerror}",
+                hint="make its directory writable; then `credo migrate rollback PLAN` if a change was made",
+            ) from None
 
     def state(self) -> str:
         """``new``, ``applied``, ``rolled-back``, ``finished``, or ``partial`` (changes begun and
@@ -139,7 +147,7 @@ def _create(directory: Directory, plan: MigrationPlan, args: dict[str, Any]) -> 
             dns_host_name=plan.gmsa_dns_host_name,
             allowed=tuple(h.sid for h in plan.hosts),
             enctypes=DEFAULT_ENCTYPES,
-            description=f"moved from {plan.user} by credo migrate",
+            description=_description(plan),
         ),
     )
     mods: list[tuple[int, str, list[bytes] | None]] = []
@@ -154,9 +162,15 @@ def _create(directory: Directory, plan: MigrationPlan, args: dict[str, Any]) -> 
         directory.modify(account.dn, mods)
 
 
+def _description(plan: MigrationPlan) -> str:
+    return f"moved from {plan.user} by credo migrate"
+
+
 def _undo_create(directory: Directory, plan: MigrationPlan, args: dict[str, Any]) -> None:
     dn = _gmsa_dn(directory, plan)
-    if dn is not None:
+    # Only the account this move made (its description says so): never one of the same name that
+    # someone else created, should the create have failed because it existed.
+    if dn is not None and _values(directory, dn, "description") == [_description(plan)]:
         directory.delete(dn, tree=True)
 
 
@@ -247,6 +261,11 @@ def apply_plan(directory: Directory, plan: MigrationPlan, journal: Journal) -> l
             hint="`credo migrate rollback PLAN` first"
             if state in ("applied", "partial")
             else "make a new plan",
+        )
+    existing = _gmsa_dn(directory, plan)
+    if existing is not None:
+        raise Conflict(
+            f"{plan.gmsa}$ exists already ({existing})", hint="make a new plan with another --name"
         )
     current = {s.lower() for s in _values(directory, plan.user_dn, "servicePrincipalName")}
     missing = [s for s in plan.spns if s.lower() not in current]
