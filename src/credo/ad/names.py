@@ -15,6 +15,7 @@ from credo.names import MAX_MSA_NAME, managed_account_sam, validate_account_name
 
 __all__ = [
     "MAX_MSA_NAME",
+    "dns_domain_of",
     "escape_dn_value",
     "escape_filter_value",
     "managed_account_sam",
@@ -25,6 +26,13 @@ __all__ = [
 def escape_filter_value(value: str) -> str:
     """RFC 4515 section 3 escaping of an assertion value (``*``, ``(``, ``)``, ``\\``, NUL)."""
     return str(escape_filter_chars(value))
+
+
+def dns_domain_of(base_dn: str) -> str:
+    """The AD DNS domain a naming context names: ``DC=corp,DC=example,DC=test`` -> ``corp.example.test``."""
+    return ".".join(
+        rdn.split("=", 1)[1] for rdn in base_dn.split(",") if rdn.strip().upper().startswith("DC=")
+    ).lower()
 
 
 def escape_dn_value(value: str) -> str:

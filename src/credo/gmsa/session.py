@@ -10,6 +10,7 @@ from pathlib import Path
 
 from credo.ad.connection import DEFAULT_TIMEOUT, Directory, DirectoryOptions, connect
 from credo.ad.discovery import DEFAULT_FLAGS, DirectoryFlags, resolve_dc_urls
+from credo.ad.names import dns_domain_of
 from credo.krb.host import HostIdentity
 from credo.krb.tgt import Ticket, destroy_ccache, new_memory_ccache_name
 
@@ -60,10 +61,7 @@ class HostSession:
     @property
     def dns_domain(self) -> str:
         """The AD DNS domain, from the naming context (DC=corp,DC=example,DC=test)."""
-        parts = [
-            rdn.split("=", 1)[1] for rdn in self.directory.base_dn.split(",") if rdn.upper().startswith("DC=")
-        ]
-        return ".".join(parts).lower() or self.realm.lower()
+        return dns_domain_of(self.directory.base_dn) or self.realm.lower()
 
     def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -35,7 +35,7 @@ import ldap
 from credo.accounts.principals import resolve_computer
 from credo.accounts.validation import validate_dns_host_name
 from credo.ad.connection import Directory
-from credo.ad.names import escape_filter_value, validate_account_name
+from credo.ad.names import dns_domain_of, escape_filter_value, validate_account_name
 from credo.ad.security import sid_from_bytes
 from credo.ad.sids import privileged_group_sids
 from credo.errors import InputError, NotFoundError
@@ -183,9 +183,7 @@ def make_plan(
     )
     if existing is not None:
         raise InputError(f"{gmsa}$ already exists ({existing[0]})", hint="choose another --name")
-    dns_domain = ".".join(
-        part.split("=", 1)[1] for part in directory.base_dn.split(",") if part.upper().startswith("DC=")
-    )
+    dns_domain = dns_domain_of(directory.base_dn)
     dns_host_name = validate_dns_host_name(f"{gmsa}.{dns_domain}".lower())
     host_refs = []
     for host in hosts:

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from credo.ad.names import dns_domain_of
 from credo.ad.sids import RID_ADMINISTRATOR, RID_GUEST, RID_KRBTGT
 from credo.audit.checks.base import AuditOptions, Check, outcome
 from credo.audit.checks.hygiene import enctype_names
@@ -134,15 +135,11 @@ def classify(snapshot: Snapshot, record: UserServiceRecord) -> Classification | 
     return Classification(level, rc4_only, privileged, never_expires, age)
 
 
-def _dns_domain(base_dn: str) -> str:
-    return ".".join(part.split("=", 1)[1] for part in base_dn.split(",") if part.lower().startswith("dc="))
-
-
 def _fixes(snapshot: Snapshot, record: UserServiceRecord) -> tuple[str, str]:
     """Microsoft's move to a gMSA, in one line: create it, move each SPN, then run the service as it."""
     gmsa = gmsa_name_for_user(record.name)
     steps = [
-        f"New-ADServiceAccount -Name '{gmsa}' -DNSHostName '{gmsa}.{_dns_domain(snapshot.base_dn)}' "
+        f"New-ADServiceAccount -Name '{gmsa}' -DNSHostName '{gmsa}.{dns_domain_of(snapshot.base_dn)}' "
         "-PrincipalsAllowedToRetrieveManagedPassword '<hosts>' -KerberosEncryptionType AES256"
     ]
     for spn in record.spns:
