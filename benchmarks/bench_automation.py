@@ -133,14 +133,18 @@ class Bench:
     def latency(self) -> list[float]:
         samples = []
         for _ in range(LATENCY_RUNS):
-            time.sleep(0.3)  # an idle worker, parked in its long-poll
-            job_id = self.submit("stamp")["id"]
-            submitted = time.time()
-            self.wait(job_id)
-            page = self.api("GET", f"/jobs/{job_id}/output", params={"stream": "output"})
-            started = float("".join(c["text"] for c in page["chunks"]).strip())
-            samples.append(started - submitted)
+            samples += self.latency_once()
         return samples
+
+    def latency_once(self) -> list[float]:
+        """One submit-to-start sample: the job prints its start time; the client notes its submit."""
+        time.sleep(0.3)  # an idle worker, parked in its long-poll
+        job_id = self.submit("stamp")["id"]
+        submitted = time.time()
+        self.wait(job_id)
+        page = self.api("GET", f"/jobs/{job_id}/output", params={"stream": "output"})
+        started = float("".join(c["text"] for c in page["chunks"]).strip())
+        return [started - submitted]
 
     def throughput(self) -> float:
         """Jobs per second from the first job's creation to the last one's completion, on the

@@ -8,12 +8,19 @@
 3. Submit-to-start latency of a job on an idle worker (bench_automation's measure, same machine,
    same run; CREDO_BENCH_LATENCY_RUNS samples), and the endpoint's share of it: a job that gets
    a token waits one more round trip.
+4. Job start with tokens on and off, paired: one server with an issuer, one worker (svcauto$ as
+   credo-runner), and the group switched between no audience, one (Azure) and three (Azure, AWS,
+   a GCP provider) before each job, in a shuffled order per round, so that the three modes share
+   the machine's moment (other tests on the cores, the database's size). Per mode the p50 of
+   submit-to-start; and the median of the per-round differences to "off" (paired: what tokens
+   add, with the round's own noise taken out).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -21,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.bench_automation import CREDO, Bench, _env, _percentile
+from benchmarks.bench_automation import CREDO, LATENCY_RUNS, Bench, _env, _percentile
 from credo.lab import Lab
 
 MINT_ROUNDS, MINT_TOKENS = 5, 1000
@@ -105,6 +112,52 @@ def endpoint_cost(lab: Lab, work: Path) -> list[float]:
         bench.close()
 
 
+AZURE, AWS = "api://AzureADTokenExchange", "sts.amazonaws.com"
+GCP = (
+    "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/bench/providers/bench"
+)
+MODES = {
+    "off": {"audiences": [], "gcp_audience": None},
+    "one": {"audiences": [AZURE], "gcp_audience": None},
+    "three": {"audiences": [AZURE, AWS], "gcp_audience": GCP},
+}
+
+
+def start_with_tokens(lab: Lab, work: Path, rounds: int) -> dict[str, list[float]]:
+    """Submit-to-start seconds per mode, ``rounds`` jobs each, interleaved (see the module docstring)."""
+    bench = Bench(lab, work, None)
+    try:
+        bench.start_server()  # a plain server first, for its keytab and admin token ...
+        bench.close()
+        bench.procs.clear()
+        # ... then the same data directory with an issuer (loopback http: the clouds are not asked).
+        proc = subprocess.Popen(
+            [*CREDO, "server", "--data-dir", str(bench.data), "--keytab", str(work / "http.keytab"), "--listen",
+             f"127.0.0.1:{bench.port}", "--oidc-issuer", f"http://127.0.0.1:{bench.port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        bench.procs.append(proc)
+        import httpx
+
+        for _ in range(300):
+            try:
+                if httpx.get(f"{bench.url}/api/v1/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        bench.setup()
+        samples: dict[str, list[float]] = {mode: [] for mode in MODES}
+        order = list(MODES)
+        for _ in range(rounds):
+            random.shuffle(order)  # no mode always first after the pause, or always last
+            for mode in order:
+                bench.api("PATCH", "/groups/bench", json=MODES[mode])
+                samples[mode] += bench.latency_once()
+        return samples
+    finally:
+        bench.close()
+
+
 def run() -> list[tuple[str, str, str]]:
     lab = Lab()
     lab.up()
@@ -129,4 +182,15 @@ def run() -> list[tuple[str, str, str]]:
                      f"p50 {start_p50 * 1000:.0f} ms", "yardstick"))  # fmt: skip
         rows.append(("share of job start: one token round trip / start p50",
                      f"{p50 / start_p50 * 100:.0f}% (minting alone {per_token / start_p50 * 100:.1f}%)", "recorded"))  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        paired = start_with_tokens(lab, Path(tmp), LATENCY_RUNS)
+    off = paired["off"]
+    for mode, label in (("off", "no token"), ("one", "1 audience"), ("three", "3 audiences")):
+        rows.append((f"submit-to-start, tokens {'off' if mode == 'off' else 'on'}, {label} (paired, n={len(off)})",
+                     f"p50 {statistics.median(paired[mode]) * 1000:.0f} ms", "recorded"))  # fmt: skip
+    for mode, label in (("one", "1 audience"), ("three", "3 audiences")):
+        added = [on - base for on, base in zip(paired[mode], off, strict=True)]
+        rows.append((f"added by tokens, {label}: median of per-round differences to off",
+                     f"{statistics.median(added) * 1000:+.1f} ms "
+                     f"({statistics.median(added) / statistics.median(off) * 100:+.0f}% of off's p50)", "recorded"))  # fmt: skip
     return rows

@@ -4,6 +4,7 @@ PyJWT against the JWKS the server publishes, never with credo's code."""
 
 from __future__ import annotations
 
+import base64
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,12 +174,44 @@ def test_another_groups_subject_is_impossible(world: World) -> None:
     assert answer["subject"] == "credo:group:tier2" == verify(world, answer["token"])["sub"]
 
 
-def test_a_runbook_subject_when_the_group_allows_it(world: World) -> None:
-    enable(world, runbook_subjects=True)
+def test_a_runbook_subject_when_the_group_allows_it_and_the_runbook_asks(world: World) -> None:
+    """disable-user asks for its own subject; hello, in the same group, keeps the group's. The
+    server decides from the runbook, whatever the worker sends."""
+    content = base64.b64encode(b"print('off')\n").decode()
+    created = world.api("POST", "/runbooks", json={"name": "disable-user", "content": content})
+    assert created.status_code == 201 and created.json()["own_token_subject"] is False
+    asked = world.api("PATCH", "/runbooks/disable-user", json={"own_token_subject": True})
+    assert asked.status_code == 200 and asked.json()["own_token_subject"] is True
+    assert world.api("POST", "/runbooks/disable-user/publish").status_code == 200
     worker = world.worker(WORKER1, "tier1")
-    job = world.running_job("tier1", worker)
-    answer = world.token(worker, job["job_id"], job["lease_token"], runbook_subject=True).json()
-    assert verify(world, answer["token"])["sub"] == "credo:group:tier1:runbook:hello"
+
+    def subjects(refusal: str) -> dict[str, str]:
+        found = {}
+        for runbook in ("hello", "disable-user"):
+            job = world.api("POST", "/jobs", json={"runbook": runbook, "group": "tier1"}).json()
+            claim = world.client.post(f"/api/v1/workers/{worker[0]}/claim?wait=0", headers=worker[1]).json()
+            lease = next(j["lease_token"] for j in claim["jobs"] if j["job_id"] == job["id"])
+            answer = world.token(worker, job["id"], lease).json()
+            found[runbook] = verify(world, answer["token"])["sub"]
+            assert answer["subject"] == found[runbook]
+            if runbook == "hello":  # a worker cannot get a runbook subject for a runbook that did not ask
+                refused = world.token(worker, job["id"], lease, runbook_subject=True)
+                assert refused.status_code == 403 and refusal in refused.json()["title"], refused.text
+            else:  # nor the group's for one that did
+                assert (
+                    world.token(worker, job["id"], lease, runbook_subject=False).json()["subject"]
+                    == found[runbook]
+                )
+        return found
+
+    enable(world)  # the group does not allow it yet: both get the group's subject
+    assert subjects("does not give runbooks") == {
+        "hello": "credo:group:tier1",
+        "disable-user": "credo:group:tier1",
+    }
+    enable(world, runbook_subjects=True)
+    own = subjects("runbook 'hello' does not ask")
+    assert own == {"hello": "credo:group:tier1", "disable-user": "credo:group:tier1:runbook:disable-user"}
 
 
 @pytest.mark.parametrize(
@@ -228,3 +261,35 @@ def test_tokens_never_reach_the_logs_or_the_database(world: World, caplog: pytes
         for part in (payload, signature):
             assert part not in caplog.text
             assert part.encode() not in stored
+
+
+def test_migration_0010_keeps_every_jobs_subject(tmp_path: Path) -> None:
+    """Before 0010 a group's runbook_subjects gave all its runbooks their own subject; after it,
+    every runbook asks where some group allowed it, so no federated credential stops matching."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, text
+
+    from credo.server.database import MIGRATIONS, sqlite_url
+
+    for allowed in (True, False):
+        url = sqlite_url(tmp_path / str(allowed))
+        (tmp_path / str(allowed)).mkdir()
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0009")
+            connection.execute(text(
+                "INSERT INTO worker_groups (name, max_concurrent, allowed_workers, allow_system_user, created_at, "
+                "token_audiences, token_lifetime, runbook_subjects) VALUES ('tier1', 4, '[]', 0, '2026-12-01', "
+                f"'[]', 600, {int(allowed)})"
+            ))  # fmt: skip
+            connection.execute(text(
+                "INSERT INTO runbooks (name, type, draft_content, draft_parameters, created_at, updated_at) "
+                "VALUES ('disable-user', 'python3', x'00', '[]', '2026-12-01', '2026-12-01')"
+            ))  # fmt: skip
+            command.upgrade(config, "head")
+            asks = connection.execute(text("SELECT own_token_subject FROM runbooks")).scalar_one()
+        assert bool(asks) is allowed

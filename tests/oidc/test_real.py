@@ -19,6 +19,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import jwt as pyjwt
@@ -273,6 +274,10 @@ def test_worker_and_host_tokens_over_kerberos(lab: Lab, https_server: HttpsServe
     # WORKER2$ may not serve tier1: no token for it.
     refused = client_tokens(lab, https_server, "worker2", AZURE, job=False)
     assert refused["host_error"][0] == "NotPermittedError" and "may not serve" in refused["host_error"][1]
+    # /api/v1/tokens (a service's token) for an audience tier1 does not list: refused, no token.
+    unlisted = client_tokens(lab, https_server, "worker1", "api://Unlisted", job=False)
+    assert "host" not in unlisted and unlisted["host_error"][0] == "NotPermittedError"
+    assert "may not get tokens for audience 'api://Unlisted'" in unlisted["host_error"][1]
 
 
 def test_group_set_and_show_from_the_cli(https_server: HttpsServer) -> None:
@@ -298,3 +303,77 @@ def test_group_set_and_show_from_the_cli(https_server: HttpsServer) -> None:
     assert credo("set", "tier1", "--azure-tenant-id", "").returncode == 2  # the pair goes together
     assert credo("set", "tier1", "--no-token-audiences").returncode == 0
     assert "get no cloud token" in credo("show", "tier1").stdout
+
+
+def test_check_names_what_differs_in_the_admins_federated_credential(
+    https_server: HttpsServer, tmp_path: Path
+) -> None:
+    """Issue 14 point 6: `check --federated-credential FILE` compares the credential made in Entra
+    with what the tokens carry and names AADSTS70021 and the field (and how it differs)."""
+    good = json.loads(oidc(https_server, "federated-credential", "--group", "tier1", "--json").stdout)
+    ca = str(https_server.ca)
+
+    def check(credential: object, *extra: str) -> subprocess.CompletedProcess[str]:
+        path = tmp_path / "fic.json"
+        path.write_text(json.dumps(credential))
+        return oidc(https_server, "check", "--group", "tier1", "--ca-file", ca, "--federated-credential", str(path),
+                    *extra)  # fmt: skip
+
+    passed = check(good)
+    assert passed.returncode == 0 and "ok   federated credential: credo-tier1 matches" in passed.stdout
+    # `az ad app federated-credential list` prints a list: one matching entry is enough.
+    assert check([good | {"name": "old", "subject": "x"}, good]).returncode == 0
+    host = urlsplit(https_server.url).hostname
+    assert host is not None
+    cases = {
+        "letter case": (good | {"issuer": https_server.url.replace(host, host.upper())}, "AADSTS700211"),
+        "the scheme": (good | {"issuer": https_server.url.replace("https://", "http://")}, "AADSTS700211"),
+        "a trailing slash": (good | {"issuer": https_server.url + "/"}, "AADSTS700211"),
+    }
+    for how, (credential, code) in cases.items():
+        proc = check(credential)
+        assert proc.returncode == 1, proc.stdout
+        assert f"by {how} ({code})" in proc.stdout and "FAIL credential issuer" in proc.stdout, proc.stdout
+        assert proc.stderr.splitlines()[0].startswith("credo: error: ")
+        assert "(AADSTS70021)" in proc.stderr.splitlines()[0] and "Traceback" not in proc.stderr
+    subject = check(good | {"subject": "credo:group:Tier1"})
+    assert "FAIL credential subject" in subject.stdout and "by letter case (AADSTS700213)" in subject.stdout
+    guid = check(good | {"audiences": ["fb60f99c-7a34-4190-8149-302f77469936"]})
+    assert "not the URI (AADSTS700214)" in guid.stdout
+    # An audience the group does not list: its tokens can never carry it.
+    unlisted = check(good | {"audiences": ["api://Other"]}, "--audience", "api://Other")
+    assert unlisted.returncode == 1
+    assert "may not get tokens for 'api://Other'" in unlisted.stdout and "(AADSTS700212)" in unlisted.stdout
+    bad = oidc(
+        https_server, "check", "--group", "tier1", "--federated-credential", str(tmp_path / "none.json")
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("credo: error: --federated-credential: cannot read")
+    (tmp_path / "junk.json").write_text("{")
+    bad = oidc(
+        https_server, "check", "--group", "tier1", "--federated-credential", str(tmp_path / "junk.json")
+    )
+    assert bad.returncode == 2 and "is not JSON" in bad.stderr and "credo: hint: az ad app" in bad.stderr
+
+
+def test_a_runbooks_own_federated_credential(https_server: HttpsServer, tmp_path: Path) -> None:
+    """Point 2: the group allows runbook subjects, one runbook asks; the credential for it prints."""
+    script = tmp_path / "disable.py"
+    script.write_text("print('off')\n")
+    env = https_server.env()
+    assert run([*CREDO, "runbook", "create", "disable-user", "--file", str(script)], env).returncode == 0
+    assert run([*CREDO, "group", "set", "tier1", "--runbook-subjects"], env).returncode == 0
+    args = ("federated-credential", "--group", "tier1", "--runbook", "disable-user", "--json")
+    refused = oidc(https_server, *args)
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        "credo: error: runbook 'disable-user' does not ask for its own subject: its jobs get credo:group:tier1",
+        "credo: hint: credo runbook update disable-user --own-token-subject (or leave out --runbook)",
+    ]
+    asked = run([*CREDO, "runbook", "update", "disable-user", "--own-token-subject"], env)
+    assert asked.returncode == 0 and asked.stdout == "disable-user's jobs ask for their own token subject\n"
+    assert json.loads(run([*CREDO, "runbook", "show", "disable-user", "--json"], env).stdout)[
+        "own_token_subject"
+    ]
+    body = json.loads(oidc(https_server, *args).stdout)
+    assert body == {"name": "credo-tier1-disable-user", "issuer": https_server.url,
+                    "subject": "credo:group:tier1:runbook:disable-user", "audiences": [AZURE],
+                    "description": "credo worker group tier1, runbook disable-user"}  # fmt: skip

@@ -214,6 +214,7 @@ class Exchange:
     error: str | None = None  # the cloud's error code (AADSTS700213, InvalidIdentityToken, invalid_grant)
     claims: dict[str, Any] | None = None  # the verified claims, when the token verified
     issued: str | None = field(default=None, repr=False)  # the token the fixture gave back
+    at: float = field(default_factory=time.time)  # when the request came in (time.time())
 
     @property
     def ok(self) -> bool:
@@ -230,7 +231,10 @@ class _Fixture:
         self._lock = threading.Lock()
         # The fixture's own signing key, for the access tokens it hands out (opaque to the SDKs).
         self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self._server = HttpsServer(ca, self._dispatch, self.cloud)
+        # Every request answered, refused ones included (path, status, time.time()): a client that
+        # retries (botocore does on some STS errors) and then succeeds leaves its refusals here.
+        self.answered: list[tuple[str, int, float]] = []
+        self._server = HttpsServer(ca, self._answer, self.cloud)
 
     @property
     def url(self) -> str:
@@ -239,6 +243,22 @@ class _Fixture:
     def _record(self, exchange: Exchange) -> None:
         with self._lock:
             self.exchanges.append(exchange)
+
+    def _answer(self, request: Request) -> Response:
+        try:
+            response = self._dispatch(request)
+        except Exception:
+            with self._lock:
+                self.answered.append((request.path, 500, time.time()))
+            raise
+        with self._lock:
+            self.answered.append((request.path, response.status, time.time()))
+        return response
+
+    def refused_since(self, index: int) -> list[tuple[str, int, float]]:
+        """The requests answered with a status >= 400 after the first ``index`` ones."""
+        with self._lock:
+            return [a for a in self.answered[index:] if a[1] >= 400]
 
     def _dispatch(self, request: Request) -> Response:
         raise NotImplementedError

@@ -60,6 +60,9 @@ def runbook() -> None:
 @click.option("--description")
 @click.option("--parameters", "params_file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help='JSON list: [{"name": "sam_account_name", "type": "string", "required": true}]')  # fmt: skip
+@click.option("--own-token-subject/--group-token-subject", "own_token_subject", default=None,
+              help="Its jobs' cloud tokens carry credo:group:G:runbook:NAME where the group allows it "
+              "(credo group set G --runbook-subjects); otherwise credo:group:G.")  # fmt: skip
 @with_api
 @json_option
 def runbook_create(
@@ -68,6 +71,7 @@ def runbook_create(
     type_: str,
     description: str | None,
     params_file: Path | None,
+    own_token_subject: bool | None,
     as_json: bool,
     **params: Any,
 ) -> None:
@@ -80,6 +84,7 @@ def runbook_create(
     body = {
         "name": name, "type": type_, "description": description,
         "content": base64.b64encode(file.read_bytes()).decode(), "parameters": _read_parameters_file(params_file),
+        "own_token_subject": bool(own_token_subject),
     }  # fmt: skip
     result = client_from(params).create_runbook(body)
     emit_json(result) if as_json else click.echo(f"created runbook {name} (draft)")
@@ -90,6 +95,9 @@ def runbook_create(
 @click.option("--file", "file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @click.option("--description")
 @click.option("--parameters", "params_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--own-token-subject/--group-token-subject", "own_token_subject", default=None,
+              help="Its jobs' cloud tokens carry credo:group:G:runbook:NAME where the group allows it "
+              "(credo group set G --runbook-subjects); otherwise credo:group:G.")  # fmt: skip
 @with_api
 @json_option
 def runbook_update(
@@ -97,22 +105,33 @@ def runbook_update(
     file: Path | None,
     description: str | None,
     params_file: Path | None,
+    own_token_subject: bool | None,
     as_json: bool,
     **params: Any,
 ) -> None:
-    """Update the draft of NAME (published versions never change).
+    """Update the draft of NAME (published versions never change), or its token subject (at once,
+    for the jobs that fetch a token from now on).
 
     \b
     Example:
       credo runbook update hello --file hello.sh
+      credo runbook update disable-user --own-token-subject
     """
     body: dict[str, Any] = {"description": description}
     if file is not None:
         body["content"] = base64.b64encode(file.read_bytes()).decode()
     if params_file is not None:
         body["parameters"] = _read_parameters_file(params_file)
+    if own_token_subject is not None:
+        body["own_token_subject"] = own_token_subject
     result = client_from(params).update_runbook(name, body)
-    emit_json(result) if as_json else click.echo(f"updated the draft of {name}")
+    if as_json:
+        emit_json(result)
+    elif file is None and description is None and params_file is None and own_token_subject is not None:
+        which = "their own token subject" if own_token_subject else "their group's token subject"
+        click.echo(f"{name}'s jobs ask for {which}")
+    else:
+        click.echo(f"updated the draft of {name}")
 
 
 @runbook.command("publish")
@@ -354,7 +373,8 @@ group.add_command(group_show, "get")
 @click.option("--gcp-service-account", help="NAME@PROJECT.iam.gserviceaccount.com to impersonate; '' clears.")
 @click.option("--token-lifetime", type=int, help="Seconds, 60..3600 (default 600).")
 @click.option("--runbook-subjects/--no-runbook-subjects", default=None,
-              help="Let a runbook ask for its own subject credo:group:G:runbook:R.")  # fmt: skip
+              help="Allow its runbooks their own subject credo:group:G:runbook:R; each runbook asks "
+              "(credo runbook update R --own-token-subject).")  # fmt: skip
 @with_api
 @json_option
 def group_set(

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import ssl
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -179,11 +180,19 @@ def _credential_name(group: str, runbook: str | None) -> str:
 
 def _triple(params: dict[str, Any], group: str, runbook: str | None) -> tuple[str, str, dict[str, Any]]:
     issuer = _issuer(params.pop("issuer", None), params.get("url"))
-    settings: dict[str, Any] = client_from(params).group(group)["identity"]
+    client = client_from(params)
+    settings: dict[str, Any] = client.group(group)["identity"]
     if runbook and not settings.get("runbook_subjects"):
         raise InputError(
             f"worker group {group!r} does not give runbooks their own subject",
             hint=f"credo group set {group} --runbook-subjects (or leave out --runbook)",
+        )
+    # A credential for a subject no token will carry would be accepted by the cloud and never
+    # match (AADSTS700213 at the first exchange): refuse it here, where the fix is one command.
+    if runbook and not client.runbook(runbook).get("own_token_subject"):
+        raise InputError(
+            f"runbook {runbook!r} does not ask for its own subject: its jobs get {group_subject(group)}",
+            hint=f"credo runbook update {runbook} --own-token-subject (or leave out --runbook)",
         )
     return issuer, group_subject(group, runbook), settings
 
@@ -293,13 +302,116 @@ def _fetch(client: httpx.Client, url: str, what: str, report: _Report) -> dict[s
 
 
 def _issuer_difference(expected: str, found: str) -> str:
+    if found.strip() != found and found.strip() == expected:
+        return "surrounding blanks"
     if found.rstrip("/") == expected.rstrip("/"):
         return "a trailing slash"
     if found.lower() == expected.lower():
         return "letter case"
     if found.split("://", 1)[-1] == expected.split("://", 1)[-1]:
         return "the scheme"
+    if found.split("://", 1)[-1].rstrip("/").lower() == expected.split("://", 1)[-1].rstrip("/").lower():
+        return "the scheme, letter case or a trailing slash"
     return "the URL"
+
+
+# The GUID Entra puts in its own tokens' aud for api://AzureADTokenExchange (reference §1.4): a
+# federated credential must use the URI (AADSTS700214 otherwise).
+_EXCHANGE_APP_ID = "fb60f99c-7a34-4190-8149-302f77469936"
+# Entra's error for each field of a federated credential that matches no token (reference §1.6).
+_FIELD_CODES = {"issuer": "AADSTS700211", "subject": "AADSTS700213", "audience": "AADSTS700212"}
+
+
+def _read_credentials(path: str) -> list[dict[str, Any]]:
+    """The federated credential(s) in ``path`` (``-``: stdin): the body given to ``az ad app
+    federated-credential create --parameters``, what ``show`` prints, or the list ``list`` prints."""
+    where = "stdin" if path == "-" else path
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        data = json.loads(text)
+    except OSError as exc:
+        raise InputError(f"--federated-credential: cannot read {where}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InputError(
+            f"--federated-credential: {where} is not JSON: {exc}",
+            hint="az ad app federated-credential show --id APP_ID --federated-credential-id NAME > fic.json",
+        ) from None
+    items = data if isinstance(data, list) else [data]
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("issuer"), str) or "subject" not in item:
+            raise InputError(
+                f"--federated-credential: {where} is not a federated credential (issuer, subject, audiences)",
+                hint="the JSON `credo oidc federated-credential --group G --json` prints, or az's output",
+            )
+    return items
+
+
+def _credential_mismatches(triple: dict[str, str], credential: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, what differs, AADSTS code) for each field of ``credential`` that the group's tokens
+    would not match. Entra compares byte for byte, case included, with no wildcard (reference §1.3)."""
+    found: list[tuple[str, str, str]] = []
+    issuer = str(credential.get("issuer"))
+    if issuer != triple["issuer"]:
+        found.append(("issuer", f"its issuer {issuer!r} differs from the tokens' {triple['issuer']!r} by "
+                      f"{_issuer_difference(triple['issuer'], issuer)}", _FIELD_CODES["issuer"]))  # fmt: skip
+    subject = credential.get("subject")
+    if subject != triple["subject"]:
+        if subject is None and credential.get("claimsMatchingExpression"):
+            why = "it matches by expression, which Entra allows only for GitHub, GitLab and Terraform Cloud"
+        elif isinstance(subject, str) and subject.lower() == triple["subject"].lower():
+            why = f"its subject {subject!r} differs from the tokens' {triple['subject']!r} by letter case"
+        elif isinstance(subject, str) and subject.strip() == triple["subject"]:
+            why = f"its subject {subject!r} has blanks around {triple['subject']!r}"
+        else:
+            why = f"its subject {subject!r} is not the tokens' {triple['subject']!r}"
+        found.append(("subject", why, _FIELD_CODES["subject"]))
+    audiences = credential.get("audiences")
+    if not isinstance(audiences, list):
+        audiences = [audiences] if isinstance(credential.get("audience"), str) else []
+        audiences = [credential["audience"]] if audiences else []
+    if audiences != [triple["audience"]]:
+        shown = ", ".join(map(repr, audiences)) or "none"
+        if len(audiences) != 1:
+            why, code = (
+                f"it has {len(audiences)} audiences ({shown}); Entra takes exactly one",
+                "AADSTS700212",
+            )
+        elif audiences[0] == _EXCHANGE_APP_ID:
+            why, code = f"its audience is the GUID {_EXCHANGE_APP_ID}, not the URI", "AADSTS700214"
+        elif str(audiences[0]).lower().rstrip("/") == triple["audience"].lower():
+            why = f"its audience {audiences[0]!r} differs from the tokens' {triple['audience']!r} by letter case or a slash"
+            code = "AADSTS700212"
+        else:
+            why, code = (
+                f"its audience {audiences[0]!r} is not the tokens' {triple['audience']!r}",
+                "AADSTS700212",
+            )
+        found.append(("audience", why, code))
+    return found
+
+
+def _check_credentials(report: _Report, triple: dict[str, str], credentials: list[dict[str, Any]]) -> None:
+    """Compare the admin's federated credential(s) with what the tokens will carry: one of them
+    must match all three fields, as Entra requires; else AADSTS70021, and each field that differs."""
+    compared = [(c, _credential_mismatches(triple, c)) for c in credentials]
+    match = next((c for c, mismatches in compared if not mismatches), None)
+    if match is not None:
+        report.ok(
+            "federated credential",
+            f"{match.get('name') or 'the credential'} matches issuer, subject and audience",
+        )
+        return
+    names = ", ".join(repr(c.get("name") or "?") for c in credentials)
+    report.fail(
+        "federated credential",
+        f"no federated credential ({names}) matches the tokens' issuer, subject and audience",
+        "AADSTS70021",
+        "fix the field named below (az ad app federated-credential update), or create it from "
+        "credo oidc federated-credential --group ... --json; a new one takes minutes to replicate",
+    )
+    for credential, mismatches in compared:
+        for field, why, code in mismatches:
+            report.fail(f"credential {field}", f"{credential.get('name') or 'the credential'}: {why}", code)
 
 
 def run_check(
@@ -392,13 +504,18 @@ def run_check(
 @click.option(
     "--ca-file", type=click.Path(dir_okay=False, exists=True), help="CA bundle to trust (tests, private PKI)."
 )
+@click.option(
+    "--federated-credential", "credential_file", metavar="FILE",
+    help="The federated credential(s) created in Entra, as JSON (az ad app federated-credential show or "
+    "list, or the create body; - reads stdin): name the field that would fail the exchange.",
+)  # fmt: skip
 @issuer_option
 @key_file_option
 @with_api
 @json_option
 def check(
-    group: str, audience: str | None, runbook: str | None, ca_file: str | None, key_file: Path | None,
-    as_json: bool, **params: Any,
+    group: str, audience: str | None, runbook: str | None, ca_file: str | None, credential_file: str | None,
+    key_file: Path | None, as_json: bool, **params: Any,
 ) -> None:  # fmt: skip
     """Preflight: fetch the discovery document and JWKS from the issuer URL over HTTPS as a cloud
     would, verify a freshly minted token with them, print the exact issuer/subject/audience a
@@ -407,7 +524,10 @@ def check(
     \b
     Example:
       credo oidc check --group tier1
+      az ad app federated-credential list --id APP_ID > fics.json
+      credo oidc check --group tier1 --federated-credential fics.json
     """
+    credentials = _read_credentials(credential_file) if credential_file else None
     issuer, subject, settings = _triple(params, group, runbook)
     listed: list[str] = settings.get("audiences") or []
     chosen = audience or (
@@ -425,6 +545,8 @@ def check(
     if urlsplit(issuer).scheme != "https":
         report.fail("scheme", f"the issuer {issuer} is not https: no cloud accepts it", "AADSTS50166")
     triple = {"issuer": issuer, "subject": subject, "audience": chosen}
+    if credentials is not None:
+        _check_credentials(report, triple, credentials)
     if as_json:
         emit_json(triple | {"checks": report.items, "ok": not report.failed})
     else:

@@ -73,6 +73,7 @@ def create_runbook(
     content: bytes,
     parameters: list[dict[str, Any]],
     description: str | None = None,
+    own_token_subject: bool = False,
 ) -> Runbook:
     validate_runbook_name(name)
     try:
@@ -87,7 +88,7 @@ def create_runbook(
     stamp = now()
     runbook = Runbook(
         name=name, type=type_, description=description, draft_content=content, draft_parameters=params,
-        published_version=None, created_at=stamp, updated_at=stamp,
+        published_version=None, created_at=stamp, updated_at=stamp, own_token_subject=own_token_subject,
     )  # fmt: skip
     session.add(runbook)
     session.flush()
@@ -100,6 +101,7 @@ def update_runbook(
     content: bytes | None,
     parameters: list[dict[str, Any]] | None,
     description: str | None,
+    own_token_subject: bool | None = None,
 ) -> Runbook:
     runbook = get_runbook(session, name)
     if content is not None:
@@ -110,6 +112,8 @@ def update_runbook(
         runbook.draft_parameters, _ = _parse_parameters(parameters)
     if description is not None:
         runbook.description = description
+    if own_token_subject is not None:
+        runbook.own_token_subject = own_token_subject
     runbook.updated_at = now()
     return runbook
 

@@ -2,7 +2,7 @@
 
 The checks of the token endpoints (contract §3): a job's token goes only to the worker that
 holds the job's current, unexpired lease; only for an audience the group lists; only with the
-group's subject (or, if the group allows it and the job asks, its runbook's). A host's token
+group's subject (or, if the group allows it and the job's runbook asks, its runbook's). A host's token
 (the agent, for a service) goes only to a computer account allowed to serve the group, with the
 same group subject. Tokens are returned and forgotten: never logged, never stored.
 """
@@ -132,17 +132,25 @@ def job_token(
     identity = group_identity(group)
     _check_audience(identity, group.name, audience)
     row = session.execute(
-        select(Runbook.name, RunbookVersion.content_hash)
+        select(Runbook.name, RunbookVersion.content_hash, Runbook.own_token_subject)
         .join(RunbookVersion, RunbookVersion.runbook_id == Runbook.id)
         .where(RunbookVersion.id == job.version_id)
     ).one()
-    runbook, digest = row[0], row[1]
-    if runbook_subject and not identity.runbook_subjects:
+    runbook, digest, asks = row[0], row[1], bool(row[2])
+    own = asks and identity.runbook_subjects
+    # The server decides the subject, not the worker: a runbook's own subject is the admin's
+    # choice (the group allows it, the runbook asks), and no worker can pick one for a runbook
+    # that did not ask. ``runbook_subject`` from a worker only makes it say when it cannot be had.
+    if runbook_subject and not own:
         raise NotPermittedError(
-            f"worker group {group.name!r} does not give runbooks their own subject",
-            hint=f"credo group set {group.name} --runbook-subjects",
+            f"worker group {group.name!r} does not give runbooks their own subject"
+            if not identity.runbook_subjects
+            else f"runbook {runbook!r} does not ask for its own subject",
+            hint=f"credo group set {group.name} --runbook-subjects"
+            if not identity.runbook_subjects
+            else f"credo runbook update {runbook} --own-token-subject",
         )
-    subject = group_subject(group.name, runbook if runbook_subject else None)
+    subject = group_subject(group.name, runbook if own else None)
     claims = JobClaims(
         group=group.name, job_id=job.id, runbook=runbook, runbook_sha256=digest.removeprefix("sha256:"),
         worker=principal, gmsa_sid=gmsa_sid,

@@ -61,6 +61,8 @@ class Runbook(Base):
     published_version: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Its jobs' tokens carry credo:group:G:runbook:NAME where the group allows it (runbook_subjects).
+    own_token_subject: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class RunbookVersion(Base):

@@ -99,12 +99,16 @@ class RunbookIn(BaseModel):
     content: str = Field(description="The script, base64-encoded", max_length=MAX_RUNBOOK_BASE64_CHARS)
     description: str | None = None
     parameters: list[Parameter] = []
+    own_token_subject: bool = Field(
+        default=False, description="Its jobs' cloud tokens carry its own subject where the group allows it"
+    )
 
 
 class RunbookUpdate(BaseModel):
     content: str | None = Field(default=None, max_length=MAX_RUNBOOK_BASE64_CHARS)
     description: str | None = None
     parameters: list[Parameter] | None = None
+    own_token_subject: bool | None = None
 
 
 class RunbookVersionOut(BaseModel):
@@ -121,6 +125,9 @@ class RunbookOut(BaseModel):
     published_version: int | None
     versions: list[RunbookVersionOut] = Field(description="Published versions, oldest first")
     updated_at: datetime
+    own_token_subject: bool = Field(
+        default=False, description="Asks for credo:group:G:runbook:NAME (docs/oidc.md)"
+    )
 
 
 class RunbookDetail(RunbookOut):

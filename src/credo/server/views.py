@@ -77,6 +77,7 @@ def _runbook_fields(session: Session, runbook: Runbook) -> dict[str, Any]:
         "description": runbook.description,
         "parameters": runbook.draft_parameters,
         "published_version": runbook.published_version,
+        "own_token_subject": bool(runbook.own_token_subject),
         "versions": [
             RunbookVersionOut(version=v.version, content_hash=v.content_hash, created_at=v.created_at)
             for v in versions

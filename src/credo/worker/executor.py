@@ -120,7 +120,10 @@ def job_token_source(client: ServerClient, job: JobSpec, gmsa_sid: str | None = 
     directory access; the token's ``credo.gmsa_sid`` claim is null without it)."""
 
     def source(audience: str, runbook_subject: bool) -> IssuedToken:
-        return client.job_token(job.job_id, job.lease_token, audience, runbook_subject, gmsa_sid=gmsa_sid)
+        # Not ``runbook_subject`` (the group's permission): the server picks the subject from the
+        # job's runbook, which may or may not ask for its own, and would refuse a runbook that did not.
+        del runbook_subject
+        return client.job_token(job.job_id, job.lease_token, audience, gmsa_sid=gmsa_sid)
 
     return source
 

@@ -37,6 +37,7 @@ async def create_runbook(body: RunbookIn, state: AppState) -> RunbookOut:
             _decode(body.content),
             [p.model_dump() for p in body.parameters],
             body.description,
+            body.own_token_subject,
         )
         return views.runbook_view(session, runbook)
 
@@ -61,7 +62,9 @@ async def update_runbook(name: str, body: RunbookUpdate, state: AppState) -> Run
     def op(session: Session) -> RunbookOut:
         params = [p.model_dump() for p in body.parameters] if body.parameters is not None else None
         content = _decode(body.content) if body.content is not None else None
-        runbook = catalog.update_runbook(session, name, content, params, body.description)
+        runbook = catalog.update_runbook(
+            session, name, content, params, body.description, body.own_token_subject
+        )
         return views.runbook_view(session, runbook)
 
     return await state.run(op)
