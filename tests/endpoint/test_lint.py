@@ -63,6 +63,13 @@ LINT_CASES = [
     (_cmd("/usr/bin/true", '[[capability.c.command.parameter]]\nname = "f"\ntype = "path"\nunder = "/tmp"\n'),
      "warning", "capability.c.command[0].parameter[0]", "symlink may be swapped"),
     (_cmd("/opt/none/prog"), "info", "capability.c.command[0].path", "not installed here"),
+    (_cmd("/usr/bin/true", 'args = ["restart", "web-*.service"]\n'), "warning", "capability.c.command[0].args[1]",
+     "'web-*.service' is a wildcard"),
+    (_cmd("/usr/bin/true", '[[capability.c.command.parameter]]\nname = "u"\ntype = "set"\n'
+          'values = ["cron.service", "web?.service", "db[12]"]\n'), "warning",
+     "capability.c.command[0].parameter[0]", "value 'web?.service' of 'u' is a wildcard"),
+    (_cmd("/usr/bin/true", '[[capability.c.command.parameter]]\nname = "u"\ntype = "set"\nvalues = ["db[12]"]\n'),
+     "warning", "capability.c.command[0].parameter[0]", "value 'db[12]' of 'u' is a wildcard"),
     ('[roles]\n"Domain Users" = ["c"]\n[[capability.c.command]]\npath = "/usr/bin/true"\n', "warning",
      'roles."Domain Users"', "every user"),
     ('[roles]\n"S-1-1-0" = ["c"]\n[[capability.c.command]]\npath = "/usr/bin/true"\n', "warning",
@@ -182,3 +189,34 @@ def test_capability_resolves_groups_from_the_directory(tmp_path: Path, as_identi
     assert json.loads(worker.stdout)["reason"] == "no role of endpoint ep applies to CORP\\WORKER1$"
     unknown = credo("endpoint", "capability", "ep", "--config", str(config), "--user", "nobody-here", env=env)
     assert unknown.returncode == 6 and "no AD user 'nobody-here'" in unknown.stderr
+
+
+@pytest.mark.lab
+def test_lint_directory_flags_a_run_as_in_a_privileged_group(
+    tmp_path: Path, as_identity: object, lab_settings: object
+) -> None:
+    """svcauto$ put in a group nested in Backup Operators: its name says nothing, tokenGroups do."""
+    env = {**as_identity("worker1"), "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}  # type: ignore[operator]
+    clean = credo("endpoint", "lint", str(EXAMPLE), "--directory", "--json", env=env)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    base = lab_settings.base_dn  # type: ignore[attr-defined]
+    group = f"CN=credo-lint-nested,OU=Staff,{base}"
+    admin = as_identity("admin")  # type: ignore[operator]
+    add = (
+        f"dn: {group}\nchangetype: add\nobjectClass: group\nsAMAccountName: credo-lint-nested\n"
+        f"member: CN=svcauto,CN=Managed Service Accounts,{base}\n\n"
+        f"dn: CN=Backup Operators,CN=Builtin,{base}\nchangetype: modify\nadd: member\nmember: {group}\n-\n"
+    )
+    added = subprocess.run(
+        ["ldapmodify", "-Q", "-Y", "GSSAPI"], input=add, env=admin, capture_output=True, text=True
+    )
+    try:
+        assert added.returncode == 0, added.stderr
+        flagged = credo("endpoint", "lint", str(EXAMPLE), "--directory", env=env)
+        assert flagged.returncode == 1, flagged.stdout + flagged.stderr
+        assert (
+            f"{EXAMPLE}: error: run_as: svcauto$ is a member of Backup Operators (tokenGroups): "
+            "commands run with that group's rights"
+        ) in flagged.stdout.splitlines()
+    finally:
+        subprocess.run(["ldapdelete", "-Q", "-Y", "GSSAPI", group], env=admin, capture_output=True)

@@ -171,3 +171,44 @@ def test_rule5_set_plus_pattern_is_union_not_set_ignored(tmp_path: Path) -> None
     assert isinstance(_run(both, "svc", "legacy_app"), Granted)
     assert isinstance(_run(both, "svc", "web3"), Granted)
     assert isinstance(_run(both, "svc", "db3"), Refused)
+
+
+def test_rule4_int_ranges_union_without_filling_the_gap(tmp_path: Path) -> None:
+    body = _two('type = "int"\nmin = 1\nmax = 10', 'type = "int"\nmin = 100\nmax = 200')
+    both = _cap(tmp_path, body, ("CORP\\A", "B"))
+    assert all(isinstance(_run(both, "svc", v), Granted) for v in ("1", "10", "100", "200"))
+    # The union of two ranges is not the range between them.
+    assert all(isinstance(_run(both, "svc", v), Refused) for v in ("0", "11", "50", "99", "201"))
+    only_a = _cap(tmp_path, body, ("CORP\\A",))
+    assert isinstance(_run(only_a, "svc", "100"), Refused)
+
+
+def test_rule4_path_prefixes_union(tmp_path: Path) -> None:
+    logs, spool, other = (tmp_path / n for n in ("logs", "spool", "other"))
+    for directory in (logs, spool, other):
+        directory.mkdir()
+        (directory / "f").write_text("x")
+    body = _two(f'type = "path"\nunder = "{logs}"', f'type = "path"\nunder = "{spool}"')
+    (tmp_path / "def").mkdir()
+    both = _cap(tmp_path / "def", body, ("CORP\\A", "B"))
+    for directory in (logs, spool):
+        granted = _run(both, "svc", str(directory / "f"))
+        assert isinstance(granted, Granted) and granted.argv[-1] == str(directory / "f")
+    assert isinstance(_run(both, "svc", str(other / "f")), Refused)
+    assert isinstance(_run(both, "svc", str(logs / ".." / "other" / "f")), Refused)  # resolved first
+    assert isinstance(_run(_cap(tmp_path / "def", body, ("B",)), "svc", str(logs / "f")), Refused)
+
+
+def test_rule4_account_kinds_union(tmp_path: Path) -> None:
+    directory = {("jdoe", "user"), ("WORKER1$", "computer")}
+
+    def exists(name: str, kind: str) -> bool:  # what the directory holds (the lab's objects)
+        return (name, kind) in directory or (kind == "any" and any(n == name for n, _ in directory))
+
+    body = _two('type = "account"\naccount_kind = "user"', 'type = "account"\naccount_kind = "computer"')
+    both = _cap(tmp_path, body, ("CORP\\A", "B"))
+    for name in ("jdoe", "WORKER1$"):
+        assert isinstance(match_argv(both, ["svc", name], account_exists=exists), Granted)  # type: ignore[arg-type]
+    assert isinstance(match_argv(both, ["svc", "nobody"], account_exists=exists), Refused)  # type: ignore[arg-type]
+    only_a = _cap(tmp_path, body, ("CORP\\A",))
+    assert isinstance(match_argv(only_a, ["svc", "WORKER1$"], account_exists=exists), Refused)  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import os
 import pwd
 import stat
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -81,6 +82,14 @@ def test_a_login_without_kerberos_is_refused(
     assert proc.returncode == 255
     assert "Permission denied" in proc.stderr
     assert "original=" not in proc.stdout and not marker.exists()
+    # credo never ran, so no transcript can hold this login: sshd's own log is where it is.
+    deadline = time.monotonic() + 5
+    while "[preauth]" not in sshd.log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(
+        "user jdoe 127.0.0.1 port" in line and "[preauth]" in line
+        for line in sshd.log.read_text().splitlines()
+    )
 
 
 def test_another_users_ticket_does_not_log_in_as_jdoe(

@@ -20,23 +20,34 @@ ends the session.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
+import os
 import pwd
 import socket
+import stat
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from credo import security_events as events
 from credo.agent.refresh import session_settings
-from credo.agent.wire import recv_message, send_message
-from credo.endpoint.definition import definition_path, load_definition
+from credo.agent.wire import EXIT_CODES, recv_message, send_message
+from credo.endpoint.definition import (
+    EndpointDefinition,
+    definition_path,
+    endpoints_dir,
+    list_endpoints,
+    load_definition,
+)
 from credo.endpoint.directory import account_resolver, resolve_token
 from credo.endpoint.matching import Granted, Refused
 from credo.endpoint.runner import run_granted
 from credo.endpoint.session import EndpointSession
+from credo.endpoint.transcript import TranscriptUnavailable
 from credo.errors import CredoError, InputError, NotPermittedError, UnreachableError
 from credo.gmsa.session import HostSession, SessionSettings
 from credo.security_events import Outcome, SecurityEvent, Severity
@@ -45,7 +56,7 @@ if TYPE_CHECKING:
     from credo.agent.daemon import Agent
     from credo.agent.server import Peer
 
-__all__ = ["DirectoryLink", "serve_endpoint"]
+__all__ = ["DirectoryLink", "serve_endpoint", "source_address"]
 
 log = logging.getLogger(__name__)
 # An interactive session that sends nothing for this long is ended (sshd's ClientAlive settings
@@ -103,7 +114,9 @@ def _ending(session: HostSession) -> bool:
 
 
 def _answer_error(exc: CredoError) -> dict[str, Any]:
-    return {"ok": False, "error": type(exc).__name__, "message": exc.message, "hint": exc.hint}
+    # The nearest class the clients map to an exit code (TranscriptUnavailable -> EnvironmentProblem: 3).
+    name = next((k.__name__ for k in type(exc).__mro__ if k.__name__ in EXIT_CODES), type(exc).__name__)
+    return {"ok": False, "error": name, "message": exc.message, "hint": exc.hint}
 
 
 def serve_endpoint(
@@ -113,23 +126,26 @@ def serve_endpoint(
     try:
         session = _open(agent, peer, request, fds)
     except CredoError as exc:
-        log.warning("endpoint %s: refused uid %d: %s", request.get("endpoint"), peer.uid, exc.message)
+        named = str(request.get("endpoint") or request.get("config"))[:300]
+        log.warning("endpoint %s: refused uid %d: %s", _shown(named), peer.uid, exc.message)
         agent.metrics.refused_request()
         send_message(conn, _answer_error(exc))
         return
-    send_message(
-        conn,
-        {
+    reason = "exit"
+    try:
+        hello = {
             "ok": True,
             "endpoint": session.definition.name,
             "principal": session.token.principal,
             "roles": list(session.capability.role_names),
             "run_as": session.definition.run_as or session.definition.user,
             "commands": session.commands(),
-        },
-    )
-    reason = "exit"
-    try:
+        }
+        try:
+            send_message(conn, hello)
+        except OSError:
+            reason = "disconnected"
+            return  # the finally below still ends the transcript
         conn.settimeout(SESSION_IDLE)
         while True:
             try:
@@ -146,12 +162,17 @@ def serve_endpoint(
             if not isinstance(line, str):
                 send_message(conn, _answer_error(InputError("send a line of text")))
                 continue
-            send_message(conn, _one_line(agent, session, line, fds))
+            answer = _one_line(agent, session, line, fds)
+            try:
+                send_message(conn, answer)
+            except OSError:  # the caller went away while the command ran (its end is recorded)
+                reason = "disconnected"
+                break
     except CredoError as exc:  # the transcript failed: the session ends (fail closed)
         reason = "transcript unavailable"
         log.error("endpoint %s: %s", session.definition.name, exc.message)
         with contextlib.suppress(Exception):
-            send_message(conn, _answer_error(exc))
+            send_message(conn, _answer_error(exc) | {"ended": True})
     finally:
         with contextlib.suppress(Exception):
             session.close(reason)
@@ -166,16 +187,123 @@ def serve_endpoint(
         )
 
 
+_SSHD = ("sshd", "sshd-session")  # sshd-session: OpenSSH 9.8's per-connection binary
+_ESTABLISHED = "01"
+
+
+def _address(hex_address: str) -> str:
+    """``0100007F:D431`` (/proc/net/tcp: each 32-bit word in host byte order) -> ``127.0.0.1 54321``."""
+    host, port = hex_address.split(":")
+    words = [bytes.fromhex(host[i : i + 8])[::-1] for i in range(0, len(host), 8)]
+    raw = b"".join(words)
+    ip = ipaddress.ip_address(raw)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return f"{ip} {int(port, 16)}"
+
+
+def _connection_of(pid: int) -> str | None:
+    """The remote end of the established TCP connection process ``pid`` holds, if any."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    for table in ("tcp", "tcp6"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/net/{table}") as lines:
+            for line in list(lines)[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[9] in inodes and fields[3] == _ESTABLISHED:
+                    return _address(fields[2])
+    return None
+
+
+def source_address(pid: int, claimed: str) -> str:
+    """The client address of the ssh connection the socket peer runs under, as the agent sees it.
+
+    ``serve`` sends $SSH_CONNECTION, which the user controls (any process of theirs can connect
+    with any claim). So the agent walks up from the peer's pid to the first root-owned sshd
+    process, the per-connection monitor that holds the client's TCP socket, and reads the remote
+    end from its descriptors and /proc/PID/net/tcp{,6}: a user cannot place a process under a
+    root sshd of a connection they do not hold. With no such ancestor (a local process talking to
+    the socket) the claim is kept, marked ``unverified:``."""
+    current = pid
+    for _ in range(16):  # sshd -> [priv] -> user@notty -> sh -> serve: a few levels at most
+        try:
+            with open(f"/proc/{current}/stat") as handle:
+                parent = int(handle.read().rsplit(")", 1)[1].split()[1])
+            owner = os.stat(f"/proc/{current}").st_uid
+            program = os.path.basename(os.readlink(f"/proc/{current}/exe"))
+        except (OSError, ValueError, IndexError):
+            break
+        if owner == 0 and program in _SSHD:
+            found = _connection_of(current)
+            if found is not None:
+                return found
+        if parent <= 1:
+            break
+        current = parent
+    return f"unverified: {claimed}" if claimed else "local"
+
+
+def _shown(path: str) -> str:
+    return path if path.isprintable() else repr(path)  # an error is one line
+
+
+def _definition(agent: Agent, name: str | None, config: str | None) -> EndpointDefinition:
+    """The definition a request names: NAME.toml in the agent's endpoints directory or, with
+    ``config`` (`serve --config FILE`), that file only if it is one the agent serves: in that
+    directory or listed under [endpoints] files. The caller chooses among the administrator's
+    files, never a file of its own, and the file must be root's and not writable by others."""
+    settings = agent.config.endpoints
+    directory = settings.directory or endpoints_dir()
+    if config is None:
+        path = directory / definition_path(name or "").name  # the name is checked there
+    else:
+        if not os.path.isabs(config) or len(config) > 4096 or "\0" in config:
+            raise InputError(f"--config {_shown(config[:200])}: give an absolute path")
+        served = {os.path.realpath(p) for p in (*settings.files, *list_endpoints(directory))}
+        real = os.path.realpath(config)
+        if real not in served:
+            raise NotPermittedError(
+                f"{_shown(config)} is not an endpoint definition this agent serves",
+                hint=f"the agent serves {directory}/NAME.toml and the files its config lists under "
+                "[endpoints] files",
+            )
+        path = Path(real)  # the resolved file: a link the caller swaps after this is not followed
+    try:
+        info = path.stat()
+    except OSError:
+        info = None  # load_definition reports the missing file in its words
+    if info is not None and (info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        raise NotPermittedError(
+            f"{path}: an endpoint definition must be root's and writable by root only",
+            hint=f"chown root {path} && chmod go-w {path}",
+        )
+    definition = load_definition(path)
+    if config is not None and name and name != definition.name:
+        raise InputError(f"{_shown(config)} defines endpoint {definition.name}, not {name}")
+    return definition
+
+
 def _open(agent: Agent, peer: Peer, request: dict[str, Any], fds: list[int]) -> EndpointSession:
     name = request.get("endpoint")
     mode = request.get("mode")
-    if not isinstance(name, str) or mode not in ("shell", "command") or len(fds) != 2:
+    config = request.get("config")
+    if (
+        not isinstance(name, str)
+        or not (config is None or isinstance(config, str))
+        or mode not in ("shell", "command")
+        or len(fds) != 2
+    ):
         raise InputError("an endpoint request names the endpoint and the mode and sends two descriptors")
     try:
         user = pwd.getpwuid(peer.uid).pw_name
     except KeyError:
         raise NotPermittedError(f"uid {peer.uid} has no user name") from None
-    definition = load_definition(definition_path(name))
+    definition = _definition(agent, name, config)
     settings = session_settings(agent.config.directory)
     link = agent.directory_link
     # The Kerberos name sshd authenticated (auth_to_local maps USER@REALM to USER).
@@ -191,8 +319,8 @@ def _open(agent: Agent, peer: Peer, request: dict[str, Any], fds: list[int]) -> 
             )
     sent = request.get("env")
     caller_env: dict[str, Any] = sent if isinstance(sent, dict) else {}
-    source = request.get("source")
-    origin = source if isinstance(source, str) else ""
+    claimed = request.get("source")
+    origin = source_address(peer.pid, claimed if isinstance(claimed, str) else "")
     try:
         session = EndpointSession.open(
             definition,
@@ -263,18 +391,25 @@ def _one_line(agent: Agent, session: EndpointSession, line: str, fds: list[int])
         def write_ticket(ccache: str) -> None:
             keys.ticket(ccache)
 
-    outcome = session.run(
-        granted,
-        lambda record: run_granted(
+    try:
+        outcome = session.run(
             granted,
-            definition.user,
-            runtime_dir=agent.work_dir.parent / ".endpoint-runs",
-            write_ticket=write_ticket,
-            stdout_fd=fds[0],
-            stderr_fd=fds[1],
-            record=record,
-        ),
-    )
+            lambda record: run_granted(
+                granted,
+                definition.user,
+                runtime_dir=agent.work_dir.parent / ".endpoint-runs",
+                write_ticket=write_ticket,
+                stdout_fd=fds[0],
+                stderr_fd=fds[1],
+                record=record,
+            ),
+        )
+    except TranscriptUnavailable:
+        raise  # the session ends (serve_endpoint)
+    except CredoError as exc:  # it did not start; the transcript says so, the session goes on
+        log.info("endpoint %s: %s: %s not started: %s", definition.name, session.token.principal,
+                 granted.command, exc.message)  # fmt: skip
+        return _answer_error(exc)
     log.info(
         "endpoint %s: %s ran %s: exit %d",
         definition.name,

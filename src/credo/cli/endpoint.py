@@ -57,8 +57,17 @@ def _load(name: str, config: Path | None) -> EndpointDefinition:
 @endpoint.command("lint")
 @click.argument("target", required=False)
 @_config_option
+@click.option(
+    "--directory",
+    "use_directory",
+    is_flag=True,
+    help="Also read run_as's groups (tokenGroups) as this host and flag membership of a privileged group.",
+)
 @json_option
-def lint_command(target: str | None, config: Path | None, as_json: bool) -> None:
+@host_session_options
+def lint_command(
+    target: str | None, config: Path | None, use_directory: bool, as_json: bool, **params: Any
+) -> None:
     """Flag what can escape or over-grant in an endpoint file (JEAnalyzer for credo).
 
     TARGET is a file (with a '/' or ending in .toml) or an endpoint NAME. Exit codes: 0 no error
@@ -67,6 +76,7 @@ def lint_command(target: str | None, config: Path | None, as_json: bool) -> None
     \b
     Example:
       credo endpoint lint examples/endpoints/helpdesk.toml
+      eval "$(credo lab env --host worker1)"; credo endpoint lint helpdesk --directory
     """
     if config is None and target is None:
         raise InputError(
@@ -76,6 +86,15 @@ def lint_command(target: str | None, config: Path | None, as_json: bool) -> None
         config = Path(target)
     definition = _load(target or "", config)
     findings = lint_definition(definition)
+    if use_directory and definition.run_as is not None:
+        from credo.endpoint.directory import resolve_token
+        from credo.endpoint.lint import lint_run_as_membership
+        from credo.gmsa.session import HostSession
+
+        with HostSession(session_settings(params)) as session:
+            findings += lint_run_as_membership(
+                definition, resolve_token(session.directory, definition.run_as)
+            )
     failing = [f for f in findings if f.severity != "info"]
     if as_json:
         emit_json({
@@ -292,8 +311,13 @@ def verify_transcript(file: Path, as_json: bool) -> None:
 
 
 @endpoint.command("serve")
-@click.argument("name")
-def serve_command(name: str) -> None:
+@click.argument("name", required=False)
+@click.option(
+    "--config",
+    help="The endpoint file, instead of NAME: one the agent serves (its endpoints directory, or "
+    "listed under [endpoints] files in the agent's config); any other is refused.",
+)
+def serve_command(name: str | None, config: str | None) -> None:
     """The login side of endpoint NAME: set it as sshd's ForceCommand for the endpoint's users.
 
     It runs as the login user and decides nothing: the credo agent (root) admits the user by
@@ -302,6 +326,9 @@ def serve_command(name: str) -> None:
     status; otherwise it offers a prompt with help and completion. (The `credo` script runs
     this without loading the CLI: see credo.launch.)
 
+    With --config FILE instead of NAME, FILE must be one the agent serves (in its endpoints
+    directory or listed under [endpoints] files in its config): a login never chooses its rules.
+
     \b
     Example (sshd_config):
       Match Group helpdesk-users
@@ -309,4 +336,6 @@ def serve_command(name: str) -> None:
     """
     from credo.endpoint.shell import serve
 
-    raise SystemExit(serve(name))
+    if name is None and config is None:
+        raise InputError("give the endpoint's NAME or --config FILE", hint="credo endpoint serve helpdesk")
+    raise SystemExit(serve(name or "", config))

@@ -12,6 +12,8 @@ error
     could replace what runs as the gMSA);
   - ``run_as`` a highly privileged account (Administrator, krbtgt, or a name or SID of Domain
     Admins and the other groups of credo.ad.sids), or ``user`` a system account (root);
+  - with ``--directory``: ``run_as`` a member of one of those groups, nested included
+    (tokenGroups read as this host's computer account);
 warning
   - an unconstrained parameter (``type = "text"``), an integer without ``min``/``max``, a pattern
     that matches nearly anything or a path traversal, a value type allowing shell metacharacters;
@@ -21,6 +23,8 @@ warning
   - a fixed ``env`` that sets a loader or interpreter variable (LD_PRELOAD...);
   - a role or required group that admits everyone (Everyone, Authenticated Users, Domain Users);
   - systemctl/journalctl without ``--no-pager`` (the pager is less, a shell escape);
+  - a wildcard (``*``, ``?``, ``[``) in a fixed argument or an allowed-set value: credo passes it
+    literally, but programs such as systemctl expand it and act on every match;
 info
   - a program or local user missing on this machine (the file checks are skipped for it).
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,7 @@ from typing import Literal
 
 from credo.ad.sids import privileged_name
 from credo.endpoint.definition import UNSAFE_ENV, Command, EndpointDefinition, load_definition
+from credo.endpoint.roles import UserToken
 from credo.names import SYSTEM_USERS
 
 __all__ = ["SHELL_ESCAPES", "Finding", "lint_definition", "lint_file"]
@@ -180,6 +186,15 @@ def _writable_chain(path: str, key: str) -> list[Finding]:
     return findings
 
 
+# credo passes a value as it is (no shell expands it), but the program may: systemctl, journalctl,
+# find, rsync and others take `*?[` as a pattern, so 'web*' restarts every unit it matches, the
+# over-grant sudo's argument wildcards are known for.
+_GLOB = re.compile(r"[*?\[]")
+_WILDCARD_RISK = (
+    "credo passes it literally, but a program that expands patterns acts on everything it matches"
+)
+
+
 def _others_may_write(directory: str) -> bool:
     try:
         st = os.stat(directory)
@@ -215,6 +230,11 @@ def _command_findings(command: Command) -> list[Finding]:
             findings.append(
                 Finding("warning", f"{key}.env", f"{name} changes what the program loads or runs")
             )
+    for i, arg in enumerate(command.args):
+        if _GLOB.search(arg):
+            findings.append(
+                Finding("warning", f"{key}.args[{i}]", f"{arg!r} is a wildcard: {_WILDCARD_RISK}")
+            )
     if command.cwd != "/" and _others_may_write(command.cwd):
         findings.append(Finding("warning", f"{key}.cwd", f"{command.cwd} may be written by others than root"))
     for p in command.parameters:
@@ -222,6 +242,13 @@ def _command_findings(command: Command) -> list[Finding]:
             pkey = c.where or f"{key}.parameter"
             if c.kind == "text":
                 findings.append(Finding("warning", pkey, f"parameter {p.name!r} is unconstrained (any text)"))
+            for value in c.values:
+                if _GLOB.search(value):
+                    findings.append(
+                        Finding(
+                            "warning", pkey, f"value {value!r} of {p.name!r} is a wildcard: {_WILDCARD_RISK}"
+                        )
+                    )
             if c.kind == "int" and (c.minimum is None or c.maximum is None):
                 findings.append(Finding("warning", pkey, f"parameter {p.name!r} has no min or no max"))
             if c.metachars:
@@ -305,6 +332,24 @@ def lint_definition(definition: EndpointDefinition) -> list[Finding]:
         for command in cap.commands:
             findings += _command_findings(command)
     return findings
+
+
+def lint_run_as_membership(definition: EndpointDefinition, token: UserToken) -> list[Finding]:
+    """With the directory: ``run_as`` a member of a privileged group, nested included (its
+    tokenGroups, ``token``). The name alone does not say so: svcauto$ in a group nested in
+    Backup Operators can read every file on a DC."""
+    held = sorted(
+        {name for sid in token.group_sids - {token.sid} if (name := privileged_name(sid or "")) is not None}
+    )
+    return [
+        Finding(
+            "error",
+            "run_as",
+            f"{definition.run_as} is a member of {name} (tokenGroups): commands run with that group's rights",
+        )
+        for name in held
+        if definition.run_as is not None and name != privileged_name(definition.run_as)
+    ]
 
 
 def lint_file(path: Path) -> list[Finding]:

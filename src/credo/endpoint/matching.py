@@ -221,7 +221,10 @@ def _check_value(
     if c.kind == "set":
         return (value, None) if value in c.values else "not one of: " + ", ".join(c.values)
     if not c.metachars:
-        bad = sorted({ch for ch in value if ch in METACHARS})
+        # A computer's or gMSA's sAMAccountName ends in '$' (WORKER1$): allowed there, and only
+        # there, for an account (no shell ever sees it; validate_account_name checks the rest).
+        checked = value[:-1] if c.kind == "account" and value.endswith("$") else value
+        bad = sorted({ch for ch in checked if ch in METACHARS})
         if bad:
             shown = " ".join("space" if ch == " " else "tab" if ch == "\t" else ch for ch in bad)
             return (

@@ -130,39 +130,61 @@ def _run(
         record(message)
         return RunResult(127 if isinstance(exc, FileNotFoundError) else 126, 0, 0.0, False)
     assert proc.stdout is not None and proc.stderr is not None
+    pidfd = os.pidfd_open(proc.pid)
+    try:
+        return _copy(proc, pidfd, granted, started, stdout_fd, stderr_fd, record)
+    except BaseException:
+        # Recording failed (the transcript is unavailable) or the broker is stopping: output that
+        # cannot be recorded must not be produced, so the command's process group goes now.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        os.close(pidfd)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def _copy(
+    proc: subprocess.Popen[bytes],
+    pidfd: int,
+    granted: Granted,
+    started: float,
+    stdout_fd: int,
+    stderr_fd: int,
+    record: Callable[[bytes], None],
+) -> RunResult:
+    """Copy the command's output to the caller and the recording (recorded first: nothing
+    reaches the caller unrecorded) until it ends or its timeout."""
+    assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): stdout_fd, proc.stderr.fileno(): stderr_fd}
     open_pipes = set(sinks)
     deadline = started + granted.timeout
     bytes_out = 0
     timed_out = False
-    pidfd = os.pidfd_open(proc.pid)
-    try:
-        while open_pipes:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            ready, _, _ = select.select(list(open_pipes), [], [], left)
-            for fd in ready:
-                data = os.read(fd, CHUNK)
-                if not data:
-                    open_pipes.discard(fd)
-                    continue
-                bytes_out += len(data)
-                record(data)
-                _write_all(sinks[fd], data)
-        if not timed_out and not select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+    while open_pipes:
+        left = deadline - time.monotonic()
+        if left <= 0:
             timed_out = True
-        if timed_out:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            message = f"{granted.command}: stopped after its timeout of {granted.timeout:g} s\n".encode()
-            _write_all(stderr_fd, message)
-            record(message)
-        code = proc.wait()
-    finally:
-        os.close(pidfd)
-        proc.stdout.close()
-        proc.stderr.close()
+            break
+        ready, _, _ = select.select(list(open_pipes), [], [], left)
+        for fd in ready:
+            data = os.read(fd, CHUNK)
+            if not data:
+                open_pipes.discard(fd)
+                continue
+            bytes_out += len(data)
+            record(data)
+            _write_all(sinks[fd], data)
+    if not timed_out and not select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        timed_out = True
+    if timed_out:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        message = f"{granted.command}: stopped after its timeout of {granted.timeout:g} s\n".encode()
+        _write_all(stderr_fd, message)
+        record(message)
+    code = proc.wait()
     status = TIMED_OUT if timed_out else (code if code >= 0 else 128 - code)
     return RunResult(status, bytes_out, time.monotonic() - started, timed_out)

@@ -19,10 +19,12 @@ from credo.endpoint.definition import EndpointDefinition
 from credo.endpoint.matching import AccountResolver, Granted, Refused, match_line, usage
 from credo.endpoint.roles import EffectiveCapability, UserToken, effective_capability
 from credo.endpoint.runner import RunResult
-from credo.endpoint.transcript import SessionStart, Transcript
-from credo.errors import NotPermittedError
+from credo.endpoint.transcript import SessionStart, Transcript, TranscriptUnavailable
+from credo.errors import CredoError, NotPermittedError
 
-__all__ = ["EndpointSession"]
+__all__ = ["NOT_STARTED", "EndpointSession"]
+
+NOT_STARTED = 126  # the shell's "found but could not be run", for a command refused at its start
 
 
 @dataclass
@@ -94,7 +96,17 @@ class EndpointSession:
     def run(self, granted: Granted, execute: Callable[[Callable[[bytes], None]], RunResult]) -> RunResult:
         """Run a granted command through ``execute(record_output)``, recorded before and after."""
         number = self.transcript.command_started(granted.argv)
-        result = execute(self.transcript.output)
+        try:
+            result = execute(self.transcript.output)
+        except TranscriptUnavailable:
+            raise
+        except CredoError as exc:
+            # The command could not start (a confined path was swapped after its check, the local
+            # user is gone): its end record says so and the caller answers one line; the session
+            # goes on, since nothing ran.
+            self.transcript.output(f"{granted.command}: {exc.message}\n")
+            self.transcript.command_ended(number, NOT_STARTED, 0)
+            raise
         self.transcript.command_ended(number, result.exit_status, result.bytes_out)
         return result
 

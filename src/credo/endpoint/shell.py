@@ -62,6 +62,7 @@ class _Session:
         self.sock = sock
         self.commands: list[dict[str, Any]] = list(hello.get("commands") or [])
         self.status = 0
+        self.ended = False  # the agent ended the session (its transcript failed: fail closed)
 
     def builtin(self, line: str) -> bool:
         words = line.split()
@@ -85,6 +86,7 @@ class _Session:
                 sys.stderr.write(f"credo: hint: {answer['hint']}\n")
             sys.stderr.flush()
             self.status = _exit_code(answer)
+            self.ended = bool(answer.get("ended"))
         return self.status
 
 
@@ -117,7 +119,7 @@ def _read_lines(prompt: str, names: list[str]) -> Any:
             yield line[:-1] if line.endswith("\n") else line
 
 
-def serve(name: str) -> int:
+def serve(name: str, config: str | None = None) -> int:
     path = os.environ.get("CREDO_AGENT_SOCKET") or DEFAULT_SOCKET
     original = os.environ.get("SSH_ORIGINAL_COMMAND")
     mode = "command" if original is not None else "shell"
@@ -134,6 +136,9 @@ def serve(name: str) -> int:
             "op": "endpoint", "endpoint": name, "mode": mode, "source": source,
             "env": {k: v for k, v in os.environ.items() if k in CALLER_ENV},
         }  # fmt: skip
+        if config is not None:
+            # Only a selector: the agent serves it only if it is one of its own definitions.
+            request["config"] = os.path.abspath(config)
         try:
             send_message(sock, request, [sys.stdout.fileno(), sys.stderr.fileno()])
             hello, _ = recv_message(sock)
@@ -162,6 +167,8 @@ def serve(name: str) -> int:
                     break
                 if not session.builtin(stripped):
                     session.run(line)
+                if session.ended:
+                    return session.status
             send_message(sock, {"end": True})
         except (OSError, ValueError) as exc:
             _error(f"the session ended: {exc}")
@@ -169,9 +176,33 @@ def serve(name: str) -> int:
         return session.status
 
 
+def _arguments(argv: list[str]) -> tuple[str, str | None] | None:
+    """``NAME``, ``--config FILE [NAME]`` or ``--config=FILE``, in any order; None when bad."""
+    names: list[str] = []
+    config: str | None = None
+    rest = list(argv)
+    while rest:
+        word = rest.pop(0)
+        if word == "--config" and rest and config is None:
+            config = rest.pop(0)
+        elif word.startswith("--config=") and config is None:
+            config = word.removeprefix("--config=")
+        elif word.startswith("-"):
+            return None
+        else:
+            names.append(word)
+    if len(names) > 1 or (not names and config is None) or config == "":
+        return None
+    return (names[0] if names else ""), config
+
+
 def main(argv: list[str]) -> None:
     """``credo endpoint serve NAME`` without the CLI's imports (from ``credo.launch``)."""
-    if len(argv) != 1 or argv[0].startswith("-"):
-        _error("usage: credo endpoint serve NAME", "set it as sshd's ForceCommand for the endpoint's users")
+    parsed = _arguments(argv)
+    if parsed is None:
+        _error(
+            "usage: credo endpoint serve NAME | --config FILE",
+            "set it as sshd's ForceCommand for the endpoint's users; FILE must be one the agent serves",
+        )
         sys.exit(2)
-    sys.exit(serve(argv[0]))
+    sys.exit(serve(*parsed))
