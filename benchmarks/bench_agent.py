@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import signal
 import socket
 import subprocess
 import sys
@@ -108,10 +109,13 @@ def _agent(lab: Lab, env: dict[str, str], work: Path, credo: list[str]) -> list[
     config = work / "agent.toml"
     config.write_text("\n".join(lines) + "\n")
     started = time.perf_counter()
-    proc = subprocess.Popen([*credo, "agent", "run", "--config", str(config)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    log = work / "agent.log"  # what a pass that never ends was waiting on (see the error below)
+    with open(log, "ab") as handle:
+        proc = subprocess.Popen([*credo, "agent", "run", "--config", str(config)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=handle)  # fmt: skip
     try:
-        _wait_all(outputs, proc, {})
+        before: dict[Path, float] = {}
+        _wait_all(outputs, proc, before)
         cold = time.perf_counter() - started
         before = {p: p.stat().st_mtime for p in outputs}
         time.sleep(0.05)
@@ -122,6 +126,15 @@ def _agent(lab: Lab, env: dict[str, str], work: Path, credo: list[str]) -> list[
                 sock.sendall(f'{{"op":"refresh-async","account":"{name}"}}\n'.encode())
         again = _wait_all(outputs, proc, before)
         cpu, rss = _cpu_seconds(proc.pid), _rss_kib(proc.pid)
+    except RuntimeError:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGUSR1)  # the agent writes every thread's stack to its log
+            time.sleep(1)
+        stale = [p.name for p in outputs if not p.exists() or p.stat().st_mtime <= before.get(p, 0)]
+        tail = log.read_text(errors="replace").splitlines()[-60:]
+        raise RuntimeError(
+            f"not rewritten: {stale[:10]}; the agent's log ends:\n" + "\n".join(tail)
+        ) from None
     finally:
         proc.terminate()
         proc.wait()

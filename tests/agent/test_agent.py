@@ -178,10 +178,10 @@ def test_rotation_hooks_get_the_account_and_kvno_never_a_key(tmp_path: Path) -> 
     assert run_hook(Hook(("/bin/sleep", "5"), 0.5), "svcauto", 5, 4) is None
 
 
-def test_kill_9_while_writing_never_leaves_a_torn_keytab(
+def test_kill_9_while_writing_never_leaves_a_torn_keytab_or_ccache(
     start_agent: Start, agent_dir: Path, lab: Lab, lab_settings: LabSettings
 ) -> None:
-    keytab = agent_dir / "out/svcauto.keytab"
+    keytab, ccache = agent_dir / "out/svcauto.keytab", agent_dir / "out/svcauto.ccache"
     for i in range(8):
         agent = start_agent()
         if i == 0:
@@ -193,6 +193,9 @@ def test_kill_9_while_writing_never_leaves_a_torn_keytab(
         agent.process.wait()
         entries = read_keytab(keytab)  # raises on a torn or empty file
         assert entries and all(e.principal.startswith("svcauto$@") for e in entries)
+        # The ccache likewise: the previous one or the new one, whole (klist reads every ticket).
+        klist = run(["klist", "-c", str(ccache)], identity_env(lab, None))
+        assert klist.returncode == 0 and f"svcauto$@{lab_settings.realm}" in klist.stdout, klist.stderr
     # A kill mid-write may leave the file being written (keys in it): the next start removes it.
     leftover = agent_dir / "out" / ".svcauto.keytab.credo-0123456789ab.tmp"
     leftover.write_bytes(b"\x05\x02")
@@ -254,7 +257,15 @@ def test_refresh_fails_over_to_the_other_dc_when_one_is_stopped_or_blackholed(
 
     settings = dc2_running
     dc1, dc2 = settings.ldap_url_of(1), settings.ldap_url_of(2)
-    text = agent_config(lab, settings, agent_dir, servers=[dc2, dc1], directory_extra="ldap_timeout = 3")
+    import socket as sockets
+
+    import httpx
+
+    with sockets.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    text = agent_config(lab, settings, agent_dir, servers=[dc2, dc1], directory_extra="ldap_timeout = 3",
+                        metrics_listen=f'"127.0.0.1:{port}"')  # fmt: skip
     # DC2, listed first, is stopped: its port refuses, the agent goes on to DC1.
     lab.stop_dc(2)
     started = time.monotonic()
@@ -275,6 +286,9 @@ def test_refresh_fails_over_to_the_other_dc_when_one_is_stopped_or_blackholed(
     state = json.loads(proc.stdout)
     assert state["dc"] == dc1 and state["error"] is None, state
     assert elapsed < 15, f"refresh took {elapsed:.1f} s"
+    # Two refreshes were served by another DC than the first listed (stopped, then blackholed).
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert "credo_agent_dc_failovers_total 2.0" in metrics.splitlines(), metrics
 
 
 def test_a_stale_agent_socket_falls_back_to_the_workers_own_keys(

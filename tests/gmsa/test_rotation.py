@@ -13,11 +13,15 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from tests.support.agent import AgentProcess, agent_config
 from tests.support.identity import CREDO, run
 from tests.support.rotation_lab import clean_env, samba_tool, spn_host
 from tests.support.rotation_lab import rotation_lab as make_rotation_lab
@@ -134,7 +138,7 @@ def test_rotation_keeps_previous_keys_and_both_authenticate(rotation_lab: Lab, t
     assert gss_accept(lab, out, old_token) == f"WORKER1$@{REALM}"
 
 
-def test_no_usable_kds_root_key_is_diagnosed(rotation_lab: Lab) -> None:
+def test_no_usable_kds_root_key_is_diagnosed(rotation_lab: Lab, runner_user: str) -> None:
     lab = rotation_lab
     status = lab.status()
     assert status.state == "running"
@@ -163,3 +167,26 @@ def test_no_usable_kds_root_key_is_diagnosed(rotation_lab: Lab) -> None:
     proc = run([*CREDO, "gmsa", "test", "svcnokey"], clean_env() | lab.env("worker1").set)
     assert proc.returncode == 1
     assert "no usable KDS root key" in proc.stderr
+    # The agent names the same cause, with its fix, in `credo agent status` (issue 12 point 3):
+    # this lab is the only one without a root key, so its check runs here.
+    base = Path(tempfile.mkdtemp(prefix="agent-", dir="/run"))  # a short socket path
+    try:
+        (base / "out").mkdir()
+        config = base / "agent.toml"
+        config.write_text(agent_config(lab, settings, base).replace('name = "svcauto"', 'name = "svcnokey"'))
+        agent = AgentProcess(config, base / "agent.log")
+        agent.start()
+        try:
+            deadline = time.monotonic() + 30
+            while "refresh failed (no-kds-root-key)" not in agent.log.read_text():
+                assert agent.process is not None and agent.process.poll() is None, agent.log.read_text()
+                assert time.monotonic() < deadline, agent.log.read_text()
+                time.sleep(0.1)
+            status = run([*CREDO, "agent", "status", "--json"], agent.env())
+        finally:
+            agent.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    [state] = json.loads(status.stdout)
+    assert state["error"]["cause"] == "no-kds-root-key", state
+    assert "no usable KDS root key" in state["error"]["message"] and state["error"]["hint"]

@@ -322,6 +322,10 @@ def _translate(exc: ldap.LDAPError, action: str) -> CredoError:
         return InputError(f"the DC refused to {action}: {text}")
     if isinstance(exc, ldap.SERVER_DOWN | ldap.TIMEOUT | ldap.CONNECT_ERROR):
         return UnreachableError(f"the DC stopped answering during {action}: {text}")
+    # busy (51) and unavailable (52): this DC cannot serve now, another of the domain may
+    # (callers that hold a list of DCs, such as the agent, move on to the next).
+    if isinstance(exc, ldap.BUSY | ldap.UNAVAILABLE):
+        return UnreachableError(f"the DC could not serve {action}: {text}")
     return CredoError(f"LDAP error during {action}: {text}")
 
 
@@ -354,8 +358,9 @@ def _open(url: str, options: DirectoryOptions, ccache: str | None) -> Any:
 def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
     """Bind to the first DC in ``options.urls`` that answers, as the principal in ``ccache``.
 
-    Connection failures (refused, timed out, TLS) move on to the next URL; authentication
-    failures stop at once, since another DC of the same domain would refuse the same way.
+    Connection failures (refused, timed out, TLS) and a bind the DC could not serve (busy,
+    unavailable, unwilling, an internal error) move on to the next URL; authentication failures
+    stop at once, since another DC of the same domain would refuse the same way.
     """
     if not options.urls:
         raise UnreachableError(
@@ -373,6 +378,20 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
             elif _uses_tls(url, options) and (rejected := _certificate_rejection(url, options)):
                 reason = f"TLS certificate rejected: {rejected}"
                 certificate_rejected = True
+            log.debug("LDAP %s failed: %s", url, reason)
+            failures.append(f"{url} ({reason})")
+            continue
+        except (
+            ldap.BUSY,
+            ldap.UNAVAILABLE,
+            ldap.UNWILLING_TO_PERFORM,
+            ldap.OTHER,
+            ldap.ADMINLIMIT_EXCEEDED,
+        ) as exc:
+            # The DC answered but could not serve the bind: a server-side state (overloaded,
+            # shutting down, a database error), not a verdict on our identity, so the next DC
+            # may well serve it.
+            reason = f"LDAP error on bind: {_describe(exc)}"
             log.debug("LDAP %s failed: %s", url, reason)
             failures.append(f"{url} ({reason})")
             continue

@@ -4,7 +4,7 @@ Every key is checked at start and on reload (SIGHUP); an error names the file, t
 is wrong, in one line, and a reload that fails keeps the running configuration. The layout:
 
     socket = "/run/credo/agent.sock"       # the local API (CREDO_AGENT_SOCKET overrides)
-    state_dir = "/var/lib/credo/agent"     # status of each account, for `credo agent status`
+    state_dir = "/var/lib/credo/agent"     # accepted, unused: the agent keeps its status in memory
     metrics_listen = "127.0.0.1:9464"      # opt-in Prometheus metrics (loopback only)
     log_format = "text"                    # or "json"
     [directory]
@@ -32,6 +32,9 @@ is wrong, in one line, and a reload that fails keeps the running configuration. 
     url = "https://credo.corp.example.test:8443"; ca_file = "/etc/credo/server-ca.pem"
     [events]                               # security events for a SIEM (credo.security_events)
     file = "/var/log/credo/security.jsonl"; syslog = "unix:/dev/log"   # either, both, or none
+    [endpoints]                            # restricted endpoints this agent brokers (docs/endpoints.md)
+    dir = "/etc/credo/endpoints"           # NAME.toml by name (default $CREDO_ENDPOINTS_DIR or this)
+    files = ["/srv/ops/endpoints/db.toml"] # other files `credo endpoint serve --config FILE` may name
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ __all__ = [
     "CcacheOutput",
     "ConfigError",
     "DirectoryConfig",
+    "EndpointsConfig",
     "Hook",
     "KeytabOutput",
     "ServerConfig",
@@ -177,6 +181,17 @@ class DirectoryConfig:
 
 
 @dataclass(frozen=True)
+class EndpointsConfig:
+    """The endpoint definitions the agent serves: NAME.toml in ``directory`` (None: the
+    environment's, credo.endpoint.definition.endpoints_dir) and the ``files`` listed here. A
+    socket caller names one of these and never a path of its own choosing: the file decides what
+    the caller may run as the gMSA, so any local user could otherwise grant itself everything."""
+
+    directory: Path | None = None
+    files: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class AgentConfig:
     path: Path
     socket: Path = DEFAULT_SOCKET
@@ -187,6 +202,7 @@ class AgentConfig:
     accounts: tuple[AccountConfig, ...] = ()
     server: ServerConfig = field(default_factory=ServerConfig)
     events: EventsSettings = field(default_factory=EventsSettings)
+    endpoints: EndpointsConfig = field(default_factory=EndpointsConfig)
 
     def account(self, name: str) -> AccountConfig | None:
         bare = name.lower().rstrip("$")
@@ -411,6 +427,16 @@ def load_config(path: Path) -> AgentConfig:
         raise e.fail("syslog", f"{syslog!r}: use udp://HOST:PORT, tcp://HOST:PORT or unix:/dev/log")
     events = EventsSettings(Path(events_file) if events_file else None, syslog)
     e.done()
+    n = _Reader(path, r.sub("endpoints"), "endpoints")
+    endpoints_dir = n.get("dir", str, None)
+    endpoint_files = n.strings("files")
+    for key, value in [("dir", endpoints_dir), *(("files", f) for f in endpoint_files)]:
+        if value is not None and not Path(value).is_absolute():
+            raise n.fail(key, f"{_shown(value)}: give an absolute path")
+    endpoints = EndpointsConfig(
+        Path(endpoints_dir) if endpoints_dir else None, tuple(Path(f) for f in endpoint_files)
+    )
+    n.done()
     accounts = tuple(_account(path, w, t) for w, t in r.tables("account"))
     seen: set[str] = set()
     outputs: set[Path] = set()
@@ -430,5 +456,5 @@ def load_config(path: Path) -> AgentConfig:
             outputs.add(out_path)
     r.done()
     return AgentConfig(
-        path, socket, state_dir, metrics, log_format, directory, accounts, credo_server, events
+        path, socket, state_dir, metrics, log_format, directory, accounts, credo_server, events, endpoints
     )

@@ -201,6 +201,7 @@ class Agent:
             with self.lock:
                 state.failures += 1
                 state.error = Cause("internal-error", "internal error (see the agent's log)", None)
+                state.last_attempt = started
                 state.next_refresh = datetime.now(UTC) + timedelta(
                     seconds=schedule.retry_delay(state.failures, self.rng)
                 )
@@ -308,16 +309,28 @@ class Agent:
         self.metrics.start()
         watchdog = watchdog_interval()
         last_ping = 0.0
-        notify("READY=1", f"STATUS=serving {len(self.states)} account(s) on {self.socket}")
-        log.info("agent ready: %d account(s), socket %s", len(self.states), self.socket)
+        # READY=1 waits for the first refresh of every account to end, so that units ordered
+        # After= the agent find their keytab and ccache in place. Success or failure alike: an
+        # account its DCs refuse must not hold the agent (and every unit after it) in
+        # "activating" until systemd's start timeout kills it; its error is in `status`.
+        ready = False
+        notify(f"STATUS=refreshing {len(self.states)} account(s); socket {self.socket}")
+        log.info("agent started: %d account(s), socket %s", len(self.states), self.socket)
         try:
             while not self._stop:
                 if self._reload:
                     self._reload = False
-                    notify("RELOADING=1")
+                    # A reload before the first READY=1 must not announce readiness early.
+                    if ready:
+                        notify("RELOADING=1")
                     self.reload()
-                    notify("READY=1", f"STATUS=serving {len(self.states)} account(s)")
+                    if ready:
+                        notify("READY=1", f"STATUS=serving {len(self.states)} account(s)")
                 self._schedule_due()
+                if not ready and self._first_pass_done():
+                    ready = True
+                    notify("READY=1", f"STATUS={self._summary()}")
+                    log.info("agent ready: %s, socket %s", self._summary(), self.socket)
                 if watchdog is not None and time.monotonic() - last_ping >= watchdog:
                     notify("WATCHDOG=1", f"STATUS={self._summary()}")
                     last_ping = time.monotonic()
@@ -331,6 +344,10 @@ class Agent:
                 for keys in self.keys.values():
                     keys.close()
                 self.keys.clear()
+
+    def _first_pass_done(self) -> bool:
+        with self.lock:
+            return all(s.last_attempt is not None for s in self.states.values())
 
     def _summary(self) -> str:
         with self.lock:

@@ -18,16 +18,18 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from credo.ad.connection import DEFAULT_TIMEOUT
+from credo.ad.discovery import parse_urls, resolve_dc_urls
 from credo.ad.names import escape_filter_value
 from credo.agent.config import AccountConfig, CcacheOutput, DirectoryConfig, Hook
-from credo.errors import CredoError, EnvironmentProblem, InputError
+from credo.errors import CredoError, EnvironmentProblem, InputError, UnreachableError
 from credo.gmsa.credentials import AES_ENCTYPES, gmsa_keytab
 from credo.gmsa.operations import KeptKeys, usable_password, write_password_keytab
+from credo.gmsa.retrieval import ManagedPassword
 from credo.gmsa.session import HostSession, SessionSettings
 from credo.krb.tgt import (
     MemoryKeytab,
@@ -146,20 +148,49 @@ class RefreshResult:
     outputs: tuple[str, ...]
 
 
+def _retrieve(account: AccountConfig, settings: SessionSettings) -> tuple[ManagedPassword, str, str, str]:
+    """The account's password (and the realm, DNS domain and DC it came from), with its keytab
+    outputs' SPNs checked. A DC that fails after the bind (stops answering, busy, unavailable) is
+    left for the next one, as ``connect`` leaves one that fails before: the issue's "a DC that
+    fails (refused, timeout, LDAP error) is skipped and the next tried". Answers such as "not
+    permitted" or "disabled" are the domain's, the same on every DC, and stop at once."""
+    servers = list(parse_urls(settings.server)) if settings.server else []
+    while True:
+        with HostSession(settings) as session:
+            url = session.directory.url
+            try:
+                password = usable_password(session, account.name)
+                for out in account.keytabs:
+                    _check_spns(session, f"{account.name}$", out.spns)
+                return password, session.realm, session.dns_domain, url
+            except UnreachableError as exc:
+                if not servers:  # from DNS SRV: the same list HostSession tried
+                    with contextlib.suppress(CredoError):  # no list: the DC's own error stands
+                        servers = list(
+                            resolve_dc_urls(
+                                None, session.realm.lower(), timeout=settings.timeout, flags=settings.flags
+                            )
+                        )
+                rest = servers[servers.index(url) + 1 :] if url in servers else []
+                if not rest:
+                    raise
+                log.warning(
+                    "%s: %s failed after the bind (%s); trying %s", account.name, url, exc.message, rest[0]
+                )
+                servers = rest
+                settings = replace(settings, server=",".join(rest))
+
+
 def refresh_account(account: AccountConfig, settings: SessionSettings, work_dir: Path) -> RefreshResult:
     """Retrieve the password of ``account``, write its outputs, return its new in-memory keys."""
-    with HostSession(settings) as session:
-        password = usable_password(session, account.name)
-        realm, dns_domain, dc = session.realm, session.dns_domain, session.directory.url
-        for out in account.keytabs:
-            _check_spns(session, f"{account.name}$", out.spns)
-        written: list[str] = []
-        for keytab in account.keytabs:
-            write_password_keytab(
-                password, realm, dns_domain, keytab.path, spns=keytab.spns, uid=keytab.uid, gid=keytab.gid,
-                mode=keytab.mode, enctypes=keytab.enctypes,
-            )  # fmt: skip
-            written.append(str(keytab.path))
+    password, realm, dns_domain, dc = _retrieve(account, settings)
+    written: list[str] = []
+    for keytab in account.keytabs:
+        write_password_keytab(
+            password, realm, dns_domain, keytab.path, spns=keytab.spns, uid=keytab.uid, gid=keytab.gid,
+            mode=keytab.mode, enctypes=keytab.enctypes,
+        )  # fmt: skip
+        written.append(str(keytab.path))
     principal = f"{password.account.sam_account_name}@{realm}"
     held = tuple(dict.fromkeys((*AES_ENCTYPES, *(e for out in account.keytabs for e in out.enctypes))))
     try:

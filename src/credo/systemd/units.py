@@ -130,8 +130,9 @@ def agent_unit(
         "Wants=network-online.target",
     ]
     service = [
-        "# READY=1 once every output is fresh (units ordered after it find their ccache), STATUS=",
-        "# while it works, WATCHDOG=1 while its refresh loop is alive (sd_notify(3)).",
+        "# READY=1 once the first refresh of every account has ended (units ordered after it find",
+        "# their ccache; an account that failed is in `credo agent status`), STATUS= while it works,",
+        "# WATCHDOG=1 while its refresh loop is alive (sd_notify(3)).",
         "Type=notify",
         "NotifyAccess=main",
         f"WatchdogSec={AGENT_WATCHDOG}",
