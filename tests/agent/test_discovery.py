@@ -18,7 +18,9 @@ def _without_servers(text: str) -> str:
     return "\n".join(line for line in text.splitlines() if not line.startswith("servers = "))
 
 
-def test_dcs_from_dns_srv_and_a_silent_one_skipped(agent_dir: Path, lab: Lab, dc2_running: LabSettings) -> None:
+def test_dcs_from_dns_srv_and_a_silent_one_skipped(
+    agent_dir: Path, lab: Lab, dc2_running: LabSettings
+) -> None:
     settings = dc2_running
     text = _without_servers(agent_config(lab, settings, agent_dir, directory_extra="ldap_timeout = 3"))
     assert "servers" not in text
