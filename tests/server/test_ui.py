@@ -203,14 +203,10 @@ def test_the_start_form_follows_the_schema_and_starts_the_job_once(app: FastAPI,
         "ok",
     )
     assert record.details["via"] == "ui"
-    bad = browser.post(
-        "/ui/runbooks/cleanup/start", data=data | {"key": str(uuid.uuid4()), "p.days": "x"}
-    )
+    bad = browser.post("/ui/runbooks/cleanup/start", data=data | {"key": str(uuid.uuid4()), "p.days": "x"})
     assert bad.status_code == 422 and "parameter days: &#39;x&#39; is not an integer" in bad.text
     assert 'value="x"' in bad.text  # what was typed stays in the form
-    missing = browser.post(
-        "/ui/runbooks/cleanup/start", data={"key": str(uuid.uuid4()), "group": "tier1"}
-    )
+    missing = browser.post("/ui/runbooks/cleanup/start", data={"key": str(uuid.uuid4()), "group": "tier1"})
     assert missing.status_code == 422 and "days" in missing.text
 
 
