@@ -120,7 +120,10 @@ def _agent(lab: Lab, env: dict[str, str], work: Path, credo: list[str]) -> list[
         before = {p: p.stat().st_mtime for p in outputs}
         time.sleep(0.05)
         started = time.perf_counter()
-        for name in _names():  # every account due at once, as after a rotation
+        # Every account due at once, as after a rotation. The last accounts' first refreshes are
+        # still running here (a keytab is written before the TGT is got): their requests must not
+        # be lost when those end (they were, once in five runs: the pass never ended).
+        for name in _names():
             with socket.socket(socket.AF_UNIX) as sock:
                 sock.connect(str(work / "agent.sock"))
                 sock.sendall(f'{{"op":"refresh-async","account":"{name}"}}\n'.encode())

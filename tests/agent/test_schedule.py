@@ -36,3 +36,16 @@ def test_retries_back_off_to_five_minutes() -> None:
     rng = random.Random(7)
     delays = [retry_delay(n, rng) for n in range(1, 12)]
     assert 1 <= delays[0] <= 2 and all(d <= 300 for d in delays) and delays[-1] >= 150
+
+
+def test_an_answer_for_the_same_keys_that_moves_a_passed_time_later_is_read_again_soon() -> None:
+    # The previous answer (inside the window) said: right after the rotation, 10 s ago. This one,
+    # from a DC whose clock is still a step behind ours, says 200 s from now: read again soon.
+    passed = NOW - timedelta(seconds=10)
+    later = NOW + timedelta(seconds=200)
+    assert next_refresh(NOW, later, 5, None, random.Random(1), earlier=passed) == NOW + MIN_INTERVAL
+    # The earlier time still ahead, or the same time again: the answer is trusted as it is.
+    ahead = NOW + timedelta(seconds=100)
+    assert next_refresh(NOW, later, 0, None, random.Random(1), earlier=ahead) == later
+    assert next_refresh(NOW, later, 0, None, random.Random(1), earlier=later) == later
+    assert next_refresh(NOW, later, 0, None, random.Random(1), earlier=None) == later

@@ -20,7 +20,7 @@ import random
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -69,7 +69,12 @@ class AccountState:
     outputs: tuple[str, ...] = ()
     error: Cause | None = None
     failures: int = 0
+    # Queued or running: the scheduler does not queue the account again (cleared by _settle).
     refreshing: bool = False
+    # Running: past the point where a request for a refresh is met by this one (it may have read
+    # the password already). A request then sets ``again``: one more refresh as soon as it ends.
+    running: bool = False
+    again: bool = False
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def view(self) -> dict[str, Any]:
@@ -137,7 +142,7 @@ class Agent:
             names = {a.name.lower(): a.name for a in config.accounts}
             for key in list(self.states):
                 if key not in names:
-                    del self.states[key]
+                    self.states.pop(key).done.set()  # a caller waiting for its refresh: none comes
                     old = self.keys.pop(key, None)
                     if old is not None:
                         old.close()
@@ -145,7 +150,7 @@ class Agent:
                 if key not in self.states:
                     self.states[key] = AccountState(name)
                 else:
-                    self.states[key].next_refresh = datetime.now(UTC)  # outputs may have changed
+                    self._request(self.states[key])  # outputs may have changed
             self.config = config
         self.tokens.configure(config)
 
@@ -166,96 +171,137 @@ class Agent:
             state = self.states.get(key)
             account = self.config.account(key)
             settings = session_settings(self.config.directory)
-        if state is None or account is None:
-            return
+            if state is not None and account is None:  # removed by a reload since it was queued
+                self._settle(state, datetime.now(UTC))
+            if state is None or account is None:
+                return
+            # A request from now on is not met by this refresh (see _request).
+            state.running = True
+            state.again = False
+        settled = False
         started = datetime.now(UTC)
         try:
-            result = refresh_account(account, settings, self.work_dir)
-        except CredoError as exc:
-            cause = cause_of(exc)
+            try:
+                result = refresh_account(account, settings, self.work_dir)
+            except CredoError as exc:
+                cause = cause_of(exc)
+                with self.lock:
+                    state.failures += 1
+                    state.error = cause
+                    state.last_attempt = started
+                    delay = schedule.retry_delay(state.failures, self.rng)
+                    self._settle(state, datetime.now(UTC) + timedelta(seconds=delay))
+                    settled = True
+                self.metrics.failed(account.name, cause.name)
+                events.emit(
+                    SecurityEvent(
+                        "agent", "agent.password.retrieved", Outcome.FAILURE, Severity.WARNING, "agent",
+                        account.name, {"reason": cause.name, "message": cause.message},
+                    )
+                )  # fmt: skip
+                log.warning(
+                    "%s: refresh failed (%s): %s; retrying in %.0f s",
+                    account.name,
+                    cause.name,
+                    cause.message,
+                    delay,
+                )
+                return
+            except Exception:
+                log.exception("%s: refresh failed with an internal error", account.name)
+                with self.lock:
+                    state.failures += 1
+                    state.error = Cause("internal-error", "internal error (see the agent's log)", None)
+                    state.last_attempt = started
+                    delay = schedule.retry_delay(state.failures, self.rng)
+                    self._settle(state, datetime.now(UTC) + timedelta(seconds=delay))
+                    settled = True
+                return
             with self.lock:
-                state.failures += 1
-                state.error = cause
-                state.last_attempt = started
-                delay = schedule.retry_delay(state.failures, self.rng)
-                state.next_refresh = datetime.now(UTC) + timedelta(seconds=delay)
-                state.refreshing = False
-                state.done.set()
-            self.metrics.failed(account.name, cause.name)
+                previous_newest = state.key_kvnos[0] if state.key_kvnos else None
+                # The previous answer's refresh time when this one is for the same keys.
+                same_keys = (state.kvno, state.key_kvnos) == (result.kvno, result.key_kvnos)
+                earlier = state.refresh_after if same_keys else None
+                old = self.keys.get(key)
+                self.keys[key] = result.keys.carrying(old)
+                state.kvno = result.kvno
+                state.key_kvnos = result.key_kvnos
+                state.last_refresh = state.last_attempt = started
+                state.refresh_after = result.refresh_after
+                state.password_expires = result.next_rotation
+                state.dc = result.dc
+                state.outputs = result.outputs
+                state.error = None
+                state.failures = 0
+                self._settle(
+                    state,
+                    schedule.next_refresh(
+                        datetime.now(UTC),
+                        result.refresh_after,
+                        account.refresh_jitter,
+                        result.keys.ticket_end,
+                        self.rng,
+                        earlier=earlier,
+                    ),
+                )
+                settled = True
+                next_at = state.next_refresh
+            if old is not None:
+                old.close()
+            servers = self.config.directory.servers
+            self.metrics.refreshed(
+                account.name, result.next_rotation, failover=bool(servers) and result.dc != servers[0]
+            )
             events.emit(
                 SecurityEvent(
-                    "agent", "agent.password.retrieved", Outcome.FAILURE, Severity.WARNING, "agent",
-                    account.name, {"reason": cause.name, "message": cause.message},
+                    "agent", "agent.password.retrieved", Outcome.SUCCESS, Severity.INFO, "agent", account.name,
+                    {"kvno": result.kvno, "dc": result.dc},
                 )
             )  # fmt: skip
-            log.warning(
-                "%s: refresh failed (%s): %s; retrying in %.0f s",
+            log.info(
+                "%s: refreshed (kvno %d, from %s); next at %s",
                 account.name,
-                cause.name,
-                cause.message,
-                delay,
+                result.kvno,
+                result.dc,
+                next_at.isoformat(),
             )
+            newest = result.key_kvnos[0]
+            if previous_newest is not None and newest != previous_newest:
+                # A new key is in the outputs: inside the pre-rotation window that is the next
+                # password's key, in place before the KDC uses it, so a hook that makes a service
+                # re-read its keytab runs while tickets for the old key are still the only ones.
+                for hook in account.hooks:
+                    run_hook(hook, account.name, newest, previous_newest)
+        finally:
+            if not settled:
+                # An error in the bookkeeping itself: the account must not stay marked as
+                # refreshing, or the scheduler would never queue it again (and say nothing).
+                with self.lock:
+                    state.failures += 1
+                    delay = schedule.retry_delay(state.failures, self.rng)
+                    self._settle(state, datetime.now(UTC) + timedelta(seconds=delay))
+
+    def _settle(self, state: AccountState, next_refresh: datetime) -> None:
+        """End a refresh of ``state`` (under the lock): due at ``next_refresh``, or at once when a
+        refresh was asked for while it ran (the waiters of ``refresh_now`` wait for that one)."""
+        state.refreshing = False
+        state.running = False
+        if state.again:
+            state.again = False
+            state.next_refresh = datetime.now(UTC)
             return
-        except Exception:
-            log.exception("%s: refresh failed with an internal error", account.name)
-            with self.lock:
-                state.failures += 1
-                state.error = Cause("internal-error", "internal error (see the agent's log)", None)
-                state.last_attempt = started
-                state.next_refresh = datetime.now(UTC) + timedelta(
-                    seconds=schedule.retry_delay(state.failures, self.rng)
-                )
-                state.refreshing = False
-                state.done.set()
-            return
-        with self.lock:
-            previous_newest = state.key_kvnos[0] if state.key_kvnos else None
-            old = self.keys.get(key)
-            self.keys[key] = result.keys.carrying(old)
-            state.kvno = result.kvno
-            state.key_kvnos = result.key_kvnos
-            state.last_refresh = state.last_attempt = started
-            state.refresh_after = result.refresh_after
-            state.password_expires = result.next_rotation
-            state.dc = result.dc
-            state.outputs = result.outputs
-            state.error = None
-            state.failures = 0
-            state.next_refresh = schedule.next_refresh(
-                datetime.now(UTC),
-                result.refresh_after,
-                account.refresh_jitter,
-                result.keys.ticket_end,
-                self.rng,
-            )
-            state.refreshing = False
-            state.done.set()
-        if old is not None:
-            old.close()
-        servers = self.config.directory.servers
-        self.metrics.refreshed(
-            account.name, result.next_rotation, failover=bool(servers) and result.dc != servers[0]
-        )
-        events.emit(
-            SecurityEvent(
-                "agent", "agent.password.retrieved", Outcome.SUCCESS, Severity.INFO, "agent", account.name,
-                {"kvno": result.kvno, "dc": result.dc},
-            )
-        )  # fmt: skip
-        log.info(
-            "%s: refreshed (kvno %d, from %s); next at %s",
-            account.name,
-            result.kvno,
-            result.dc,
-            state.next_refresh.isoformat(),
-        )
-        newest = result.key_kvnos[0]
-        if previous_newest is not None and newest != previous_newest:
-            # A new key is in the outputs: inside the pre-rotation window that is the next
-            # password's key, in place before the KDC uses it, so a hook that makes a service
-            # re-read its keytab runs while tickets for the old key are still the only ones.
-            for hook in account.hooks:
-                run_hook(hook, account.name, newest, previous_newest)
+        state.next_refresh = next_refresh
+        state.done.set()
+
+    def _request(self, state: AccountState) -> None:
+        """Make ``state`` due now (under the lock). A running refresh may have read the password
+        before the request came, and it sets the next refresh when it ends: it must not swallow
+        the request (a ``refresh-async`` of every account once waited forever for a few), so the
+        request is kept for when it ends. A queued one reads after the request: it meets it."""
+        if state.running:
+            state.again = True
+        else:
+            state.next_refresh = datetime.now(UTC)
 
     def refresh_now(self, name: str, wait: float = 60.0) -> AccountState | None:
         key = name.lower().rstrip("$")
@@ -263,8 +309,8 @@ class Agent:
             state = self.states.get(key)
             if state is None:
                 return None
-            state.next_refresh = datetime.now(UTC)
             state.done.clear()
+            self._request(state)
         state.done.wait(wait)
         return state
 
@@ -275,9 +321,9 @@ class Agent:
             for key in due:
                 self.states[key].refreshing = True
         for key in due:
-            self.pool.submit(self._refresh, key)
+            self.pool.submit(self._refresh, key).add_done_callback(_log_failure)
         for path in self.tokens.due():
-            self.pool.submit(self.tokens.refresh, path)
+            self.pool.submit(self.tokens.refresh, path).add_done_callback(_log_failure)
 
     # -- views for the socket ---------------------------------------------------------------------
 
@@ -353,6 +399,12 @@ class Agent:
         with self.lock:
             failing = sum(1 for s in self.states.values() if s.error is not None)
         return f"{len(self.states)} account(s), {failing} failing"
+
+
+def _log_failure(future: Future[None]) -> None:
+    """A refresh's own errors are handled where it runs; anything else would vanish in its future."""
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("a refresh task failed", exc_info=exc)
 
 
 def status_json(agent: Agent) -> str:

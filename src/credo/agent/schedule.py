@@ -37,8 +37,21 @@ def next_refresh(
     jitter: float,
     ticket_end: datetime | None,
     rng: random.Random,
+    earlier: datetime | None = None,
 ) -> datetime:
-    """The next time to refresh after a success at ``now``."""
+    """The next time to refresh after a success at ``now``.
+
+    ``earlier``: the ``refresh_after`` of the previous answer when it gave the same keys (kvno and
+    key versions). The DC's intervals are relative to its clock and turned into times by ours, so
+    for the same keys they name the same time, unless a clock moved between the two answers. When
+    the earlier time has passed and the new answer puts it later, the agent reads again after
+    ``MIN_INTERVAL`` rather than wait for it: a DC still a step behind (the rotation tests' shared
+    clock, which each process reads again within a second; a stepped clock; another DC) would
+    otherwise have it wait out the step, up to the window's 5 minutes past the rotation, or a whole
+    interval when the answer came from before the window. A second answer is trusted as it is.
+    """
+    if earlier is not None and earlier <= now and refresh_after > earlier + MIN_INTERVAL:
+        return now + MIN_INTERVAL
     due = refresh_after + timedelta(seconds=rng.uniform(0, min(jitter, MAX_JITTER)))
     if ticket_end is not None:
         due = min(due, ticket_end - TICKET_LEAD)
