@@ -8,6 +8,7 @@ import base64
 import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jwt as pyjwt
 import pytest
@@ -185,7 +186,7 @@ def test_a_runbook_subject_when_the_group_allows_it_and_the_runbook_asks(world: 
     assert world.api("POST", "/runbooks/disable-user/publish").status_code == 200
     worker = world.worker(WORKER1, "tier1")
 
-    def subjects(refusal: str) -> dict[str, str]:
+    def subjects(refusal: str | None) -> dict[str, str]:
         found = {}
         for runbook in ("hello", "disable-user"):
             job = world.api("POST", "/jobs", json={"runbook": runbook, "group": "tier1"}).json()
@@ -195,8 +196,11 @@ def test_a_runbook_subject_when_the_group_allows_it_and_the_runbook_asks(world: 
             found[runbook] = verify(world, answer["token"])["sub"]
             assert answer["subject"] == found[runbook]
             if runbook == "hello":  # a worker cannot get a runbook subject for a runbook that did not ask
-                refused = world.token(worker, job["id"], lease, runbook_subject=True)
-                assert refused.status_code == 403 and refusal in refused.json()["title"], refused.text
+                asking = world.token(worker, job["id"], lease, runbook_subject=True)
+                if refusal:  # the group does not allow it: refused
+                    assert asking.status_code == 403 and refusal in asking.json()["title"], asking.text
+                else:  # it does: a worker from before 0010 asks for every job; the runbook's choice stands
+                    assert asking.status_code == 200 and asking.json()["subject"] == found[runbook]
             else:  # nor the group's for one that did
                 assert (
                     world.token(worker, job["id"], lease, runbook_subject=False).json()["subject"]
@@ -210,7 +214,7 @@ def test_a_runbook_subject_when_the_group_allows_it_and_the_runbook_asks(world: 
         "disable-user": "credo:group:tier1",
     }
     enable(world, runbook_subjects=True)
-    own = subjects("runbook 'hello' does not ask")
+    own = subjects(None)
     assert own == {"hello": "credo:group:tier1", "disable-user": "credo:group:tier1:runbook:disable-user"}
 
 
@@ -293,3 +297,28 @@ def test_migration_0010_keeps_every_jobs_subject(tmp_path: Path) -> None:
             command.upgrade(config, "head")
             asks = connection.execute(text("SELECT own_token_subject FROM runbooks")).scalar_one()
         assert bool(asks) is allowed
+
+
+def test_only_an_admin_chooses_a_runbooks_token_subject(world: World) -> None:
+    """The subject decides which federated credentials match, so which cloud rights a runbook's
+    jobs get: an author may write runbooks, not move them to or off their own subject."""
+    made = world.api("POST", "/auth/tokens", json={"name": "writer", "expires": "1d", "role": "author"})
+    assert made.status_code == 201, made.text
+    author = {"Authorization": f"Bearer {made.json()['token']}"}
+    content = base64.b64encode(b"print('x')\n").decode()
+
+    def as_author(method: str, path: str, body: dict[str, Any]) -> Any:
+        return world.client.request(method, f"/api/v1{path}", headers=author, json=body)
+
+    assert as_author("POST", "/runbooks", {"name": "report", "content": content}).status_code == 201
+    assert as_author("PATCH", "/runbooks/report", {"description": "weekly"}).status_code == 200
+    for method, path, body in [
+        ("POST", "/runbooks", {"name": "grab", "content": content, "own_token_subject": True}),
+        ("PATCH", "/runbooks/report", {"own_token_subject": True}),
+        ("PATCH", "/runbooks/hello", {"own_token_subject": False}),
+    ]:
+        refused = as_author(method, path, body)
+        assert refused.status_code == 403, refused.text
+    assert world.api("GET", "/runbooks/report").json()["own_token_subject"] is False
+    assert world.api("GET", "/runbooks/grab").status_code == 404
+    assert world.api("PATCH", "/runbooks/report", json={"own_token_subject": True}).status_code == 200

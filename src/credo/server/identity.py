@@ -140,15 +140,14 @@ def job_token(
     own = asks and identity.runbook_subjects
     # The server decides the subject, not the worker: a runbook's own subject is the admin's
     # choice (the group allows it, the runbook asks), and no worker can pick one for a runbook
-    # that did not ask. ``runbook_subject`` from a worker only makes it say when it cannot be had.
-    if runbook_subject and not own:
+    # that did not ask. Workers from before 0010 send ``runbook_subject`` for every job of a group
+    # that allows it: there the flag is ignored (the runbook's choice stands), so upgrading the
+    # server first breaks none of them; from a group that does not allow it, it is refused, as
+    # it always was.
+    if runbook_subject and not identity.runbook_subjects:
         raise NotPermittedError(
-            f"worker group {group.name!r} does not give runbooks their own subject"
-            if not identity.runbook_subjects
-            else f"runbook {runbook!r} does not ask for its own subject",
-            hint=f"credo group set {group.name} --runbook-subjects"
-            if not identity.runbook_subjects
-            else f"credo runbook update {runbook} --own-token-subject",
+            f"worker group {group.name!r} does not give runbooks their own subject",
+            hint=f"credo group set {group.name} --runbook-subjects",
         )
     subject = group_subject(group.name, runbook if own else None)
     claims = JobClaims(

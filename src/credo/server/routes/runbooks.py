@@ -7,10 +7,11 @@ import base64
 from fastapi import APIRouter, Response
 from sqlalchemy.orm import Session
 
+from credo.automation.rbac import Permission
 from credo.errors import InputError
 from credo.server import catalog, limits, views
 from credo.server.api import API
-from credo.server.dependencies import Admin, AppState
+from credo.server.dependencies import Admin, AppState, SignedIn, check_target
 from credo.server.gate import Access, guard
 from credo.server.schemas import Published, RunbookDetail, RunbookIn, RunbookOut, RunbookUpdate
 
@@ -26,9 +27,18 @@ def _decode(content: str) -> bytes:
         raise InputError("content: not valid base64") from None
 
 
+async def _may_choose_subject(state: AppState, caller: SignedIn, runbook: str) -> None:
+    """Which token subject a runbook's jobs carry decides which cloud rights they get (the
+    federated credentials that match it): the admin's choice (docs/oidc.md), not an author's."""
+    await check_target(state, caller, Permission.ADMIN, runbook, None)
+
+
 @router.post("", status_code=201)
 @guard(Access.ADMIN, limits.RUNBOOK_BODY)
-async def create_runbook(body: RunbookIn, state: AppState) -> RunbookOut:
+async def create_runbook(body: RunbookIn, state: AppState, caller: SignedIn) -> RunbookOut:
+    if body.own_token_subject:
+        await _may_choose_subject(state, caller, body.name)
+
     def op(session: Session) -> RunbookOut:
         runbook = catalog.create_runbook(
             session,
@@ -58,7 +68,10 @@ async def show_runbook(name: str, state: AppState) -> RunbookDetail:
 
 @router.patch("/{name}")
 @guard(Access.ADMIN, limits.RUNBOOK_BODY)
-async def update_runbook(name: str, body: RunbookUpdate, state: AppState) -> RunbookOut:
+async def update_runbook(name: str, body: RunbookUpdate, state: AppState, caller: SignedIn) -> RunbookOut:
+    if body.own_token_subject is not None:
+        await _may_choose_subject(state, caller, name)
+
     def op(session: Session) -> RunbookOut:
         params = [p.model_dump() for p in body.parameters] if body.parameters is not None else None
         content = _decode(body.content) if body.content is not None else None
