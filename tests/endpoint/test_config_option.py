@@ -98,6 +98,14 @@ def test_a_served_definition_others_may_write_is_refused(served: SimpleNamespace
     os.chown(served.listed, 65534, 0)  # nobody's
     with pytest.raises(NotPermittedError, match="must be root's"):
         _definition(served.agent, "", str(served.listed))
+    os.chown(served.listed, 0, 0)
+    assert _definition(served.agent, "", str(served.listed)).name == "db-desk"
+    # A root file in a directory nobody may write into: nobody could swap it after the check.
+    served.listed.parent.chmod(0o777)
+    with pytest.raises(NotPermittedError, match=r"the directory above .* must be root's"):
+        _definition(served.agent, "", str(served.listed))
+    served.listed.parent.chmod(0o1777)  # sticky, like /tmp: others cannot rename root's file
+    assert _definition(served.agent, "", str(served.listed)).name == "db-desk"
 
 
 def test_the_agent_config_lists_endpoint_files(tmp_path: Path) -> None:

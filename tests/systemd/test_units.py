@@ -132,6 +132,7 @@ def test_an_agent_that_brokers_endpoints_may_switch_users_and_writes_transcripts
         "CAP_SETUID",
         "CAP_SETGID",
         "CAP_KILL",
+        "CAP_SYS_PTRACE",
     ]
     assert service["LogsDirectory"] == "credo/endpoints" and service["LogsDirectoryMode"] == "0750"
     assert "LogsDirectory" not in dict(settings(agent_unit(CREDO).text)["Service"])

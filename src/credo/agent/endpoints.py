@@ -273,15 +273,24 @@ def _definition(agent: Agent, name: str | None, config: str | None) -> EndpointD
                 "[endpoints] files",
             )
         path = Path(real)  # the resolved file: a link the caller swaps after this is not followed
-    try:
-        info = path.stat()
-    except OSError:
-        info = None  # load_definition reports the missing file in its words
-    if info is not None and (info.st_uid != 0 or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
-        raise NotPermittedError(
-            f"{path}: an endpoint definition must be root's and writable by root only",
-            hint=f"chown root {path} && chmod go-w {path}",
-        )
+    # The file and every directory above it root's and writable by root only (as sshd's
+    # StrictModes checks authorized_keys): otherwise whoever may write one of them could swap the
+    # file between this check and the read below. A sticky directory (/tmp) is safe above a
+    # root-owned entry: others may not rename or remove what they do not own (chmod(2), S_ISVTX).
+    for checked in (path, *path.parents):
+        try:
+            info = checked.stat()
+        except OSError:
+            continue  # a missing file: load_definition reports it in its words
+        writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        if checked != path and info.st_mode & stat.S_ISVTX:
+            writable = 0
+        if info.st_uid != 0 or writable:
+            what = "an endpoint definition" if checked == path else f"the directory above {path}"
+            raise NotPermittedError(
+                f"{checked}: {what} must be root's and writable by root only",
+                hint=f"chown root {checked} && chmod go-w {checked}",
+            )
     definition = load_definition(path)
     if config is not None and name and name != definition.name:
         raise InputError(f"{_shown(config)} defines endpoint {definition.name}, not {name}")

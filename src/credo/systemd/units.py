@@ -34,8 +34,11 @@ DOCS = "https://github.com/credo-project/credo/blob/main/docs/systemd.md"
 AGENT_CAPABILITIES = ("CAP_CHOWN", "CAP_FOWNER")
 # An agent that brokers restricted endpoints (docs/endpoints.md) also runs their commands as the
 # endpoint's local user (setuid/setgid/setgroups) and kills a command's process group at its
-# timeout (another uid's processes): CAP_SETUID, CAP_SETGID, CAP_KILL. It writes transcripts.
-ENDPOINT_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL")
+# timeout (another uid's processes): CAP_SETUID, CAP_SETGID, CAP_KILL. It writes transcripts,
+# with the client address read from the root sshd above the caller (/proc/PID/exe and fd/*, which
+# need ptrace read access to a process whose capabilities exceed the agent's: CAP_SYS_PTRACE;
+# credo.agent.endpoints.source_address, which only reads).
+ENDPOINT_CAPABILITIES = ("CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_SYS_PTRACE")
 TRANSCRIPT_LOGS = "credo/endpoints"
 # The agent's watchdog: it sends WATCHDOG=1 at least every half of it (sd_notify(3)).
 AGENT_WATCHDOG = "30s"
@@ -130,7 +133,7 @@ def agent_unit(
         "Wants=network-online.target",
     ]
     service = [
-        "# READY=1 once the first refresh of every account has ended (units ordered after it find",
+        "# READY=1 once the first refresh of every account has ended, or after 60 s (units ordered after it find",
         "# their ccache; an account that failed is in `credo agent status`), STATUS= while it works,",
         "# WATCHDOG=1 while its refresh loop is alive (sd_notify(3)).",
         "Type=notify",
