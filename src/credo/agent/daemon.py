@@ -51,6 +51,11 @@ __all__ = ["AccountState", "Agent"]
 log = logging.getLogger(__name__)
 TICK = 0.25
 REFRESH_THREADS = 4
+# READY=1 at the latest this long after start, even if some first refreshes have not ended (every
+# DC silent, each attempt waiting ldap_timeout per DC, 100 accounts on REFRESH_THREADS threads):
+# below systemd's default TimeoutStartSec of 90 s, which would kill and restart the agent in a
+# loop for the whole outage (systemd-system.conf(5), DefaultTimeoutStartSec).
+READY_WITHIN = 60.0
 
 
 @dataclass
@@ -278,6 +283,7 @@ class Agent:
                 # refreshing, or the scheduler would never queue it again (and say nothing).
                 with self.lock:
                     state.failures += 1
+                    state.last_attempt = started  # it was one: READY=1 must not wait for it
                     delay = schedule.retry_delay(state.failures, self.rng)
                     self._settle(state, datetime.now(UTC) + timedelta(seconds=delay))
 
@@ -360,6 +366,7 @@ class Agent:
         # account its DCs refuse must not hold the agent (and every unit after it) in
         # "activating" until systemd's start timeout kills it; its error is in `status`.
         ready = False
+        ready_by = time.monotonic() + READY_WITHIN
         notify(f"STATUS=refreshing {len(self.states)} account(s); socket {self.socket}")
         log.info("agent started: %d account(s), socket %s", len(self.states), self.socket)
         try:
@@ -373,7 +380,7 @@ class Agent:
                     if ready:
                         notify("READY=1", f"STATUS=serving {len(self.states)} account(s)")
                 self._schedule_due()
-                if not ready and self._first_pass_done():
+                if not ready and (self._first_pass_done() or time.monotonic() >= ready_by):
                     ready = True
                     notify("READY=1", f"STATUS={self._summary()}")
                     log.info("agent ready: %s, socket %s", self._summary(), self.socket)
