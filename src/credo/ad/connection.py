@@ -368,6 +368,7 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
         )
     failures: list[str] = []
     certificate_rejected = False
+    unreached = 0  # DCs that did not answer (vs. answered a bind they could not serve)
     for url in options.urls:
         try:
             conn = _open(url, options, ccache)
@@ -380,6 +381,7 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
                 certificate_rejected = True
             log.debug("LDAP %s failed: %s", url, reason)
             failures.append(f"{url} ({reason})")
+            unreached += 1
             continue
         except (
             ldap.BUSY,
@@ -410,6 +412,13 @@ def connect(options: DirectoryOptions, ccache: str | None = None) -> Directory:
             "no domain controller answered: " + "; ".join(failures),
             hint="give the CA that signed the DCs' certificates (--ca-file, CREDO_CA_FILE; the agent's "
             "[directory] ca_file), and a URL with the name the certificate carries",
+        )
+    if not unreached:
+        # Every DC answered, none could serve the bind: saying "unreachable" and pointing at DNS
+        # and the network would send the admin the wrong way; the DCs' own words say why.
+        raise CredoError(
+            "every domain controller answered but could not serve the bind: " + "; ".join(failures),
+            hint="the DCs' logs say why (busy, shutting down, a database error); try again later",
         )
     raise UnreachableError(
         "no domain controller answered: " + "; ".join(failures),
