@@ -47,8 +47,11 @@ def test_ready_after_the_first_refresh_then_status_and_watchdog_pings(
             pings = _messages(sock, "WATCHDOG=1", 5)
             assert "STATUS=1 account(s), 0 failing" in pings[-1].splitlines()
             started = time.monotonic()
-            _messages(sock, "WATCHDOG=1", 5)
-            assert time.monotonic() - started < 0.9  # at half of WATCHDOG_USEC, not once
+            for _ in range(4):
+                _messages(sock, "WATCHDOG=1", 5)
+            # At half of WATCHDOG_USEC (1 s here), not once per it: 4 pings in well under 4 s,
+            # averaged so that one late turn of a loaded machine's loop does not fail it.
+            assert time.monotonic() - started < 3.6
         finally:
             agent.stop()
         assert any("STOPPING=1" in m.splitlines() for m in _messages(sock, "STOPPING=1", 5))

@@ -431,7 +431,7 @@ def test_kill_9_of_the_login_side_mid_command_loses_no_record(
 ) -> None:
     sshd = start_sshd(force_command=endpoint.serve)
     before = set(endpoint.transcripts.glob("*.jsonl"))
-    client = subprocess.Popen(sshd.ssh_argv("jdoe", "slow", "1"), env=sshd.client_env(user_ccache("jdoe")),  # type: ignore[operator]
+    client = subprocess.Popen(sshd.ssh_argv("jdoe", "slow", "5"), env=sshd.client_env(user_ccache("jdoe")),  # type: ignore[operator]
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     try:
         path = _wait_for_record(endpoint.transcripts, "command-start", before)
@@ -518,7 +518,9 @@ def test_a_transcript_write_failing_mid_session_ends_it(
         proc = sshd.ssh("jdoe", ccache=user_ccache("jdoe"), input=script, timeout=60)  # type: ignore[operator]
         recorded = sum(f.stat().st_size for f in endpoint.transcripts.glob("*.cast"))
     finally:
-        subprocess.run(["umount", str(endpoint.transcripts)], check=True)
+        # The agent may still hold the transcript for a moment after ssh returned: detach now
+        # (the files go when their last user closes them), so no test leaves the tmpfs behind.
+        subprocess.run(["umount", "--lazy", str(endpoint.transcripts)], check=True)
     assert proc.returncode == 3, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("credo: error: ")]
     assert len(errors) == 1 and "cannot write the session" in errors[0], proc.stderr
